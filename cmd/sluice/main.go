@@ -1,0 +1,166 @@
+// Command sluice terminates TLS at layer 4 and relays the decrypted stream
+// to backend pools, with PROXY protocol both ways.
+//
+//	sluice [-config FILE]          serve
+//	sluice -check [-config FILE]   validate the configuration and exit 0 or 1
+//	sluice -version
+//	sluice demo-backend [-listen ADDR] [-proxy]
+//
+// Signals: SIGTERM and SIGINT drain and exit (a second one cuts the drain
+// short); SIGHUP reloads certificates.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"sluice/l4"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	if err := run(os.Args[1:], os.Stdout, os.Stderr, sigs); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "sluice:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// run is the whole program; main only supplies the process's arguments,
+// output and signals.
+func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
+	if len(args) > 0 && args[0] == "demo-backend" {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		go func() {
+			for s := range sigs {
+				if s != syscall.SIGHUP {
+					cancel()
+					return
+				}
+			}
+		}()
+		logger := slog.New(slog.NewTextHandler(stderr, nil))
+		return runDemoBackend(ctx, args[1:], stdout, logger)
+	}
+
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configPath := fs.String("config", "/etc/sluice/sluice.toml", "configuration `file`")
+	check := fs.Bool("check", false, "check the configuration (syntax, values, certificates and keys) and exit")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (subcommand: demo-backend)", fs.Arg(0))
+	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "sluice", version)
+		return nil
+	}
+
+	cfg, lines, err := loadConfig(*configPath)
+	if err != nil {
+		return err
+	}
+	logger := newLogger(stderr, cfg.Log)
+	proxy, err := l4.New(cfg, logger)
+	if err != nil {
+		return locate(*configPath, lines, err)
+	}
+	if *check {
+		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", *configPath)
+		return nil
+	}
+	return serve(proxy, cfg, logger, sigs)
+}
+
+// serve runs the proxy until a stop signal and a drain.
+func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.Signal) error {
+	if err := proxy.Listen(context.Background()); err != nil {
+		return err
+	}
+	served := make(chan error, 1)
+	go func() { served <- proxy.Serve() }()
+	logger.Info("sluice started", "version", version, "pid", os.Getpid())
+
+	for {
+		select {
+		case err := <-served:
+			// A listener failed for good: stop the rest too.
+			proxy.Shutdown(context.Background())
+			return err
+		case s := <-sigs:
+			if s == syscall.SIGHUP {
+				if err := proxy.ReloadCertificates(); err != nil {
+					logger.Error("certificate reload failed; keeping the current certificates", "error", err)
+				} else {
+					logger.Info("certificates reloaded")
+				}
+				continue
+			}
+			return drain(proxy, cfg.DrainTimeoutOrDefault(), logger, sigs, served)
+		}
+	}
+}
+
+// drain shuts down gracefully: stop accepting, give live connections
+// timeout to finish, then close them. A second stop signal ends the wait.
+func drain(proxy *l4.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-chan os.Signal, served <-chan error) error {
+	logger.Info("shutting down: draining connections", "drain_timeout", timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s != syscall.SIGHUP {
+					logger.Warn("second stop signal: closing connections now")
+					cancel()
+					return
+				}
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	if err := proxy.Shutdown(ctx); err != nil {
+		logger.Warn("drain cut short; remaining connections closed", "error", err)
+	}
+	if err := <-served; err != nil {
+		return err
+	}
+	logger.Info("sluice stopped")
+	return nil
+}
+
+// newLogger builds the process's one logger.
+func newLogger(w io.Writer, lc l4.LogConfig) *slog.Logger {
+	opts := &slog.HandlerOptions{}
+	switch lc.Level {
+	case "debug":
+		opts.Level = slog.LevelDebug
+	case "warn":
+		opts.Level = slog.LevelWarn
+	case "error":
+		opts.Level = slog.LevelError
+	}
+	if lc.Format == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,138 @@
+package l4
+
+import (
+	"fmt"
+	"time"
+)
+
+// Config is the whole sluice configuration, as decoded from TOML. Field
+// tags name the TOML keys; zero values mean the documented defaults.
+type Config struct {
+	// DrainTimeout bounds a graceful shutdown: live connections get this
+	// long to finish before they are closed. Default 30s.
+	DrainTimeout Duration         `toml:"drain_timeout"`
+	Log          LogConfig        `toml:"log"`
+	Listeners    []ListenerConfig `toml:"listener"`
+	Upstreams    []UpstreamConfig `toml:"upstream"`
+}
+
+// LogConfig selects the log format and level.
+type LogConfig struct {
+	Format string `toml:"format"` // "text" (default) or "json"
+	Level  string `toml:"level"`  // "debug", "info" (default), "warn", "error"
+}
+
+// ListenerConfig is one [[listener]].
+type ListenerConfig struct {
+	Name    string `toml:"name"`
+	Address string `toml:"address"` // "host:port", "[::]:port" or "unix:/path"
+	// ReusePort sets SO_REUSEPORT so several processes can share the port.
+	ReusePort bool `toml:"reuse_port"`
+	// AcceptProxy requires a PROXY v1 or v2 header on every connection, and
+	// accepts connections only from TrustedProxies.
+	AcceptProxy    bool     `toml:"accept_proxy"`
+	TrustedProxies []string `toml:"trusted_proxies"` // CIDRs or addresses
+	// ProxyTimeout bounds reading the PROXY header. Default 5s.
+	ProxyTimeout Duration `toml:"proxy_timeout"`
+	// HandshakeTimeout bounds the TLS handshake, and separately the peek at
+	// the first request head. Default 10s.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// IdleTimeout closes a connection after this long without a byte in
+	// either direction. Default 10m.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// HalfCloseTimeout is the idle timeout once one side has closed its
+	// half of the connection. Default 30s.
+	HalfCloseTimeout Duration `toml:"half_close_timeout"`
+	// MaxConnections bounds concurrent connections; further clients wait in
+	// the kernel's accept queue. 0 means no limit.
+	MaxConnections int `toml:"max_connections"`
+
+	TLS    *TLSConfig    `toml:"tls"` // nil: plain TCP, no termination
+	Routes []RouteConfig `toml:"route"`
+}
+
+// TLSConfig is a listener's [listener.tls] table.
+type TLSConfig struct {
+	Certificates []CertConfig `toml:"certificates"`
+	MinVersion   string       `toml:"min_version"`   // "1.2" (default) or "1.3"
+	CipherSuites []string     `toml:"cipher_suites"` // TLS 1.2 suites; default ECDHE+AEAD
+	Curves       []string     `toml:"curves"`        // default ["X25519", "P-256"]
+	ALPN         []string     `toml:"alpn"`          // protocols offered, in preference order
+	ClientCA     string       `toml:"client_ca"`     // PEM file of CAs for client certificates
+	ClientAuth   string       `toml:"client_auth"`   // "none" (default), "request", "require"
+	// SessionTickets enables resumption; default true.
+	SessionTickets *bool `toml:"session_tickets"`
+}
+
+// CertConfig names a certificate chain and its key, both PEM files.
+type CertConfig struct {
+	Cert string `toml:"cert"`
+	Key  string `toml:"key"`
+}
+
+// RouteConfig is one [[listener.route]]. Every matcher that is set must
+// match; a route with none is the default. Routes are tried in order.
+type RouteConfig struct {
+	Name      string   `toml:"name"`
+	SNI       []string `toml:"sni"`       // exact names or "*.example.com"
+	ALPN      []string `toml:"alpn"`      // negotiated protocol is one of these
+	WebSocket *bool    `toml:"websocket"` // true: only WebSocket upgrades; false: only others
+	ClientCN  []string `toml:"client_cn"` // verified client certificate CN is one of these
+	Upstream  string   `toml:"upstream"`
+	// IdleTimeout overrides the listener's for connections on this route.
+	IdleTimeout Duration `toml:"idle_timeout"`
+}
+
+// UpstreamConfig is one [[upstream]] pool.
+type UpstreamConfig struct {
+	Name    string   `toml:"name"`
+	Servers []string `toml:"servers"` // "host:port", "[v6]:port" or "unix:/path"
+	Balance string   `toml:"balance"` // "round_robin" (default) or "least_conn"
+	// ConnectTimeout bounds each dial. Default 5s.
+	ConnectTimeout Duration `toml:"connect_timeout"`
+	SendProxy      string   `toml:"send_proxy"` // "", "v1" or "v2"
+	// MaxFails failed dials within FailTimeout take a server out for
+	// FailTimeout. Defaults 1 and 10s, as in nginx; max_fails = 0 disables.
+	MaxFails    *int     `toml:"max_fails"`
+	FailTimeout Duration `toml:"fail_timeout"`
+}
+
+// Duration is a time.Duration written as a string such as "10s" or "1m30s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q: expected a string such as \"10s\", \"1m30s\" or \"500ms\"", b)
+	}
+	if v < 0 {
+		return fmt.Errorf("invalid duration %q: must not be negative", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// MarshalText formats the duration.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
+
+// or returns d, or def when d is zero.
+func (d Duration) or(def time.Duration) time.Duration {
+	if d.Duration == 0 {
+		return def
+	}
+	return d.Duration
+}
+
+// Defaults for zero values in Config.
+const (
+	DefaultDrainTimeout     = 30 * time.Second
+	DefaultProxyTimeout     = 5 * time.Second
+	DefaultHandshakeTimeout = 10 * time.Second
+	DefaultConnectTimeout   = 5 * time.Second
+	DefaultFailTimeout      = 10 * time.Second
+	DefaultMaxFails         = 1
+)
+
+// DrainTimeoutOrDefault returns the configured drain timeout or the default.
+func (c *Config) DrainTimeoutOrDefault() time.Duration { return c.DrainTimeout.or(DefaultDrainTimeout) }

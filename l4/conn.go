@@ -1,0 +1,274 @@
+package l4
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"sluice/splice"
+	"sluice/tlsterm"
+)
+
+// ConnIDs hands out connection ids unique to this process and unlikely to
+// repeat across restarts: a random prefix and a counter, such as
+// "3f9a1c2e-42". The same id appears in the access log and in the PROXY v2
+// PP2_TYPE_UNIQUE_ID TLV, so backend and proxy logs can be joined.
+type ConnIDs struct {
+	prefix string
+	n      atomic.Uint64
+}
+
+// NewConnIDs returns a generator with a fresh random prefix.
+func NewConnIDs() *ConnIDs {
+	var b [4]byte
+	rand.Read(b[:])
+	return &ConnIDs{prefix: hex.EncodeToString(b[:]) + "-"}
+}
+
+func (g *ConnIDs) next() string { return g.prefix + strconv.FormatUint(g.n.Add(1), 10) }
+
+// Reasons a connection ends before its relay starts; relays end with a
+// splice.Reason.
+const (
+	reasonUntrusted   = "untrusted_proxy"
+	reasonProxyHeader = "proxy_header"
+	reasonHandshake   = "handshake"
+	reasonPeek        = "peek"
+	reasonNoRoute     = "no_route"
+	reasonUpstream    = "upstream_unavailable"
+	reasonUpstreamIO  = "upstream_write"
+)
+
+// conn is one accepted connection on its way through the server.
+type conn struct {
+	srv   *Server
+	raw   net.Conn // the accepted socket; kept so half-close never depends on a wrapper
+	id    string
+	start time.Time
+
+	client, local net.Addr // as learnt from PROXY, else the socket's
+	tls           *tlsterm.Info
+	peeked        []byte
+	route         *Route
+	backend       *Backend
+	stats         splice.Stats
+	reason        string
+}
+
+func newConn(s *Server, raw net.Conn) *conn {
+	return &conn{
+		srv:    s,
+		raw:    raw,
+		id:     s.IDs.next(),
+		start:  time.Now(),
+		client: raw.RemoteAddr(),
+		local:  raw.LocalAddr(),
+	}
+}
+
+// serve runs the connection to its end and writes its access-log line.
+func (c *conn) serve(ctx context.Context) {
+	log := c.srv.Logger
+	if log.Enabled(ctx, slog.LevelDebug) {
+		log.Debug("conn open", "conn", c.id, "client", c.client.String(), "listener", c.srv.Name)
+	}
+	err := c.run(ctx)
+	c.logAccess(err)
+}
+
+// run does the work; every path out of it has closed the connection.
+func (c *conn) run(ctx context.Context) error {
+	s := c.srv
+	var cur net.Conn = c.raw
+	if s.AcceptProxy {
+		if !trusted(c.raw.RemoteAddr(), s.TrustedProxies) {
+			c.raw.Close()
+			c.reason = reasonUntrusted
+			return ErrUntrustedProxy
+		}
+		h, bc, err := readProxyHeader(c.raw, s.proxyTimeout())
+		if err != nil {
+			c.raw.Close()
+			c.reason = reasonProxyHeader
+			return err
+		}
+		cur = bc
+		// LOCAL (health checks) and UNKNOWN keep the socket addresses.
+		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
+			c.client, c.local = h.SourceAddr, h.DestinationAddr
+		}
+	}
+
+	if s.TLSConfig != nil {
+		tc := tls.Server(cur, s.TLSConfig)
+		if err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout()); err != nil {
+			c.raw.Close()
+			c.reason = reasonHandshake
+			return err
+		}
+		info := tlsterm.Describe(tc.ConnectionState())
+		c.tls = &info
+		cur = tc
+	}
+
+	route, err := c.selectRoute(cur)
+	if err != nil {
+		cur.Close()
+		return err
+	}
+	c.route = route
+	up := route.Upstream
+
+	backend, srv, err := up.Dial(ctx)
+	if err != nil {
+		cur.Close()
+		c.reason = reasonUpstream
+		return err
+	}
+	c.backend = srv
+	defer srv.done()
+
+	if err := c.writePreamble(backend, up); err != nil {
+		cur.Close()
+		backend.Close()
+		c.reason = reasonUpstreamIO
+		return err
+	}
+
+	idle := s.IdleTimeout
+	if route.IdleTimeout > 0 {
+		idle = route.IdleTimeout
+	}
+	st, err := splice.Relay(ctx, cur, backend, splice.Options{
+		IdleTimeout:      idle,
+		HalfCloseTimeout: s.HalfCloseTimeout,
+		Buffers:          s.Buffers,
+	})
+	st.BytesIn += int64(len(c.peeked))
+	c.stats = st
+	c.reason = string(st.Reason)
+	return err
+}
+
+// selectRoute matches the routes, peeking at the first request head only if
+// a route asks whether the connection is a WebSocket upgrade.
+func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
+	in := matchInput{}
+	if c.tls != nil {
+		in.sni, in.alpn, in.clientCN = c.tls.SNI, c.tls.ALPN, c.tls.ClientCN
+	}
+	var peekErr error
+	peeked, websocket := false, false
+	in.websocket = func() bool {
+		if !peeked {
+			peeked = true
+			websocket, peekErr = c.peek(cur)
+		}
+		return websocket
+	}
+	r := selectRoute(c.srv.Routes, &in)
+	if peekErr != nil {
+		c.reason = reasonPeek
+		return nil, peekErr
+	}
+	if r == nil {
+		c.reason = reasonNoRoute
+		return nil, ErrNoRoute
+	}
+	return r, nil
+}
+
+// peek reads up to maxHeadBytes of the first request head, within the
+// handshake timeout, and reports whether it is a WebSocket upgrade. The
+// bytes read are kept for the backend. A timeout or EOF just means no match;
+// other read errors end the connection.
+func (c *conn) peek(cur net.Conn) (bool, error) {
+	buf := make([]byte, maxHeadBytes)
+	cur.SetReadDeadline(time.Now().Add(c.srv.handshakeTimeout()))
+	n, ws, err := readRequestHead(cur, buf)
+	cur.SetReadDeadline(time.Time{})
+	c.peeked = buf[:n:n]
+	var ne net.Error
+	if err != nil && !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) {
+		return false, fmt.Errorf("peek request head: %w", err)
+	}
+	return ws, nil
+}
+
+// writePreamble sends the PROXY header, if the upstream wants one, and the
+// peeked bytes in one write, bounded by the connect timeout.
+func (c *conn) writePreamble(backend net.Conn, up *Upstream) error {
+	var pre []byte
+	if up.SendProxy != 0 {
+		h, err := proxyHeader(up.SendProxy, c.client, c.local, c.tls, c.id)
+		if err != nil {
+			return err
+		}
+		pre = h
+	}
+	pre = append(pre, c.peeked...)
+	if len(pre) == 0 {
+		return nil
+	}
+	backend.SetWriteDeadline(time.Now().Add(up.connectTimeout()))
+	if _, err := backend.Write(pre); err != nil {
+		return fmt.Errorf("write to %s: %w", c.backend.Addr, err)
+	}
+	backend.SetWriteDeadline(time.Time{})
+	return nil
+}
+
+// logAccess writes the connection's one access-log line. Ordinary endings
+// are Info; failures that point at the backend or sluice itself are Warn.
+func (c *conn) logAccess(err error) {
+	attrs := make([]slog.Attr, 0, 20)
+	attrs = append(attrs,
+		slog.String("conn", c.id),
+		slog.String("client", c.client.String()),
+		slog.String("listener", c.srv.Name),
+	)
+	if c.tls != nil {
+		attrs = append(attrs,
+			slog.String("sni", c.tls.SNI),
+			slog.String("alpn", c.tls.ALPN),
+			slog.String("tls", c.tls.Version),
+			slog.String("cipher", c.tls.Cipher),
+		)
+		if c.tls.ClientCN != "" {
+			attrs = append(attrs, slog.String("client_cn", c.tls.ClientCN))
+		}
+		if c.tls.Resumed {
+			attrs = append(attrs, slog.Bool("resumed", true))
+		}
+	}
+	if c.route != nil {
+		attrs = append(attrs, slog.String("route", c.route.Name), slog.String("upstream", c.route.Upstream.Name))
+	}
+	if c.backend != nil {
+		attrs = append(attrs, slog.String("server", c.backend.Addr))
+	}
+	attrs = append(attrs,
+		slog.Int64("bytes_in", c.stats.BytesIn),
+		slog.Int64("bytes_out", c.stats.BytesOut),
+		slog.Duration("dur", time.Since(c.start)),
+		slog.String("reason", c.reason),
+	)
+	level := slog.LevelInfo
+	if err != nil {
+		attrs = append(attrs, slog.String("error", err.Error()))
+		switch c.reason {
+		case reasonUpstream, reasonUpstreamIO, string(splice.BackendError):
+			level = slog.LevelWarn
+		}
+	}
+	c.srv.Logger.LogAttrs(context.Background(), level, "access", attrs...)
+}

@@ -1,0 +1,243 @@
+package l4
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+
+	"sluice/splice"
+	"sluice/tlsterm"
+)
+
+// Proxy is a whole configuration put to work: one Server per listener,
+// sharing upstream pools, connection ids and buffers.
+type Proxy struct {
+	cfg       *Config
+	logger    *slog.Logger
+	servers   []*Server
+	listeners []net.Listener
+	stores    []*tlsterm.Store
+	storePath []string
+}
+
+// New builds a Proxy from a validated configuration: it reads every
+// certificate, key and CA file, so a configuration New accepts can be
+// served. Errors are *FieldErrors naming the key at fault, joined.
+func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	p := &Proxy{cfg: cfg, logger: logger}
+	ids := NewConnIDs()
+	buffers := &splice.BufferPool{}
+
+	upstreams := make(map[string]*Upstream, len(cfg.Upstreams))
+	for _, uc := range cfg.Upstreams {
+		u := &Upstream{
+			Name:           uc.Name,
+			ConnectTimeout: uc.ConnectTimeout.Duration,
+			FailTimeout:    uc.FailTimeout.Duration,
+			MaxFails:       DefaultMaxFails,
+			Logger:         logger,
+		}
+		if uc.MaxFails != nil {
+			u.MaxFails = *uc.MaxFails
+		}
+		if uc.Balance == "least_conn" {
+			u.Balance = LeastConn
+		}
+		switch uc.SendProxy {
+		case "v1":
+			u.SendProxy = 1
+		case "v2":
+			u.SendProxy = 2
+		}
+		for _, s := range uc.Servers {
+			u.Servers = append(u.Servers, NewBackend(s))
+		}
+		upstreams[uc.Name] = u
+	}
+
+	var es errs
+	for i, lc := range cfg.Listeners {
+		path := fmt.Sprintf("listener[%d]", i)
+		name := lc.Name
+		if name == "" {
+			name = lc.Address
+		}
+		s := &Server{
+			Name:             name,
+			AcceptProxy:      lc.AcceptProxy,
+			ProxyTimeout:     lc.ProxyTimeout.Duration,
+			HandshakeTimeout: lc.HandshakeTimeout.Duration,
+			IdleTimeout:      lc.IdleTimeout.Duration,
+			HalfCloseTimeout: lc.HalfCloseTimeout.Duration,
+			MaxConns:         lc.MaxConnections,
+			Logger:           logger,
+			Buffers:          buffers,
+			IDs:              ids,
+		}
+		for _, t := range lc.TrustedProxies {
+			pfx, _ := parsePrefix(t) // checked by Validate
+			s.TrustedProxies = append(s.TrustedProxies, pfx)
+		}
+		for j, rc := range lc.Routes {
+			r := Route{
+				Name:        rc.Name,
+				ALPN:        rc.ALPN,
+				ClientCN:    rc.ClientCN,
+				Upstream:    upstreams[rc.Upstream],
+				IdleTimeout: rc.IdleTimeout.Duration,
+			}
+			if r.Name == "" {
+				r.Name = fmt.Sprintf("%s#%d", name, j)
+			}
+			for _, sni := range rc.SNI {
+				r.SNI = append(r.SNI, strings.ToLower(sni))
+			}
+			if rc.WebSocket != nil {
+				r.WebSocket = WebSocketNot
+				if *rc.WebSocket {
+					r.WebSocket = WebSocketOnly
+				}
+			}
+			s.Routes = append(s.Routes, r)
+		}
+		if lc.TLS != nil {
+			cfg, store, err := buildTLS(lc.TLS, path+".tls", logger.With("listener", name))
+			if err != nil {
+				es = append(es, err)
+				continue
+			}
+			s.TLSConfig = cfg
+			p.stores = append(p.stores, store)
+			p.storePath = append(p.storePath, path+".tls.certificates")
+		}
+		p.servers = append(p.servers, s)
+	}
+	if err := errors.Join(es...); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Listen opens every listener's socket, so that an address in use or a
+// missing permission is reported before anything is served. On error, the
+// sockets already opened are closed.
+func (p *Proxy) Listen(ctx context.Context) error {
+	for i, lc := range p.cfg.Listeners {
+		ln, err := listen(ctx, lc.Address, lc.ReusePort)
+		if err != nil {
+			for _, l := range p.listeners {
+				l.Close()
+			}
+			p.listeners = nil
+			return &FieldError{Path: fmt.Sprintf("listener[%d].address", i), Err: err}
+		}
+		p.listeners = append(p.listeners, ln)
+	}
+	return nil
+}
+
+// Addrs returns the listening addresses, in configuration order, after
+// Listen.
+func (p *Proxy) Addrs() []net.Addr {
+	out := make([]net.Addr, len(p.listeners))
+	for i, ln := range p.listeners {
+		out[i] = ln.Addr()
+	}
+	return out
+}
+
+// Serve serves every listener opened by Listen until Shutdown. It returns
+// nil after Shutdown, or the first listener-fatal error.
+func (p *Proxy) Serve() error {
+	errc := make(chan error, len(p.servers))
+	var wg sync.WaitGroup
+	for i, s := range p.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.logger.Info("listening", "listener", s.Name, "address", p.listeners[i].Addr().String(), "tls", s.TLSConfig != nil)
+			if err := s.Serve(p.listeners[i]); err != nil && !errors.Is(err, ErrServerClosed) {
+				errc <- fmt.Errorf("listener %s: %w", s.Name, err)
+			}
+		}()
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// Shutdown stops every listener and drains connections until ctx is done,
+// then closes what is left. It returns ctx.Err() if any connection had to be
+// cut.
+func (p *Proxy) Shutdown(ctx context.Context) error {
+	var wg sync.WaitGroup
+	errs := make([]error, len(p.servers))
+	for i, s := range p.servers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = s.Shutdown(ctx)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// ReloadCertificates reads every listener's certificates again. A listener
+// whose files fail keeps its current certificates; the error names them.
+func (p *Proxy) ReloadCertificates() error {
+	var es errs
+	for i, st := range p.stores {
+		es.wrapCertErrors(p.storePath[i], st.Reload())
+	}
+	return errors.Join(es...)
+}
+
+// Servers returns the per-listener servers, in configuration order.
+func (p *Proxy) Servers() []*Server { return p.servers }
+
+// buildTLS loads a listener's certificates and CA and makes its *tls.Config.
+func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
+	var es errs
+	var o tlsterm.Options
+	if tc.MinVersion != "" {
+		o.MinVersion, _ = tlsterm.ParseVersion(tc.MinVersion) // checked by Validate
+	}
+	for _, s := range tc.CipherSuites {
+		id, _ := tlsterm.ParseCipherSuite(s)
+		o.CipherSuites = append(o.CipherSuites, id)
+	}
+	for _, s := range tc.Curves {
+		id, _ := tlsterm.ParseCurve(s)
+		o.Curves = append(o.Curves, id)
+	}
+	o.NextProtos = tc.ALPN
+	o.ClientAuth, _ = tlsterm.ParseClientAuth(tc.ClientAuth)
+	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
+	if tc.ClientCA != "" {
+		pool, err := tlsterm.LoadCertPool(tc.ClientCA)
+		es.wrap(path+".client_ca", err)
+		o.ClientCAs = pool
+	}
+	files := make([]tlsterm.CertFile, len(tc.Certificates))
+	for i, c := range tc.Certificates {
+		files[i] = tlsterm.CertFile{Cert: c.Cert, Key: c.Key}
+	}
+	store, err := tlsterm.NewStore(files, logger)
+	es.wrapCertErrors(path+".certificates", err)
+	if len(es) > 0 {
+		return nil, nil, errors.Join(es...)
+	}
+	return tlsterm.NewConfig(store, o), store, nil
+}

@@ -1,0 +1,109 @@
+package l4
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/pires/go-proxyproto"
+	"github.com/pires/go-proxyproto/tlvparse"
+
+	"sluice/tlsterm"
+)
+
+// Errors for PROXY protocol ingress.
+var (
+	ErrUntrustedProxy = errors.New("l4: connection from a peer not in trusted_proxies")
+	ErrNoProxyHeader  = errors.New("l4: no PROXY header")
+)
+
+// readProxyHeader reads the PROXY v1 or v2 header a trusted load balancer
+// must send first, within timeout. It returns the header and a conn that
+// replays whatever the reader buffered past it.
+func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, net.Conn, error) {
+	br := bufio.NewReader(raw)
+	// ReadHeaderTimeout turns a timeout into ErrNoProxyProtocol, which is
+	// what it means here too: the peer did not send a header in time.
+	h, err := proxyproto.ReadHeaderTimeout(raw, br, timeout)
+	if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
+		return nil, nil, fmt.Errorf("%w within %s", ErrNoProxyHeader, timeout)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read PROXY header: %w", err)
+	}
+	var c net.Conn = raw
+	if br.Buffered() > 0 {
+		c = &bufferedConn{Conn: raw, r: br}
+	}
+	return h, c, nil
+}
+
+// trusted reports whether addr may send PROXY headers. Peers on unix
+// sockets are trusted: the socket's permissions are the access control.
+func trusted(addr net.Addr, prefixes []netip.Prefix) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	if !ok {
+		_, unix := addr.(*net.UnixAddr)
+		return unix
+	}
+	ip := ta.AddrPort().Addr().Unmap()
+	for _, p := range prefixes {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+// proxyHeader formats the PROXY header sent to a backend: src is the client
+// as sluice knows it (from a PROXY header it received, else the peer), dst
+// the address the client connected to. Version 2 carries TLVs: the SNI as
+// PP2_TYPE_AUTHORITY, the negotiated ALPN, PP2_TYPE_UNIQUE_ID (the
+// connection id of the access log) and PP2_TYPE_SSL with the TLS version,
+// cipher and the verified client certificate's CN. tls is nil for plain
+// listeners.
+func proxyHeader(version int, src, dst net.Addr, tls *tlsterm.Info, id string) ([]byte, error) {
+	h := proxyproto.HeaderProxyFromAddrs(byte(version), src, dst)
+	if version == 2 {
+		tlvs := []proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte(id)}}
+		if tls != nil {
+			if tls.SNI != "" {
+				tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(tls.SNI)})
+			}
+			if tls.ALPN != "" {
+				tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_ALPN, Value: []byte(tls.ALPN)})
+			}
+			ssl := tlvparse.PP2SSL{
+				Client: tlvparse.PP2_BITFIELD_CLIENT_SSL,
+				Verify: 1, // non-zero: no verified client certificate
+				TLV: []proxyproto.TLV{
+					{Type: proxyproto.PP2_SUBTYPE_SSL_VERSION, Value: []byte(tls.Version)},
+					{Type: proxyproto.PP2_SUBTYPE_SSL_CIPHER, Value: []byte(tls.Cipher)},
+				},
+			}
+			if tls.ClientCert {
+				ssl.Client |= tlvparse.PP2_BITFIELD_CLIENT_CERT_CONN
+				ssl.Verify = 0
+				if tls.ClientCN != "" {
+					ssl.TLV = append(ssl.TLV, proxyproto.TLV{Type: proxyproto.PP2_SUBTYPE_SSL_CN, Value: []byte(tls.ClientCN)})
+				}
+			}
+			t, err := ssl.Marshal()
+			if err != nil {
+				return nil, fmt.Errorf("format PROXY SSL TLV: %w", err)
+			}
+			tlvs = append(tlvs, t)
+		}
+		if err := h.SetTLVs(tlvs); err != nil {
+			return nil, fmt.Errorf("format PROXY TLVs: %w", err)
+		}
+	}
+	b, err := h.Format()
+	if err != nil {
+		return nil, fmt.Errorf("format PROXY header: %w", err)
+	}
+	return b, nil
+}

@@ -1,0 +1,102 @@
+package l4
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"time"
+)
+
+// ErrNoRoute is the error for a connection that matched no route.
+var ErrNoRoute = errors.New("l4: no route")
+
+// WebSocketMatch says how a route treats the WebSocket upgrade matcher.
+type WebSocketMatch int
+
+// The WebSocket matcher's settings.
+const (
+	WebSocketAny  WebSocketMatch = iota // not a matcher
+	WebSocketOnly                       // only connections that start with a WebSocket upgrade
+	WebSocketNot                        // only connections that do not
+)
+
+// Route sends matching connections to an upstream. Every matcher that is
+// set must match; a Route with none matches everything. Routes are tried in
+// order and the first match wins.
+type Route struct {
+	Name      string
+	SNI       []string // lower-case names or "*.example.com"
+	ALPN      []string
+	WebSocket WebSocketMatch
+	ClientCN  []string
+	Upstream  *Upstream
+	// IdleTimeout overrides the server's idle timeout when non-zero.
+	IdleTimeout time.Duration
+}
+
+// matchInput is what routing may look at. websocket is called only when a
+// route needs it, because finding out means peeking at the stream.
+type matchInput struct {
+	sni, alpn, clientCN string
+	websocket           func() bool
+}
+
+func (r *Route) match(in *matchInput) bool {
+	if len(r.SNI) > 0 && !matchSNI(r.SNI, in.sni) {
+		return false
+	}
+	if len(r.ALPN) > 0 && !slices.Contains(r.ALPN, in.alpn) {
+		return false
+	}
+	if len(r.ClientCN) > 0 && (in.clientCN == "" || !slices.Contains(r.ClientCN, in.clientCN)) {
+		return false
+	}
+	switch r.WebSocket {
+	case WebSocketOnly:
+		return in.websocket()
+	case WebSocketNot:
+		return !in.websocket()
+	}
+	return true
+}
+
+// matchSNI reports whether name matches one of patterns: exactly, or a
+// "*.example.com" pattern covering exactly one more label. Names compare
+// case-insensitively and without a trailing dot.
+func matchSNI(patterns []string, name string) bool {
+	if name == "" {
+		return false
+	}
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	for _, p := range patterns {
+		if p == name {
+			return true
+		}
+		if suffix, ok := strings.CutPrefix(p, "*"); ok {
+			if i := strings.IndexByte(name, '.'); i > 0 && name[i:] == suffix {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// selectRoute returns the first route that matches in, or nil.
+func selectRoute(routes []Route, in *matchInput) *Route {
+	for i := range routes {
+		if routes[i].match(in) {
+			return &routes[i]
+		}
+	}
+	return nil
+}
+
+// needsPeek reports whether any route looks at the WebSocket matcher.
+func needsPeek(routes []Route) bool {
+	for _, r := range routes {
+		if r.WebSocket != WebSocketAny {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,195 @@
+package l4
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"sluice/splice"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("l4: server closed")
+
+// Server accepts connections on one listener and carries each through
+// its life: accept → limit → PROXY header → TLS handshake → peek → route
+// → dial → relay → access log. Zero values mean defaults.
+type Server struct {
+	// Name identifies the listener in logs.
+	Name string
+	// TLSConfig terminates TLS; nil serves plain TCP.
+	TLSConfig *tls.Config
+	// Routes are tried in order; the first match wins.
+	Routes []Route
+
+	// AcceptProxy requires a PROXY header from peers in TrustedProxies and
+	// refuses every other peer.
+	AcceptProxy    bool
+	TrustedProxies []netip.Prefix
+
+	ProxyTimeout     time.Duration // zero: DefaultProxyTimeout
+	HandshakeTimeout time.Duration // zero: DefaultHandshakeTimeout
+	IdleTimeout      time.Duration // zero: splice.DefaultIdleTimeout
+	HalfCloseTimeout time.Duration // zero: splice.DefaultHalfCloseTimeout
+	// MaxConns bounds concurrent connections; zero means no limit. When the
+	// limit is reached Serve stops accepting and clients wait in the
+	// kernel's accept queue, as with HAProxy's maxconn.
+	MaxConns int
+
+	Logger  *slog.Logger       // nil: discard
+	Buffers *splice.BufferPool // nil: splice's default
+	IDs     *ConnIDs           // nil: a private generator
+
+	initOnce  sync.Once
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	closing   chan struct{} // closed when Shutdown starts
+	conns     sync.WaitGroup
+	sem       chan struct{}
+	peek      bool
+	// ctx is the parent of every connection's context; cancel closes them
+	// all at the end of a drain.
+	ctx    context.Context
+	cancel context.CancelFunc
+}
+
+func (s *Server) init() {
+	s.initOnce.Do(func() {
+		s.listeners = make(map[net.Listener]struct{})
+		s.closing = make(chan struct{})
+		if s.MaxConns > 0 {
+			s.sem = make(chan struct{}, s.MaxConns)
+		}
+		s.peek = needsPeek(s.Routes)
+		s.ctx, s.cancel = context.WithCancel(context.Background())
+		if s.IDs == nil {
+			s.IDs = NewConnIDs()
+		}
+		if s.Logger == nil {
+			s.Logger = slog.New(slog.DiscardHandler)
+		}
+	})
+}
+
+func (s *Server) proxyTimeout() time.Duration {
+	if s.ProxyTimeout <= 0 {
+		return DefaultProxyTimeout
+	}
+	return s.ProxyTimeout
+}
+
+func (s *Server) handshakeTimeout() time.Duration {
+	if s.HandshakeTimeout <= 0 {
+		return DefaultHandshakeTimeout
+	}
+	return s.HandshakeTimeout
+}
+
+// Serve accepts connections on ln until Shutdown, and closes ln. It returns
+// ErrServerClosed after Shutdown, or the listener's error if it fails for
+// good. Temporary accept errors (such as running out of file descriptors)
+// are logged and retried with a backoff from 5ms to 1s.
+func (s *Server) Serve(ln net.Listener) error {
+	s.init()
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	default:
+	}
+	s.listeners[ln] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.listeners, ln)
+		s.mu.Unlock()
+		ln.Close()
+	}()
+
+	var backoff time.Duration
+	for {
+		if s.sem != nil {
+			select {
+			case s.sem <- struct{}{}:
+			case <-s.closing:
+				return ErrServerClosed
+			}
+		}
+		raw, err := ln.Accept()
+		if err != nil {
+			s.release()
+			select {
+			case <-s.closing:
+				return ErrServerClosed
+			default:
+			}
+			if errors.Is(err, net.ErrClosed) {
+				return err
+			}
+			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+			s.Logger.Warn("accept failed; retrying", "listener", s.Name, "error", err, "retry_in", backoff)
+			select {
+			case <-time.After(backoff):
+			case <-s.closing:
+				return ErrServerClosed
+			}
+			continue
+		}
+		backoff = 0
+		s.conns.Add(1)
+		go s.handle(raw)
+	}
+}
+
+func (s *Server) release() {
+	if s.sem != nil {
+		<-s.sem
+	}
+}
+
+// handle runs one connection; the semaphore slot was taken by Serve.
+func (s *Server) handle(raw net.Conn) {
+	defer s.conns.Done()
+	defer s.release()
+	c := newConn(s, raw)
+	c.serve(s.ctx)
+}
+
+// Shutdown stops accepting, waits for live connections to finish until ctx
+// is done, then closes the rest and waits for them to go. It returns
+// ctx.Err() if connections had to be cut.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.init()
+	s.mu.Lock()
+	select {
+	case <-s.closing:
+	default:
+		close(s.closing)
+	}
+	for ln := range s.listeners {
+		ln.Close()
+	}
+	s.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		s.cancel()
+		return nil
+	case <-ctx.Done():
+		s.cancel()
+		<-done
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,297 @@
+package l4
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+
+	"sluice/tlsterm"
+)
+
+// FieldError is a configuration problem at one key. Path names the key as
+// "listener[0].tls.min_version", so callers can point at the file and line.
+type FieldError struct {
+	Path string
+	Err  error
+}
+
+func (e *FieldError) Error() string { return e.Path + ": " + e.Err.Error() }
+func (e *FieldError) Unwrap() error { return e.Err }
+
+// errs collects FieldErrors.
+type errs []error
+
+func (es *errs) add(path, format string, args ...any) {
+	*es = append(*es, &FieldError{Path: path, Err: fmt.Errorf(format, args...)})
+}
+
+func (es *errs) wrap(path string, err error) {
+	if err != nil {
+		*es = append(*es, &FieldError{Path: path, Err: err})
+	}
+}
+
+// wrapCertErrors adds err from tlsterm, naming the certificates[i] entry of
+// every *tlsterm.CertError in it.
+func (es *errs) wrapCertErrors(path string, err error) {
+	if err == nil {
+		return
+	}
+	var joined interface{ Unwrap() []error }
+	list := []error{err}
+	if errors.As(err, &joined) {
+		list = joined.Unwrap()
+	}
+	for _, e := range list {
+		var ce *tlsterm.CertError
+		if errors.As(e, &ce) {
+			es.wrap(fmt.Sprintf("%s[%d]", path, ce.Index), ce.Err)
+		} else {
+			es.wrap(path, e)
+		}
+	}
+}
+
+// Validate checks the configuration without touching the file system or
+// the network: required keys, known values, addresses, and references
+// between sections. It reports every problem it finds, each as a
+// *FieldError, joined with errors.Join.
+func (c *Config) Validate() error {
+	var es errs
+	switch c.Log.Format {
+	case "", "text", "json":
+	default:
+		es.add("log.format", "unknown format %q: expected \"text\" or \"json\"", c.Log.Format)
+	}
+	switch c.Log.Level {
+	case "", "debug", "info", "warn", "error":
+	default:
+		es.add("log.level", "unknown level %q: expected \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
+	}
+
+	upstreams := make(map[string]bool)
+	for i, u := range c.Upstreams {
+		p := fmt.Sprintf("upstream[%d]", i)
+		switch {
+		case u.Name == "":
+			es.add(p+".name", "missing: every upstream needs a name")
+		case upstreams[u.Name]:
+			es.add(p+".name", "duplicate upstream name %q", u.Name)
+		}
+		upstreams[u.Name] = true
+		u.validate(p, &es)
+	}
+	if len(c.Listeners) == 0 {
+		es.add("listener", "missing: at least one [[listener]] is needed")
+	}
+	names := make(map[string]bool)
+	addrs := make(map[string]string)
+	for i, l := range c.Listeners {
+		p := fmt.Sprintf("listener[%d]", i)
+		if l.Name != "" && names[l.Name] {
+			es.add(p+".name", "duplicate listener name %q", l.Name)
+		}
+		names[l.Name] = true
+		if prev, ok := addrs[l.Address]; ok && l.Address != "" && !l.ReusePort {
+			es.add(p+".address", "address %s is already used by %s", l.Address, prev)
+		}
+		addrs[l.Address] = p
+		l.validate(p, upstreams, &es)
+	}
+	return errors.Join(es...)
+}
+
+func (u *UpstreamConfig) validate(p string, es *errs) {
+	if len(u.Servers) == 0 {
+		es.add(p+".servers", "missing: list at least one server (\"host:port\" or \"unix:/path\")")
+	}
+	for j, s := range u.Servers {
+		if err := checkServerAddr(s); err != nil {
+			es.wrap(fmt.Sprintf("%s.servers[%d]", p, j), err)
+		}
+	}
+	switch u.Balance {
+	case "", "round_robin", "least_conn":
+	default:
+		es.add(p+".balance", "unknown balance %q: expected \"round_robin\" or \"least_conn\"", u.Balance)
+	}
+	switch u.SendProxy {
+	case "", "v1", "v2":
+	default:
+		es.add(p+".send_proxy", "unknown PROXY protocol version %q: expected \"\", \"v1\" or \"v2\"", u.SendProxy)
+	}
+	if u.MaxFails != nil && *u.MaxFails < 0 {
+		es.add(p+".max_fails", "must not be negative (0 disables passive health checks)")
+	}
+}
+
+func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs) {
+	if err := checkListenAddr(l.Address); err != nil {
+		es.wrap(p+".address", err)
+	}
+	if l.MaxConnections < 0 {
+		es.add(p+".max_connections", "must not be negative (0 means no limit)")
+	}
+	if l.AcceptProxy && len(l.TrustedProxies) == 0 && !strings.HasPrefix(l.Address, "unix:") {
+		es.add(p+".trusted_proxies", "missing: accept_proxy needs the CIDRs of the load balancers allowed to send PROXY headers")
+	}
+	if !l.AcceptProxy && len(l.TrustedProxies) > 0 {
+		es.add(p+".trusted_proxies", "set without accept_proxy = true: it would have no effect")
+	}
+	for j, t := range l.TrustedProxies {
+		if _, err := parsePrefix(t); err != nil {
+			es.wrap(fmt.Sprintf("%s.trusted_proxies[%d]", p, j), err)
+		}
+	}
+	var alpn []string
+	if l.TLS != nil {
+		l.TLS.validate(p+".tls", es)
+		alpn = l.TLS.ALPN
+	}
+	if len(l.Routes) == 0 {
+		es.add(p+".route", "missing: at least one [[listener.route]] is needed")
+	}
+	for j, r := range l.Routes {
+		rp := fmt.Sprintf("%s.route[%d]", p, j)
+		switch {
+		case r.Upstream == "":
+			es.add(rp+".upstream", "missing: name the [[upstream]] this route sends to")
+		case !upstreams[r.Upstream]:
+			es.add(rp+".upstream", "no [[upstream]] is named %q", r.Upstream)
+		}
+		if l.TLS == nil {
+			for _, m := range []struct {
+				key string
+				set bool
+			}{{"sni", len(r.SNI) > 0}, {"alpn", len(r.ALPN) > 0}, {"client_cn", len(r.ClientCN) > 0}} {
+				if m.set {
+					es.add(rp+"."+m.key, "needs TLS: listener has no [listener.tls] table")
+				}
+			}
+		}
+		for k, s := range r.SNI {
+			if err := checkSNIPattern(s); err != nil {
+				es.wrap(fmt.Sprintf("%s.sni[%d]", rp, k), err)
+			}
+		}
+		for k, a := range r.ALPN {
+			if l.TLS != nil && !slices.Contains(alpn, a) {
+				es.add(fmt.Sprintf("%s.alpn[%d]", rp, k), "%q is not offered by the listener (tls.alpn = %q), so this route could never match", a, alpn)
+			}
+		}
+		if len(r.ClientCN) > 0 && l.TLS != nil && (l.TLS.ClientAuth == "" || l.TLS.ClientAuth == "none") {
+			es.add(rp+".client_cn", "needs client certificates: set tls.client_auth to \"request\" or \"require\"")
+		}
+	}
+}
+
+func (t *TLSConfig) validate(p string, es *errs) {
+	for j, c := range t.Certificates {
+		cp := fmt.Sprintf("%s.certificates[%d]", p, j)
+		if c.Cert == "" {
+			es.add(cp+".cert", "missing: path to the PEM certificate chain")
+		}
+		if c.Key == "" {
+			es.add(cp+".key", "missing: path to the PEM private key")
+		}
+	}
+	if t.MinVersion != "" {
+		if _, err := tlsterm.ParseVersion(t.MinVersion); err != nil {
+			es.wrap(p+".min_version", err)
+		}
+	}
+	for j, s := range t.CipherSuites {
+		if _, err := tlsterm.ParseCipherSuite(s); err != nil {
+			es.wrap(fmt.Sprintf("%s.cipher_suites[%d]", p, j), err)
+		}
+	}
+	for j, s := range t.Curves {
+		if _, err := tlsterm.ParseCurve(s); err != nil {
+			es.wrap(fmt.Sprintf("%s.curves[%d]", p, j), err)
+		}
+	}
+	for j, s := range t.ALPN {
+		if s == "" || len(s) > 255 {
+			es.add(fmt.Sprintf("%s.alpn[%d]", p, j), "protocol names must be 1 to 255 bytes")
+		}
+	}
+	if _, err := tlsterm.ParseClientAuth(t.ClientAuth); err != nil {
+		es.wrap(p+".client_auth", err)
+	}
+	auth := t.ClientAuth != "" && t.ClientAuth != "none"
+	if auth && t.ClientCA == "" {
+		es.add(p+".client_ca", "missing: client_auth = %q needs the CA file client certificates are verified against", t.ClientAuth)
+	}
+	if !auth && t.ClientCA != "" {
+		es.add(p+".client_auth", "client_ca is set but client_auth is \"none\": set \"request\" or \"require\"")
+	}
+}
+
+// checkListenAddr accepts "host:port" with a literal or empty host, and
+// "unix:/path".
+func checkListenAddr(a string) error {
+	if a == "" {
+		return errors.New("missing: expected \"host:port\" or \"unix:/path\"")
+	}
+	if path, ok := strings.CutPrefix(a, "unix:"); ok {
+		if path == "" {
+			return errors.New("unix socket path is empty")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil {
+		return fmt.Errorf("invalid address %q: expected \"host:port\", \"[::]:port\" or \"unix:/path\"", a)
+	}
+	if host != "" {
+		if _, err := netip.ParseAddr(host); err != nil && host != "localhost" {
+			return fmt.Errorf("invalid address %q: listen host must be an IP address", a)
+		}
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("invalid port in %q", a)
+	}
+	return nil
+}
+
+// checkServerAddr accepts "host:port" (names are resolved at dial time) and
+// "unix:/path".
+func checkServerAddr(a string) error {
+	if path, ok := strings.CutPrefix(a, "unix:"); ok {
+		if path == "" {
+			return errors.New("unix socket path is empty")
+		}
+		return nil
+	}
+	host, port, err := net.SplitHostPort(a)
+	if err != nil || host == "" {
+		return fmt.Errorf("invalid server address %q: expected \"host:port\", \"[v6]:port\" or \"unix:/path\"", a)
+	}
+	if _, err := net.LookupPort("tcp", port); err != nil {
+		return fmt.Errorf("invalid port in %q", a)
+	}
+	return nil
+}
+
+// checkSNIPattern accepts a DNS name or "*.name".
+func checkSNIPattern(s string) error {
+	name := strings.TrimPrefix(s, "*.")
+	if name == "" || strings.ContainsAny(name, "* /:") || strings.HasPrefix(name, ".") || strings.HasSuffix(name, ".") {
+		return fmt.Errorf("invalid server name %q: expected a DNS name such as \"app.example.com\" or \"*.example.com\"", s)
+	}
+	return nil
+}
+
+// parsePrefix accepts a CIDR or a single address.
+func parsePrefix(s string) (netip.Prefix, error) {
+	if p, err := netip.ParsePrefix(s); err == nil {
+		return p.Masked(), nil
+	}
+	if a, err := netip.ParseAddr(s); err == nil {
+		return netip.PrefixFrom(a, a.BitLen()), nil
+	}
+	return netip.Prefix{}, fmt.Errorf("invalid CIDR %q: expected \"10.0.0.0/8\", \"2001:db8::/32\" or an address", s)
+}

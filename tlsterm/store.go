@@ -1,0 +1,194 @@
+// Package tlsterm holds what sluice needs to terminate TLS: certificates
+// chosen by SNI, the *tls.Config built from an operator's options, the
+// handshake with its deadline, and a summary of the negotiated session for
+// routing, logs and PROXY TLVs. It owns no sockets and relays nothing.
+package tlsterm
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// ErrNoCertificate is returned by a Store that holds no certificate at all.
+var ErrNoCertificate = errors.New("tlsterm: no certificate")
+
+// CertFile names a PEM certificate chain and its private key.
+type CertFile struct {
+	Cert string
+	Key  string
+}
+
+// Store holds a listener's certificates and picks one per handshake by SNI:
+// an exact name first, then a wildcard one label up, then the default (the
+// first certificate configured). Among several certificates for one name
+// (say ECDSA and RSA) it picks the first the client supports. Reload swaps
+// the whole set atomically, so handshakes in flight keep the set they began
+// with.
+type Store struct {
+	files  []CertFile
+	logger *slog.Logger
+	set    atomic.Pointer[certSet]
+}
+
+type certSet struct {
+	byName map[string][]*tls.Certificate // lower-case DNS name, or "*.example.com"
+	def    *tls.Certificate
+}
+
+// NewStore loads files. With no files at all it makes an in-memory
+// self-signed certificate for localhost, 127.0.0.1 and ::1 and logs a warning,
+// so that a fresh install answers out of the box. An error names the file
+// that could not be used.
+func NewStore(files []CertFile, logger *slog.Logger) (*Store, error) {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{files: files, logger: logger}
+	if len(files) == 0 {
+		cert, err := SelfSigned([]string{"localhost", "127.0.0.1", "::1"}, time.Now())
+		if err != nil {
+			return nil, err
+		}
+		logger.Warn("no certificate configured: using an in-memory self-signed certificate; clients will not trust it",
+			"names", "localhost,127.0.0.1,::1")
+		s.set.Store(newCertSet([]*tls.Certificate{cert}))
+		return s, nil
+	}
+	if err := s.Reload(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// SelfSigned reports whether the store serves a generated certificate.
+func (s *Store) SelfSigned() bool { return len(s.files) == 0 }
+
+// CertError is a certificate that could not be loaded: Index is its
+// position in the files given to NewStore.
+type CertError struct {
+	Index int
+	Err   error
+}
+
+func (e *CertError) Error() string { return fmt.Sprintf("certificate %d: %v", e.Index, e.Err) }
+func (e *CertError) Unwrap() error { return e.Err }
+
+// Reload reads every certificate file again. If any of them fails, the
+// store keeps serving the set it had; the error joins one *CertError per
+// file at fault.
+func (s *Store) Reload() error {
+	if len(s.files) == 0 {
+		return nil
+	}
+	certs := make([]*tls.Certificate, 0, len(s.files))
+	var errs []error
+	for i, f := range s.files {
+		cert, err := LoadCertificate(f)
+		if err != nil {
+			errs = append(errs, &CertError{Index: i, Err: err})
+			continue
+		}
+		if time.Now().After(cert.Leaf.NotAfter) {
+			s.logger.Warn("certificate has expired", "cert", f.Cert, "not_after", cert.Leaf.NotAfter)
+		}
+		certs = append(certs, cert)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	s.set.Store(newCertSet(certs))
+	return nil
+}
+
+// LoadCertificate reads one certificate chain and key and checks that they
+// belong together. The error names the file at fault.
+func LoadCertificate(f CertFile) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
+	}
+	// LoadX509KeyPair fills Leaf since Go 1.23.
+	if cert.Leaf == nil {
+		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
+			return nil, fmt.Errorf("parse certificate %s: %w", f.Cert, err)
+		}
+	}
+	return &cert, nil
+}
+
+func newCertSet(certs []*tls.Certificate) *certSet {
+	cs := &certSet{byName: make(map[string][]*tls.Certificate)}
+	for _, c := range certs {
+		if cs.def == nil {
+			cs.def = c
+		}
+		for _, name := range certNames(c.Leaf) {
+			cs.byName[name] = append(cs.byName[name], c)
+		}
+	}
+	return cs
+}
+
+// certNames lists the DNS names a certificate is valid for, lower-cased;
+// the subject common name counts only when there are no DNS SANs.
+func certNames(leaf *x509.Certificate) []string {
+	names := leaf.DNSNames
+	if len(names) == 0 && leaf.Subject.CommonName != "" {
+		names = []string{leaf.Subject.CommonName}
+	}
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		out = append(out, strings.ToLower(strings.TrimSuffix(n, ".")))
+	}
+	return out
+}
+
+// Names lists the names the store holds certificates for, for logs.
+func (s *Store) Names() []string {
+	set := s.set.Load()
+	out := make([]string, 0, len(set.byName))
+	for n := range set.byName {
+		out = append(out, n)
+	}
+	return out
+}
+
+// GetCertificate implements tls.Config.GetCertificate.
+func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
+	set := s.set.Load()
+	if set == nil || set.def == nil {
+		return nil, ErrNoCertificate
+	}
+	name := strings.ToLower(strings.TrimSuffix(hello.ServerName, "."))
+	if name != "" {
+		if c := pick(hello, set.byName[name]); c != nil {
+			return c, nil
+		}
+		if i := strings.IndexByte(name, '.'); i > 0 {
+			if c := pick(hello, set.byName["*"+name[i:]]); c != nil {
+				return c, nil
+			}
+		}
+	}
+	return set.def, nil
+}
+
+// pick returns the first of certs the client can use, or the first of them
+// when it cannot tell.
+func pick(hello *tls.ClientHelloInfo, certs []*tls.Certificate) *tls.Certificate {
+	if len(certs) == 0 {
+		return nil
+	}
+	for _, c := range certs {
+		if hello.SupportsCertificate(c) == nil {
+			return c
+		}
+	}
+	return certs[0]
+}

@@ -8,3 +8,5 @@ require (
 	github.com/pires/go-proxyproto v0.15.0
 	golang.org/x/sys v0.50.0
 )
+
+require go.uber.org/goleak v1.3.0 // indirect

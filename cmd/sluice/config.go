@@ -4,6 +4,10 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -50,13 +54,25 @@ func loadConfig(path string) (*l4.Config, *keyLines, error) {
 		if errors.As(err, &pe) {
 			return nil, nil, &configError{file: path, line: pe.Position.Line, key: pe.LastKey, msg: pe.Message}
 		}
-		return nil, nil, &configError{file: path, msg: err.Error()}
+		return nil, nil, decodeError(path, err)
 	}
 	lines := scanKeyLines(data)
 	var errs []error
-	for _, k := range md.Undecoded() {
-		errs = append(errs, &configError{file: path, line: lines.lineOf(k), key: k.String(),
-			msg: "unknown key (check its spelling and the table it is in)"})
+	undecoded := md.Undecoded()
+	unknown := make(map[string]bool, len(undecoded))
+	for _, k := range undecoded {
+		unknown[k.String()] = true
+	}
+	seen := make(map[string]int) // occurrences of each unknown key so far
+	for _, k := range undecoded {
+		// Report an unknown table alone, not every key in it too.
+		if underUnknown(k, unknown) {
+			continue
+		}
+		n := seen[k.String()]
+		seen[k.String()]++
+		errs = append(errs, &configError{file: path, line: lines.nthLineOf(k, n), key: k.String(),
+			msg: unknownKeyMessage(k)})
 	}
 	if len(errs) > 0 {
 		// Unknown keys often explain the validation errors that follow
@@ -64,6 +80,197 @@ func loadConfig(path string) (*l4.Config, *keyLines, error) {
 		return nil, nil, errors.Join(errs...)
 	}
 	return &cfg, lines, nil
+}
+
+// unknownKeyMessage explains an unknown key: the known key it is most
+// likely a misspelling of, and the keys its table accepts.
+func unknownKeyMessage(k toml.Key) string {
+	known := knownKeys(reflect.TypeFor[l4.Config](), k[:len(k)-1])
+	if len(known) == 0 {
+		return "unknown key (check its spelling and the table it is in)"
+	}
+	name := k[len(k)-1]
+	best, bestDist := "", 3
+	for _, c := range known {
+		if d := editDistance(strings.ToLower(name), c); d < bestDist && d < len(c)/2+1 {
+			best, bestDist = c, d
+		}
+	}
+	list := "expected one of " + strings.Join(known, ", ")
+	if best != "" {
+		return fmt.Sprintf("unknown key: did you mean %q? (%s)", best, list)
+	}
+	return "unknown key (check its spelling and the table it is in): " + list
+}
+
+// knownKeys lists the TOML keys of the table at path (keys without array
+// indices) in the configuration type t, in declaration order, or nil when
+// path does not lead to a table.
+func knownKeys(t reflect.Type, path []string) []string {
+	for {
+		for t.Kind() == reflect.Pointer || t.Kind() == reflect.Slice {
+			t = t.Elem()
+		}
+		if t.Kind() != reflect.Struct {
+			return nil
+		}
+		if len(path) == 0 {
+			break
+		}
+		f, ok := fieldByKey(t, path[0])
+		if !ok {
+			return nil
+		}
+		t, path = f.Type, path[1:]
+	}
+	var keys []string
+	for f := range t.Fields() {
+		if k, _, _ := strings.Cut(f.Tag.Get("toml"), ","); k != "" && k != "-" && f.IsExported() {
+			keys = append(keys, k)
+		}
+	}
+	return keys
+}
+
+// fieldByKey finds the field of struct type t tagged with TOML key k.
+func fieldByKey(t reflect.Type, k string) (reflect.StructField, bool) {
+	for f := range t.Fields() {
+		if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == k {
+			return f, true
+		}
+	}
+	return reflect.StructField{}, false
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
+}
+
+// underUnknown reports whether a proper prefix of k is itself in unknown.
+func underUnknown(k toml.Key, unknown map[string]bool) bool {
+	for i := 1; i < len(k); i++ {
+		if unknown[k[:i].String()] {
+			return true
+		}
+	}
+	return false
+}
+
+// nthLineOf returns the line of the n-th (from 0) occurrence of key, given
+// without array indices as toml.MetaData.Undecoded() keys are: a key that
+// appears in several elements of an array of tables, say a misspelt key in
+// two [[listener.route]] tables, is listed once per element, in document
+// order. It falls back to the first occurrence.
+func (k *keyLines) nthLineOf(key []string, n int) int {
+	if k != nil && n > 0 {
+		var found []int
+		k.expand("", key, &found)
+		slices.Sort(found)
+		if n < len(found) {
+			return found[n]
+		}
+	}
+	return k.lineOf(key)
+}
+
+// expand appends the lines of every indexed path that key, given without
+// indices, has under prefix: "listener", "route", "x" is looked for as
+// "listener[0].route[0].x", "listener[0].route[1].x" and so on.
+func (k *keyLines) expand(prefix string, key []string, found *[]int) {
+	if len(key) == 0 {
+		return
+	}
+	next := key[0]
+	if prefix != "" {
+		next = prefix + "." + next
+	}
+	_, plain := k.lines[next]
+	_, indexed := k.lines[next+"[0]"]
+	last := len(key) == 1
+	switch {
+	case last && plain:
+		*found = append(*found, k.lines[next])
+	case indexed:
+		for i := 0; ; i++ {
+			elem := next + "[" + strconv.Itoa(i) + "]"
+			line, ok := k.lines[elem]
+			if !ok {
+				break
+			}
+			if last {
+				*found = append(*found, line)
+			} else {
+				k.expand(elem, key[1:], found)
+			}
+		}
+	case plain:
+		k.expand(next, key[1:], found)
+	}
+}
+
+// decodeErrorRE matches the errors toml.Decode returns, without a position
+// type, when a value does not fit its Go type: `toml: line 3 (last key
+// "listener.max_connections"): incompatible types: ...`.
+var decodeErrorRE = regexp.MustCompile(`(?s)^toml: (?:line (\d+) )?\(last key ("(?:[^"\\]|\\.)*")\): (.*)$`)
+
+// decodeError turns a toml.Decode error that is not a toml.ParseError into
+// a *configError, with the line and key it names.
+func decodeError(path string, err error) error {
+	m := decodeErrorRE.FindStringSubmatch(err.Error())
+	if m == nil {
+		return &configError{file: path, msg: strings.TrimPrefix(err.Error(), "toml: ")}
+	}
+	line, _ := strconv.Atoi(m[1])
+	key, uerr := strconv.Unquote(m[2])
+	if uerr != nil {
+		key = m[2]
+	}
+	msg := m[3]
+	if rest, ok := strings.CutPrefix(msg, "incompatible types: TOML value has type "); ok {
+		if have, want, ok := strings.Cut(rest, "; destination has type "); ok {
+			msg = fmt.Sprintf("wrong type: expected %s, found %s", tomlType(want), tomlType(have))
+		}
+	}
+	return &configError{file: path, line: line, key: key, msg: msg}
+}
+
+// tomlType names in TOML's words a type as toml.Decode's errors print it:
+// the Go type of the value found, or the kind of value expected.
+func tomlType(t string) string {
+	switch {
+	case t == "string", t == "primitive (string-like)":
+		return "a string"
+	case t == "integer", t == "int64":
+		return "an integer"
+	case t == "float", t == "float64":
+		return "a float"
+	case t == "boolean", t == "bool":
+		return "a boolean"
+	case t == "slice", strings.HasPrefix(t, "[]"):
+		return "an array"
+	case t == "map", strings.HasPrefix(t, "map["):
+		return "a table"
+	case strings.HasPrefix(t, "time."), strings.HasPrefix(t, "toml.Local"):
+		return "a date or time"
+	}
+	return t
 }
 
 // locate turns the *l4.FieldErrors in err into *configErrors with the file

@@ -33,7 +33,9 @@ func main() {
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr, sigs); err != nil {
 		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "sluice:", err)
+			for _, e := range flatten(err) {
+				fmt.Fprintln(os.Stderr, "sluice:", e)
+			}
 		}
 		os.Exit(1)
 	}
@@ -86,14 +88,17 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", *configPath)
 		return nil
 	}
+	// A listen error (address in use, permission) names its address key:
+	// point at it in the file like the other configuration errors.
+	if err := proxy.Listen(context.Background()); err != nil {
+		return locate(*configPath, lines, err)
+	}
 	return serve(proxy, cfg, logger, sigs)
 }
 
-// serve runs the proxy until a stop signal and a drain.
+// serve runs the proxy, whose listeners are open, until a stop signal and
+// a drain.
 func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.Signal) error {
-	if err := proxy.Listen(context.Background()); err != nil {
-		return err
-	}
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve() }()
 	logger.Info("sluice started", "version", version, "pid", os.Getpid())

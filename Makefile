@@ -1,0 +1,57 @@
+# sluice: a layer-4 TLS terminator.
+#   make run    build and run sluice on configs/sluice.toml with the demo backend
+#   make test   vet, lint and the whole test suite with -race
+
+GO          ?= go
+BIN         := bin/sluice
+VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS     := -s -w -X main.version=$(VERSION)
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+DEMO_ADDR   ?= 127.0.0.1:8081
+CONFIG      ?= configs/sluice.toml
+
+.PHONY: all build run test vet lint fmt unit fuzz clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sluice
+
+# Runs the demo backend in the background and sluice in the foreground;
+# Ctrl-C stops both.
+run: build
+	@$(BIN) -check -config $(CONFIG) >/dev/null
+	@echo ""
+	@echo "  sluice is starting on https://127.0.0.1:8443/ (self-signed certificate)"
+	@echo "  try:     curl -k https://127.0.0.1:8443/"
+	@echo "  browser: open https://127.0.0.1:8443/ and accept the certificate warning;"
+	@echo "           the page opens a wss:// echo through sluice"
+	@echo "  stop:    Ctrl-C"
+	@echo ""
+	@$(BIN) demo-backend -listen $(DEMO_ADDR) & demo=$$!; \
+	trap 'kill $$demo 2>/dev/null; wait $$demo 2>/dev/null' EXIT INT TERM; \
+	$(BIN) -config $(CONFIG)
+
+test: vet lint unit
+
+vet:
+	$(GO) vet ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed on:"; echo "$$out"; exit 1; fi
+	$(GO) run $(STATICCHECK) ./...
+
+unit:
+	$(GO) test -race -count=1 -timeout 10m ./...
+
+# Short fuzzing runs of every parser fuzz target.
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzReadRequestHead -fuzztime 30s ./l4
+	$(GO) test -run '^$$' -fuzz FuzzScanKeyLines -fuzztime 30s ./cmd/sluice
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin

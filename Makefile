@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_ADDR   ?= 127.0.0.1:8081
 CONFIG      ?= configs/sluice.toml
 
-.PHONY: all build run test vet lint fmt unit fuzz clean
+.PHONY: all build run test vet lint fmt unit fuzz interop clean
 
 all: build
 
@@ -49,6 +49,12 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadRequestHead -fuzztime 30s ./l4
 	$(GO) test -run '^$$' -fuzz FuzzScanKeyLines -fuzztime 30s ./cmd/sluice
+
+# Real peers: nginx and HAProxy reading sluice's PROXY headers, HAProxy
+# sending them to sluice, a WebSocket upgrade; installs what is missing with
+# apt-get.
+interop:
+	bash .ci/interop.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -1,0 +1,215 @@
+#!/usr/bin/env bash
+# Interoperability with real peers, on loopback only:
+#  1. sluice → nginx `listen ... proxy_protocol` (PROXY v2 and v1): nginx sees
+#     the real client address ($proxy_protocol_addr).
+#  2. sluice → HAProxy `bind ... accept-proxy` (PROXY v2): HAProxy sees the
+#     real client address and the SNI and unique-id TLVs.
+#  3. HAProxy `send-proxy-v2` → sluice `accept_proxy` → nginx: the client
+#     address survives two hops.
+#  4. the websocket.toml setup: a WebSocket upgrade through sluice to the demo
+#     backend reading PROXY v2 (curl speaks the upgrade, the backend answers 101).
+# The client uses source address 127.0.0.2 (or .3), so "the real client
+# address" is distinguishable from sluice's own 127.0.0.1.
+#
+# Needs nginx, haproxy, curl (installed with apt-get if missing). Run with
+# `make interop`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v nginx >/dev/null || need+=(nginx-light)
+command -v haproxy >/dev/null || need+=(haproxy)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+	echo "interop: installing ${need[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+export PATH="$PATH:/usr/sbin"
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+
+go build -o "$work/sluice" ./cmd/sluice
+
+# Ports: a fixed block well above the ephemeral range's usual start would
+# still collide sometimes; ask the kernel for free ones instead.
+freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+NGINX_V2=$(freeport); NGINX_V1=$(freeport); HAPROXY_BE=$(freeport); HAPROXY_FE=$(freeport)
+SLUICE_NGINX_V2=$(freeport); SLUICE_NGINX_V1=$(freeport); SLUICE_HAPROXY=$(freeport)
+SLUICE_PP_IN=$(freeport); SLUICE_WS=$(freeport); DEMO=$(freeport)
+
+mkdir -p "$work/nginx/logs"
+cat >"$work/nginx/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+error_log $work/nginx/logs/error.log warn;
+pid $work/nginx/nginx.pid;
+events { worker_connections 256; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/tmp;
+  proxy_temp_path $work/nginx/tmp;
+  fastcgi_temp_path $work/nginx/tmp;
+  uwsgi_temp_path $work/nginx/tmp;
+  scgi_temp_path $work/nginx/tmp;
+  server {
+    listen 127.0.0.1:$NGINX_V2 proxy_protocol;
+    listen 127.0.0.1:$NGINX_V1 proxy_protocol;
+    location / { return 200 "pp=\$proxy_protocol_addr remote=\$remote_addr\n"; }
+  }
+}
+EOF
+nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" &
+pids+=($!)
+
+cat >"$work/haproxy.cfg" <<EOF
+global
+  log stderr format short local0 info
+defaults
+  mode http
+  timeout connect 5s
+  timeout client 30s
+  timeout server 30s
+frontend pp_backend
+  bind 127.0.0.1:$HAPROXY_BE accept-proxy
+  http-request return status 200 content-type text/plain lf-string "src=%[src] authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]\n"
+frontend lb
+  mode tcp
+  bind 127.0.0.1:$HAPROXY_FE
+  default_backend to_sluice
+backend to_sluice
+  mode tcp
+  server sluice 127.0.0.1:$SLUICE_PP_IN send-proxy-v2
+EOF
+haproxy -f "$work/haproxy.cfg" -db &
+pids+=($!)
+
+"$work/sluice" demo-backend -listen "127.0.0.1:$DEMO" -proxy >"$work/demo.log" 2>&1 &
+pids+=($!)
+
+cat >"$work/sluice.toml" <<EOF
+drain_timeout = "2s"
+[[listener]]
+name = "to-nginx-v2"
+address = "127.0.0.1:$SLUICE_NGINX_V2"
+[listener.tls]
+[[listener.route]]
+upstream = "nginx-v2"
+
+[[listener]]
+name = "to-nginx-v1"
+address = "127.0.0.1:$SLUICE_NGINX_V1"
+[listener.tls]
+[[listener.route]]
+upstream = "nginx-v1"
+
+[[listener]]
+name = "to-haproxy"
+address = "127.0.0.1:$SLUICE_HAPROXY"
+[listener.tls]
+[[listener.route]]
+upstream = "haproxy"
+
+[[listener]]
+name = "behind-haproxy"
+address = "127.0.0.1:$SLUICE_PP_IN"
+accept_proxy = true
+trusted_proxies = ["127.0.0.1/32"]
+[listener.tls]
+[[listener.route]]
+upstream = "nginx-v2"
+
+[[listener]]
+name = "wss"
+address = "127.0.0.1:$SLUICE_WS"
+idle_timeout = "1h"
+[listener.tls]
+alpn = ["http/1.1"]
+[[listener.route]]
+websocket = true
+upstream = "demo"
+[[listener.route]]
+upstream = "demo"
+
+[[upstream]]
+name = "nginx-v2"
+servers = ["127.0.0.1:$NGINX_V2"]
+send_proxy = "v2"
+[[upstream]]
+name = "nginx-v1"
+servers = ["127.0.0.1:$NGINX_V1"]
+send_proxy = "v1"
+[[upstream]]
+name = "haproxy"
+servers = ["127.0.0.1:$HAPROXY_BE"]
+send_proxy = "v2"
+[[upstream]]
+name = "demo"
+servers = ["127.0.0.1:$DEMO"]
+send_proxy = "v2"
+EOF
+"$work/sluice" -check -config "$work/sluice.toml"
+"$work/sluice" -config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
+sluice_pid=$!
+pids+=($sluice_pid)
+
+# Wait (bounded) until every server accepts.
+for port in $NGINX_V2 $HAPROXY_BE $HAPROXY_FE $DEMO $SLUICE_NGINX_V2 $SLUICE_WS; do
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+		sleep 0.05
+	done
+done
+
+pass=0 fail=0
+check() { # name, expected substring, command...
+	local name=$1 want=$2; shift 2
+	local got
+	got=$("$@" 2>&1 || true)
+	if [[ $got == *"$want"* ]]; then
+		echo "ok   $name"
+		pass=$((pass + 1))
+	else
+		echo "FAIL $name: want '$want', got:"
+		echo "$got" | sed 's/^/     /'
+		fail=$((fail + 1))
+	fi
+}
+
+C=(curl -sk --max-time 5)
+check "nginx reads PROXY v2 from sluice" "pp=127.0.0.2 remote=127.0.0.1" \
+	"${C[@]}" --interface 127.0.0.2 "https://127.0.0.1:$SLUICE_NGINX_V2/"
+check "nginx reads PROXY v1 from sluice" "pp=127.0.0.2 remote=127.0.0.1" \
+	"${C[@]}" --interface 127.0.0.2 "https://127.0.0.1:$SLUICE_NGINX_V1/"
+check "HAProxy reads PROXY v2 with TLVs from sluice" "src=127.0.0.2 authority=localhost uid=" \
+	"${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/"
+check "HAProxy send-proxy-v2 → sluice accept_proxy → nginx" "pp=127.0.0.3 remote=127.0.0.1" \
+	"${C[@]}" --interface 127.0.0.3 "https://127.0.0.1:$HAPROXY_FE/"
+check "WebSocket upgrade through sluice (websocket route)" "101 Switching Protocols" \
+	"${C[@]}" -i --http1.1 --max-time 2 -H "Connection: Upgrade" -H "Upgrade: websocket" \
+	-H "Sec-WebSocket-Version: 13" -H "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==" \
+	--interface 127.0.0.2 "https://127.0.0.1:$SLUICE_WS/echo"
+check "demo backend sees the client address through PROXY v2" "127.0.0.2" \
+	"${C[@]}" --interface 127.0.0.2 "https://127.0.0.1:$SLUICE_WS/"
+
+# The unique id HAProxy saw is the conn id of sluice's access log.
+uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/" | sed -n 's/.*uid=\([^ ]*\).*/\1/p')
+check "PP2_TYPE_UNIQUE_ID matches the access log" "conn=$uid " grep "conn=$uid " "$work/sluice.log"
+check "access log has the websocket route" "route=wss#0" cat "$work/sluice.log"
+
+kill -TERM "$sluice_pid"
+wait "$sluice_pid" && echo "ok   sluice exits 0 on SIGTERM" && pass=$((pass + 1)) || { echo "FAIL sluice exit status $?"; fail=$((fail + 1)); }
+
+echo "interop: $pass passed, $fail failed"
+if [ "$fail" -gt 0 ]; then
+	echo "--- sluice log"; cat "$work/sluice.log"
+	echo "--- nginx error log"; cat "$work/nginx/logs/error.log" || true
+	exit 1
+fi

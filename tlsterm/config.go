@@ -62,11 +62,12 @@ func NewConfig(store *Store, o Options) *tls.Config {
 	if cfg.MinVersion == 0 {
 		cfg.MinVersion = tls.VersionTLS12
 	}
+	// Copies, so nobody can change the package defaults through a config.
 	if cfg.CipherSuites == nil {
-		cfg.CipherSuites = DefaultCipherSuites
+		cfg.CipherSuites = slices.Clone(DefaultCipherSuites)
 	}
 	if cfg.CurvePreferences == nil {
-		cfg.CurvePreferences = DefaultCurves
+		cfg.CurvePreferences = slices.Clone(DefaultCurves)
 	}
 	return cfg
 }
@@ -74,7 +75,7 @@ func NewConfig(store *Store, o Options) *tls.Config {
 // ParseVersion accepts "1.2" or "1.3" (also "TLSv1.2"/"TLSv1.3", as nginx
 // and HAProxy spell them).
 func ParseVersion(s string) (uint16, error) {
-	switch strings.TrimPrefix(strings.TrimPrefix(s, "TLSv"), "tls") {
+	switch v := strings.ToLower(s); strings.TrimPrefix(v, "tlsv") {
 	case "1.2":
 		return tls.VersionTLS12, nil
 	case "1.3":
@@ -103,6 +104,10 @@ func ParseCipherSuite(s string) (uint16, error) {
 	}
 	for _, cs := range tls.CipherSuites() {
 		if cs.Name == s {
+			// tls.CipherSuites lists the TLS 1.3 suites too.
+			if !slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+				return 0, fmt.Errorf("cipher suite %s is a TLS 1.3 suite: those are always on and not configurable", s)
+			}
 			if !slices.Contains(DefaultCipherSuites, cs.ID) {
 				return 0, fmt.Errorf("cipher suite %s is not ECDHE with AEAD: refused", s)
 			}

@@ -3,6 +3,7 @@ package tlsterm
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -17,8 +18,8 @@ func Handshake(ctx context.Context, c *tls.Conn, timeout time.Duration) error {
 		defer cancel()
 	}
 	if err := c.HandshakeContext(ctx); err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
-			return fmt.Errorf("tls handshake: timed out after %s", timeout)
+		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+			return fmt.Errorf("tls handshake: timed out after %s: %w", timeout, ctx.Err())
 		}
 		return fmt.Errorf("tls handshake: %w", err)
 	}

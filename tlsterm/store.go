@@ -152,6 +152,9 @@ func certNames(leaf *x509.Certificate) []string {
 // Names lists the names the store holds certificates for, for logs.
 func (s *Store) Names() []string {
 	set := s.set.Load()
+	if set == nil {
+		return nil
+	}
 	out := make([]string, 0, len(set.byName))
 	for n := range set.byName {
 		out = append(out, n)

@@ -25,13 +25,19 @@ var (
 // replays whatever the reader buffered past it.
 func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, net.Conn, error) {
 	br := bufio.NewReader(raw)
-	// ReadHeaderTimeout turns a timeout into ErrNoProxyProtocol, which is
-	// what it means here too: the peer did not send a header in time.
-	h, err := proxyproto.ReadHeaderTimeout(raw, br, timeout)
-	if errors.Is(err, proxyproto.ErrNoProxyProtocol) {
+	// Not proxyproto.ReadHeaderTimeout: it reports a timeout as
+	// ErrNoProxyProtocol, the error for a peer that sends something else
+	// first (a ClientHello), and the log must tell the two apart.
+	raw.SetReadDeadline(time.Now().Add(timeout))
+	h, err := proxyproto.Read(br)
+	raw.SetReadDeadline(time.Time{})
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
 		return nil, nil, fmt.Errorf("%w within %s", ErrNoProxyHeader, timeout)
-	}
-	if err != nil {
+	case errors.Is(err, proxyproto.ErrNoProxyProtocol):
+		return nil, nil, fmt.Errorf("%w: the connection starts with other data or was closed", ErrNoProxyHeader)
+	case err != nil:
 		return nil, nil, fmt.Errorf("read PROXY header: %w", err)
 	}
 	var c net.Conn = raw
@@ -49,7 +55,8 @@ func trusted(addr net.Addr, prefixes []netip.Prefix) bool {
 		_, unix := addr.(*net.UnixAddr)
 		return unix
 	}
-	ip := ta.AddrPort().Addr().Unmap()
+	// Prefix.Contains never matches a zoned address (fe80::1%eth0).
+	ip := ta.AddrPort().Addr().Unmap().WithZone("")
 	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true

@@ -9,55 +9,50 @@ import (
 // keyLines maps key paths to 1-based line numbers. Paths use dots between keys
 // and [i] for elements of arrays of tables, as in "listener[0].tls.certificates",
 // "listener[1].route[0].sni", "upstream[2].servers", "log.format". Elements of
-// inline arrays are indexed too ("upstream[0].servers[1]", or
-// "listener[0].tls.certificates[1].cert" for a key of an inline table).
+// inline arrays are indexed too: "upstream[0].servers[1]" is the line where
+// that element starts, "listener[0].tls.certificates[1].cert" the line of a
+// key of an inline table in an array.
 type keyLines struct {
 	lines map[string]int // indexed path → first line defining it
 	plain map[string]int // unindexed path, keys joined by "\x00" → first line
 }
 
-// maxNesting bounds nested arrays and inline tables so that hostile input
-// cannot exhaust the stack.
+// maxNesting bounds nested arrays and inline tables, and the parts of a
+// dotted key, so that hostile input can neither exhaust the stack nor take
+// quadratic time.
 const maxNesting = 64
 
-// tomlScanner is the cursor of scanKeyLines. It is a best-effort scanner: it
-// understands just enough TOML to find keys, and resynchronises at the next
-// line when it meets something it does not understand.
+// tomlScanner is the cursor of scanKeyLines. It understands just enough TOML
+// to find keys, and resynchronises at the next line when it meets something
+// it does not understand.
 type tomlScanner struct {
-	data   []byte
-	pos    int
-	line   int
-	k      *keyLines
-	arrays map[string]int // indexed path of an array of tables, without index → element count
+	data      []byte
+	pos, line int
+	k         *keyLines
+	table     string         // indexed path of the current table
+	tableKeys []string       // unindexed keys of the current table
+	arrays    map[string]int // indexed path of an array of tables, without index → element count
 }
 
 // scanKeyLines scans a TOML document and records the line of every key,
-// table header and array element it defines. It never fails; syntax errors
-// are left for the real parser to report.
+// table header and array element it defines. It is best effort and never
+// fails: syntax errors are left for the real parser to report.
 func scanKeyLines(data []byte) *keyLines {
 	k := &keyLines{lines: map[string]int{}, plain: map[string]int{}}
 	s := &tomlScanner{data: data, line: 1, k: k, arrays: map[string]int{}}
-	if bytes.HasPrefix(data, []byte("\uFEFF")) {
-		s.pos = 3
-	}
-	var table string // indexed path of the current table
-	var plainTable []string
-	for s.skipSpace(true); s.pos < len(s.data); s.skipSpace(true) {
-		ok := false
-		if line := s.line; s.data[s.pos] == '[' {
-			var path string
-			var keys []string
-			if path, keys, ok = s.header(); ok {
-				table, plainTable = path, keys
-				s.record(path, keys, line)
-			}
-		} else {
-			ok = s.keyValue(table, plainTable, 0)
+	for _, bom := range []string{"\uFEFF", "\xff\xfe", "\xfe\xff"} { // as toml.Decode skips
+		if bytes.HasPrefix(data, []byte(bom)) {
+			s.pos = len(bom)
 		}
-		if s.skipSpace(false); !ok || (s.pos < len(s.data) && s.data[s.pos] != '\n') {
-			for s.pos < len(s.data) && s.data[s.pos] != '\n' {
-				s.pos++
-			}
+	}
+	for s.skipSpace(true); s.pos < len(s.data); s.skipSpace(true) {
+		if s.data[s.pos] == '[' {
+			s.header()
+		} else {
+			s.keyValue(s.table, s.tableKeys, 0)
+		}
+		// Skip the rest of the line, which is empty unless scanning failed.
+		for s.skipSpace(false); s.pos < len(s.data) && s.data[s.pos] != '\n'; s.pos++ {
 		}
 	}
 	return k
@@ -65,18 +60,14 @@ func scanKeyLines(data []byte) *keyLines {
 
 // line returns the line where path (or, failing that, its nearest ancestor
 // that was seen: e.g. "listener[0].tls.certificates[1].cert" falls back to
-// "listener[0].tls.certificates" when that key holds something other than
-// inline tables) is defined, or 0.
+// "listener[0].tls.certificates[1]", then "listener[0].tls.certificates") is
+// defined, or 0.
 func (k *keyLines) line(path string) int {
 	for k != nil && path != "" {
-		if n, ok := k.lines[path]; ok {
+		if n := k.lines[path]; n > 0 {
 			return n
 		}
-		i := strings.LastIndexAny(path, ".[")
-		if i < 0 {
-			break
-		}
-		path = path[:i]
+		path = path[:max(strings.LastIndexAny(path, ".["), 0)]
 	}
 	return 0
 }
@@ -91,27 +82,27 @@ func (k *keyLines) lineOf(key []string) int {
 	return k.plain[strings.Join(key, "\x00")]
 }
 
-// record notes that path (and plain, unless nil) is defined at line, unless
-// an earlier definition was already seen.
+// record notes that path, and its unindexed form plain, are defined at line
+// unless they were seen before.
 func (s *tomlScanner) record(path string, plain []string, line int) {
-	if _, ok := s.k.lines[path]; !ok {
+	if s.k.lines[path] == 0 {
 		s.k.lines[path] = line
 	}
-	if p := strings.Join(plain, "\x00"); plain != nil {
-		if _, ok := s.k.plain[p]; !ok {
-			s.k.plain[p] = line
-		}
+	if p := strings.Join(plain, "\x00"); s.k.plain[p] == 0 {
+		s.k.plain[p] = line
 	}
 }
 
-// header scans a "[a.b]" or "[[a.b]]" table header and returns its indexed
-// path and its keys. Arrays of tables are counted per parent element.
-func (s *tomlScanner) header() (string, []string, bool) {
+// header scans a "[a.b]" or "[[a.b]]" table header and makes it the current
+// table. Arrays of tables are counted per parent element, and other headers
+// extend the last element of the arrays they name.
+func (s *tomlScanner) header() {
+	line := s.line
 	s.pos++
 	array := s.eat('[')
 	keys, ok := s.key()
-	if !ok || !s.eat(']') || (array && !s.eat(']')) {
-		return "", nil, false
+	if !ok || !s.eat(']') || array && !s.eat(']') {
+		return
 	}
 	path := ""
 	for i, k := range keys {
@@ -128,11 +119,12 @@ func (s *tomlScanner) header() (string, []string, bool) {
 			path += "[" + strconv.Itoa(n-1) + "]"
 		}
 	}
-	return path, keys, true
+	s.table, s.tableKeys = path, keys
+	s.record(path, keys, line)
 }
 
-// keyValue scans "key = value" inside the table at path and records the key
-// and, for a dotted key, each of its prefixes.
+// keyValue scans "key = value" in the table at path and records the key and,
+// for a dotted key, each of its prefixes.
 func (s *tomlScanner) keyValue(path string, plain []string, depth int) bool {
 	line := s.line
 	keys, ok := s.key()
@@ -151,73 +143,59 @@ func (s *tomlScanner) keyValue(path string, plain []string, depth int) bool {
 	return s.value(path, plain, depth)
 }
 
-// key scans a possibly dotted key of bare and quoted parts, with the
-// whitespace around them.
+// key scans a possibly dotted key of bare and quoted parts, and the blanks
+// around them.
 func (s *tomlScanner) key() ([]string, bool) {
 	var keys []string
 	for {
 		s.skipSpace(false)
 		start := s.pos
-		var k string
-		if s.pos < len(s.data) && (s.data[s.pos] == '"' || s.data[s.pos] == '\'') {
-			var ok bool
-			if k, ok = s.quoted(); !ok {
-				return nil, false
-			}
-		} else {
-			for s.pos < len(s.data) && isBareKey(s.data[s.pos]) {
-				s.pos++
-			}
-			if k = string(s.data[start:s.pos]); k == "" {
-				return nil, false
-			}
+		for s.pos < len(s.data) && isBareKey(s.data[s.pos]) {
+			s.pos++
 		}
-		keys = append(keys, k)
+		k, ok := string(s.data[start:s.pos]), s.pos > start
+		if !ok && s.pos < len(s.data) && (s.data[s.pos] == '"' || s.data[s.pos] == '\'') {
+			k, ok = s.str()
+		}
+		if keys = append(keys, k); !ok || len(keys) > maxNesting {
+			return nil, false
+		}
 		if s.skipSpace(false); !s.eat('.') {
 			return keys, true
 		}
 	}
 }
 
-// value scans a value of the key at path, recording the elements of arrays
+// value scans the value of the key at path, recording the elements of arrays
 // and the keys of inline tables.
 func (s *tomlScanner) value(path string, plain []string, depth int) bool {
 	if depth > maxNesting || s.pos >= len(s.data) {
 		return false
 	}
-	switch c := s.data[s.pos]; {
-	case c == '"' || c == '\'':
-		if q := []byte{c, c, c}; bytes.HasPrefix(s.data[s.pos:], q) {
-			return s.multiline(q)
-		}
-		_, ok := s.quoted()
+	switch open := s.data[s.pos]; open {
+	case '"', '\'':
+		_, ok := s.str()
 		return ok
-	case c == '[':
+	case '[', '{':
+		end := open + 2 // ']' or '}'
 		s.pos++
 		for i := 0; ; i++ {
-			if s.skipSpace(true); s.eat(']') {
+			if s.skipSpace(true); s.eat(end) {
 				return true
 			}
-			elem := path + "[" + strconv.Itoa(i) + "]"
-			s.record(elem, nil, s.line)
-			if !s.value(elem, plain, depth+1) {
+			var ok bool
+			if open == '{' {
+				ok = s.keyValue(path, plain, depth+1)
+			} else {
+				elem := path + "[" + strconv.Itoa(i) + "]"
+				s.record(elem, plain, s.line)
+				ok = s.value(elem, plain, depth+1)
+			}
+			if !ok {
 				return false
 			}
 			if s.skipSpace(true); !s.eat(',') {
-				return s.eat(']')
-			}
-		}
-	case c == '{':
-		s.pos++
-		for {
-			if s.skipSpace(true); s.eat('}') {
-				return true
-			}
-			if !s.keyValue(path, plain, depth+1) {
-				return false
-			}
-			if s.skipSpace(true); !s.eat(',') {
-				return s.eat('}')
+				return s.eat(end)
 			}
 		}
 	}
@@ -228,45 +206,35 @@ func (s *tomlScanner) value(path string, plain []string, depth int) bool {
 	return s.pos > start
 }
 
-// quoted scans a one-line basic or literal string and returns its contents,
-// with backslash escapes reduced to the escaped byte in basic strings.
-func (s *tomlScanner) quoted() (string, bool) {
-	q := s.data[s.pos]
-	var b strings.Builder
-	for s.pos++; s.pos < len(s.data) && s.data[s.pos] != '\n'; s.pos++ {
-		switch c := s.data[s.pos]; {
-		case c == q:
-			s.pos++
-			return b.String(), true
-		case c == '\\' && q == '"' && s.pos+1 < len(s.data) && s.data[s.pos+1] != '\n':
-			s.pos++
-			b.WriteByte(s.data[s.pos])
-		default:
-			b.WriteByte(c)
-		}
+// str scans a basic or literal string, on one line or (between three quotes)
+// on several, and returns its contents with backslash escapes reduced to the
+// escaped byte.
+func (s *tomlScanner) str() (string, bool) {
+	q := s.data[s.pos : s.pos+1]
+	if bytes.HasPrefix(s.data[s.pos:], bytes.Repeat(q, 3)) {
+		q = bytes.Repeat(q, 3)
 	}
-	return "", false
-}
-
-// multiline scans a multi-line basic or literal string delimited by the
-// three quotes q, counting the lines it spans.
-func (s *tomlScanner) multiline(q []byte) bool {
-	for s.pos += 3; s.pos < len(s.data); s.pos++ {
-		switch c := s.data[s.pos]; {
+	var b strings.Builder
+	for s.pos += len(q); s.pos < len(s.data); s.pos++ {
+		c := s.data[s.pos]
+		switch {
 		case bytes.HasPrefix(s.data[s.pos:], q):
-			s.pos += 3
-			for i := 0; i < 2 && s.eat(q[0]); i++ { // up to two quotes may precede the closing ones
+			s.pos += len(q)
+			for i := 0; len(q) == 3 && i < 2 && s.eat(q[0]); i++ { // quotes just before the closing ones
 			}
-			return true
-		case c == '\\' && q[0] == '"' && s.pos+1 < len(s.data):
-			if s.pos++; s.data[s.pos] == '\n' {
-				s.line++
-			}
-		case c == '\n':
+			return b.String(), true
+		case c == '\n' && len(q) == 1:
+			return "", false
+		case c == '\\' && q[0] == '"' && s.pos+1 < len(s.data) && (len(q) == 3 || s.data[s.pos+1] != '\n'):
+			s.pos++
+			c = s.data[s.pos]
+		}
+		if c == '\n' {
 			s.line++
 		}
+		b.WriteByte(c)
 	}
-	return false
+	return "", false
 }
 
 // skipSpace skips blanks and comments and, if newlines is set, line ends.

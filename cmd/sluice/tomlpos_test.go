@@ -220,6 +220,7 @@ func TestKeyLinesInvalid(t *testing.T) {
 		{"= 1\n[[t]]\n[[t]\nx = 1", "t[0].x", 4},
 		{"a = {b = 1 c = 2}\nd = 3", "d", 2},
 		{"\ufeffa = 1", "a", 1},
+		{"\xfe\xffa = 1", "a", 1},
 		{"a = '''\nb = 1", "b", 0},
 		{strings.Repeat("[", 100000), "a", 0},
 		{"a = " + strings.Repeat("[", 100000), "a", 1},

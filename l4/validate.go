@@ -1,11 +1,13 @@
 package l4
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 
 	"sluice/tlsterm"
@@ -73,13 +75,16 @@ func (c *Config) Validate() error {
 	}
 
 	upstreams := make(map[string]bool)
+	first := make(map[string]string) // upstream name → path of its first definition
 	for i, u := range c.Upstreams {
 		p := fmt.Sprintf("upstream[%d]", i)
 		switch {
 		case u.Name == "":
 			es.add(p+".name", "missing: every upstream needs a name")
 		case upstreams[u.Name]:
-			es.add(p+".name", "duplicate upstream name %q", u.Name)
+			es.add(p+".name", "duplicate upstream name %q: %s has it already; names must be unique", u.Name, first[u.Name])
+		default:
+			first[u.Name] = p
 		}
 		upstreams[u.Name] = true
 		u.validate(p, &es)
@@ -160,7 +165,7 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 		case r.Upstream == "":
 			es.add(rp+".upstream", "missing: name the [[upstream]] this route sends to")
 		case !upstreams[r.Upstream]:
-			es.add(rp+".upstream", "no [[upstream]] is named %q", r.Upstream)
+			es.add(rp+".upstream", "no [[upstream]] is named %q: %s", r.Upstream, upstreamNames(upstreams))
 		}
 		if l.TLS == nil {
 			for _, m := range []struct {
@@ -205,6 +210,10 @@ func (t *TLSConfig) validate(p string, es *errs) {
 	}
 	for j, s := range t.CipherSuites {
 		if _, err := tlsterm.ParseCipherSuite(s); err != nil {
+			if knownCipherSuite(s) {
+				// Refused by name: say which suites are accepted.
+				err = fmt.Errorf("%w; expected one of %s", err, strings.Join(allowedCipherSuites(), ", "))
+			}
 			es.wrap(fmt.Sprintf("%s.cipher_suites[%d]", p, j), err)
 		}
 	}
@@ -218,16 +227,55 @@ func (t *TLSConfig) validate(p string, es *errs) {
 			es.add(fmt.Sprintf("%s.alpn[%d]", p, j), "protocol names must be 1 to 255 bytes")
 		}
 	}
-	if _, err := tlsterm.ParseClientAuth(t.ClientAuth); err != nil {
-		es.wrap(p+".client_auth", err)
+	ca, err := tlsterm.ParseClientAuth(t.ClientAuth)
+	es.wrap(p+".client_auth", err)
+	if err != nil {
+		return // an unknown client_auth says nothing about client_ca
 	}
-	auth := t.ClientAuth != "" && t.ClientAuth != "none"
+	auth := ca != tls.NoClientCert
 	if auth && t.ClientCA == "" {
 		es.add(p+".client_ca", "missing: client_auth = %q needs the CA file client certificates are verified against", t.ClientAuth)
 	}
 	if !auth && t.ClientCA != "" {
 		es.add(p+".client_auth", "client_ca is set but client_auth is \"none\": set \"request\" or \"require\"")
 	}
+}
+
+// upstreamNames describes the defined upstream names, for an error about
+// a route naming another one.
+func upstreamNames(upstreams map[string]bool) string {
+	var names []string
+	for n := range upstreams {
+		if n != "" {
+			names = append(names, strconv.Quote(n))
+		}
+	}
+	if len(names) == 0 {
+		return "no upstream is defined"
+	}
+	slices.Sort(names)
+	return "expected one of " + strings.Join(names, ", ")
+}
+
+// knownCipherSuite reports whether s is the name of a cipher suite Go
+// knows, so that ParseCipherSuite refused it as too weak rather than as
+// unknown.
+func knownCipherSuite(s string) bool {
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if cs.Name == s && slices.Contains(cs.SupportedVersions, tls.VersionTLS12) {
+			return true
+		}
+	}
+	return false
+}
+
+// allowedCipherSuites lists the TLS 1.2 suites cipher_suites accepts.
+func allowedCipherSuites() []string {
+	names := make([]string, len(tlsterm.DefaultCipherSuites))
+	for i, id := range tlsterm.DefaultCipherSuites {
+		names[i] = tls.CipherSuiteName(id)
+	}
+	return names
 }
 
 // checkListenAddr accepts "host:port" with a literal or empty host, and
@@ -238,7 +286,7 @@ func checkListenAddr(a string) error {
 	}
 	if path, ok := strings.CutPrefix(a, "unix:"); ok {
 		if path == "" {
-			return errors.New("unix socket path is empty")
+			return fmt.Errorf("invalid address %q: unix socket path is empty: expected \"unix:/path\"", a)
 		}
 		return nil
 	}
@@ -252,7 +300,7 @@ func checkListenAddr(a string) error {
 		}
 	}
 	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("invalid port in %q", a)
+		return fmt.Errorf("invalid port in %q: expected a number from 0 to 65535 or a service name", a)
 	}
 	return nil
 }
@@ -262,7 +310,7 @@ func checkListenAddr(a string) error {
 func checkServerAddr(a string) error {
 	if path, ok := strings.CutPrefix(a, "unix:"); ok {
 		if path == "" {
-			return errors.New("unix socket path is empty")
+			return fmt.Errorf("invalid server address %q: unix socket path is empty: expected \"unix:/path\"", a)
 		}
 		return nil
 	}
@@ -270,8 +318,9 @@ func checkServerAddr(a string) error {
 	if err != nil || host == "" {
 		return fmt.Errorf("invalid server address %q: expected \"host:port\", \"[v6]:port\" or \"unix:/path\"", a)
 	}
-	if _, err := net.LookupPort("tcp", port); err != nil {
-		return fmt.Errorf("invalid port in %q", a)
+	// Port 0 (also an empty port) cannot be dialled.
+	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
+		return fmt.Errorf("invalid port in %q: expected a number from 1 to 65535 or a service name", a)
 	}
 	return nil
 }

@@ -52,7 +52,12 @@ func loadConfig(path string) (*l4.Config, *keyLines, error) {
 	if err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, nil, &configError{file: path, line: pe.Position.Line, key: pe.LastKey, msg: pe.Message}
+			msg := pe.Message
+			if strings.HasPrefix(msg, "expected value but found") || strings.HasPrefix(msg, "Invalid float value") {
+				// Most often an address or a name without its quotes.
+				msg += ` (strings must be quoted, as in "127.0.0.1:8443")`
+			}
+			return nil, nil, &configError{file: path, line: pe.Position.Line, key: pe.LastKey, msg: msg}
 		}
 		return nil, nil, decodeError(path, err)
 	}
@@ -63,16 +68,26 @@ func loadConfig(path string) (*l4.Config, *keyLines, error) {
 	for _, k := range undecoded {
 		unknown[k.String()] = true
 	}
-	seen := make(map[string]int) // occurrences of each unknown key so far
+	// A key that appears in several elements of an array of tables, say a
+	// misspelt key in two [[listener.route]] tables, is listed once per
+	// element, in document order: give each its own line.
+	seen := make(map[string]int)     // occurrences of each unknown key so far
+	occurs := make(map[string][]int) // lines of each unknown key, in order
 	for _, k := range undecoded {
 		// Report an unknown table alone, not every key in it too.
 		if underUnknown(k, unknown) {
 			continue
 		}
-		n := seen[k.String()]
-		seen[k.String()]++
-		errs = append(errs, &configError{file: path, line: lines.nthLineOf(k, n), key: k.String(),
-			msg: unknownKeyMessage(k)})
+		ks := k.String()
+		if _, ok := occurs[ks]; !ok {
+			occurs[ks] = lines.occurrences(k)
+		}
+		line := lines.lineOf(k)
+		if n := seen[ks]; n < len(occurs[ks]) {
+			line = occurs[ks][n]
+		}
+		seen[ks]++
+		errs = append(errs, &configError{file: path, line: line, key: ks, msg: unknownKeyMessage(k)})
 	}
 	if len(errs) > 0 {
 		// Unknown keys often explain the validation errors that follow
@@ -89,10 +104,13 @@ func unknownKeyMessage(k toml.Key) string {
 	if len(known) == 0 {
 		return "unknown key (check its spelling and the table it is in)"
 	}
-	name := k[len(k)-1]
+	name := strings.ToLower(k[len(k)-1])
 	best, bestDist := "", 3
 	for _, c := range known {
-		if d := editDistance(strings.ToLower(name), c); d < bestDist && d < len(c)/2+1 {
+		if len(name) > len(c)+2 {
+			continue // too long to be a misspelling
+		}
+		if d := editDistance(name, c); d < bestDist && d < len(c)/2+1 {
 			best, bestDist = c, d
 		}
 	}
@@ -142,25 +160,31 @@ func fieldByKey(t reflect.Type, k string) (reflect.StructField, bool) {
 	return reflect.StructField{}, false
 }
 
-// editDistance is the Levenshtein distance between a and b.
+// editDistance is the number of single-byte insertions, deletions,
+// substitutions and swaps of adjacent bytes that turn a into b (optimal
+// string alignment distance).
 func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
+	d := make([][]int, len(a)+1)
+	for i := range d {
+		d[i] = make([]int, len(b)+1)
+		d[i][0] = i
+	}
+	for j := range d[0] {
+		d[0][j] = j
 	}
 	for i := 1; i <= len(a); i++ {
-		cur[0] = i
 		for j := 1; j <= len(b); j++ {
 			cost := 1
 			if a[i-1] == b[j-1] {
 				cost = 0
 			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+			d[i][j] = min(d[i-1][j]+1, d[i][j-1]+1, d[i-1][j-1]+cost)
+			if i > 1 && j > 1 && a[i-1] == b[j-2] && a[i-2] == b[j-1] {
+				d[i][j] = min(d[i][j], d[i-2][j-2]+1)
+			}
 		}
-		prev, cur = cur, prev
 	}
-	return prev[len(b)]
+	return d[len(a)][len(b)]
 }
 
 // underUnknown reports whether a proper prefix of k is itself in unknown.
@@ -173,21 +197,16 @@ func underUnknown(k toml.Key, unknown map[string]bool) bool {
 	return false
 }
 
-// nthLineOf returns the line of the n-th (from 0) occurrence of key, given
-// without array indices as toml.MetaData.Undecoded() keys are: a key that
-// appears in several elements of an array of tables, say a misspelt key in
-// two [[listener.route]] tables, is listed once per element, in document
-// order. It falls back to the first occurrence.
-func (k *keyLines) nthLineOf(key []string, n int) int {
-	if k != nil && n > 0 {
-		var found []int
-		k.expand("", key, &found)
-		slices.Sort(found)
-		if n < len(found) {
-			return found[n]
-		}
+// occurrences returns the lines of every occurrence of key, given without
+// array indices as toml.MetaData.Undecoded() keys are, in order.
+func (k *keyLines) occurrences(key []string) []int {
+	if k == nil {
+		return nil
 	}
-	return k.lineOf(key)
+	var found []int
+	k.expand("", key, &found)
+	slices.Sort(found)
+	return found
 }
 
 // expand appends the lines of every indexed path that key, given without

@@ -82,12 +82,22 @@ func (c *conn) serve(ctx context.Context) {
 		log.Debug("conn open", "conn", c.id, "client", c.client.String(), "listener", c.srv.Name)
 	}
 	err := c.run(ctx)
+	if err != nil && ctx.Err() != nil {
+		// Cut by the end of a drain before its relay began: that, not the
+		// phase it was in, is why it ended.
+		c.reason, err = string(splice.Canceled), nil
+	}
 	c.logAccess(err)
 }
 
 // run does the work; every path out of it has closed the connection.
 func (c *conn) run(ctx context.Context) error {
 	s := c.srv
+	// The PROXY header and the peek wait on deadlines, not on ctx. Until the
+	// relay (which watches ctx itself), cancelling ctx closes the socket, so
+	// that a forced shutdown does not wait for their timeouts.
+	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
+	defer stop()
 	var cur net.Conn = c.raw
 	if s.AcceptProxy {
 		if !trusted(c.raw.RemoteAddr(), s.TrustedProxies) {
@@ -144,6 +154,7 @@ func (c *conn) run(ctx context.Context) error {
 		return err
 	}
 
+	stop()
 	idle := s.IdleTimeout
 	if route.IdleTimeout > 0 {
 		idle = route.IdleTimeout

@@ -143,7 +143,20 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		// Count the conn under mu, where Shutdown closes s.closing: either it
+		// is counted before Shutdown waits, or it is refused. An Add racing
+		// with Wait could let Shutdown return with a conn still starting.
+		s.mu.Lock()
+		select {
+		case <-s.closing:
+			s.mu.Unlock()
+			raw.Close()
+			s.release()
+			return ErrServerClosed
+		default:
+		}
 		s.conns.Add(1)
+		s.mu.Unlock()
 		go s.handle(raw)
 	}
 }

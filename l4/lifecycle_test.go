@@ -1,0 +1,407 @@
+package l4
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"io"
+	"math/big"
+	"net"
+	"net/http"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+)
+
+// echoLine writes line and a newline to c and expects them back.
+func echoLine(t *testing.T, c net.Conn, line string) {
+	t.Helper()
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		t.Fatalf("write %q: %v", line, err)
+	}
+	if got := readLine(t, c); got != line {
+		t.Fatalf("echo: got %q, want %q", got, line)
+	}
+}
+
+// wsEchoServer serves WebSocket echo over plain HTTP on loopback and
+// returns its address. Its handlers end when their connection does, or at
+// cleanup.
+func wsEchoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	srv := &http.Server{
+		BaseContext: func(net.Listener) context.Context { return ctx },
+		Handler: http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+			c, err := websocket.Accept(rw, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.CloseNow()
+			for {
+				typ, msg, err := c.Read(r.Context())
+				if err != nil {
+					return
+				}
+				if err := c.Write(r.Context(), typ, msg); err != nil {
+					return
+				}
+			}
+		}),
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		srv.Serve(ln)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		srv.Close()
+		<-served
+	})
+	return ln.Addr().String()
+}
+
+// wsRouteWorld serves one TLS listener routing WebSocket upgrades to a
+// WebSocket echo server and everything else to tagged("plain").
+func wsRouteWorld(t *testing.T, handshake time.Duration) (*world, string) {
+	t.Helper()
+	w := newWorld(t)
+	yes := true
+	cfg := &Config{
+		Listeners: []ListenerConfig{{
+			Name:             "web",
+			HandshakeTimeout: Duration{handshake},
+			TLS:              &TLSConfig{Certificates: []CertConfig{w.cert("localhost")}},
+			Routes: []RouteConfig{
+				{Name: "websocket", WebSocket: &yes, Upstream: "ws"},
+				{Name: "plain", Upstream: "plain"},
+			},
+		}},
+		Upstreams: []UpstreamConfig{
+			{Name: "ws", Servers: []string{wsEchoServer(t)}},
+			{Name: "plain", Servers: []string{w.backend(tagged("plain")).addr()}},
+		},
+	}
+	_, addrs := w.serve(cfg)
+	return w, addrs[0]
+}
+
+func TestLifecycleWebSocketRoute(t *testing.T) {
+	t.Run("websocket client", func(t *testing.T) {
+		w, addr := wsRouteWorld(t, time.Minute)
+		tr := &http.Transport{
+			TLSClientConfig:   &tls.Config{RootCAs: w.pool},
+			ForceAttemptHTTP2: false,
+			TLSNextProto:      map[string]func(string, *tls.Conn) http.RoundTripper{},
+			// "localhost" may resolve to ::1 first; sluice listens on
+			// 127.0.0.1.
+			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+				var d net.Dialer
+				return d.DialContext(ctx, "tcp", addr)
+			},
+		}
+		defer tr.CloseIdleConnections()
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		_, port, _ := net.SplitHostPort(addr)
+		c, _, err := websocket.Dial(ctx, "wss://localhost:"+port+"/echo",
+			&websocket.DialOptions{HTTPClient: &http.Client{Transport: tr}})
+		if err != nil {
+			t.Fatalf("websocket dial: %v", err)
+		}
+		defer c.CloseNow()
+		for _, msg := range []string{"hello", strings.Repeat("big ", 5_000)} {
+			if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+				t.Fatal(err)
+			}
+			typ, got, err := c.Read(ctx)
+			if err != nil || typ != websocket.MessageText || string(got) != msg {
+				t.Fatalf("websocket echo: %v %d bytes, %v; want %d bytes", typ, len(got), err, len(msg))
+			}
+		}
+		if err := c.Close(websocket.StatusNormalClosure, ""); err != nil {
+			t.Fatalf("websocket close: %v", err)
+		}
+		w.waitLog("msg=access", "listener=web", "route=websocket", "upstream=ws")
+	})
+
+	// Everything else goes to the plain route with its bytes unchanged,
+	// and without waiting for the handshake timeout (one minute here).
+	var big bytes.Buffer
+	big.WriteString("GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n")
+	for big.Len() < maxHeadBytes+4000 {
+		big.WriteString("X-Filler: " + strings.Repeat("f", 100) + "\r\n")
+	}
+	big.WriteString("\r\n")
+	for _, tc := range []struct {
+		name    string
+		payload []byte
+	}{
+		{"plain GET", []byte("GET /index.html HTTP/1.1\r\nHost: localhost\r\nAccept: */*\r\n\r\n")},
+		{"near miss", []byte("GET /chat HTTP/1.1\r\nHost: localhost\r\nUpgrade: websockets\r\nConnection: Upgrade\r\n" +
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")},
+		{"binary garbage", []byte("\x00\xff\x16\x03\x01GET / HTTP/1.1\r\n\r\n\x80\x81")},
+		{"head over 8 KiB", big.Bytes()},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, addr := wsRouteWorld(t, time.Minute)
+			c := w.mustDialTLS(addr, nil)
+			wrote := make(chan error, 1)
+			go func() {
+				_, err := c.Write(tc.payload)
+				wrote <- err
+			}()
+			// No CloseWrite: an EOF would end the peek early by itself.
+			if tag := readLine(t, c); tag != "plain" {
+				t.Fatalf("routed to %q, want plain", tag)
+			}
+			got := make([]byte, len(tc.payload))
+			if _, err := io.ReadFull(c, got); err != nil {
+				t.Fatalf("read echo: %v", err)
+			}
+			if !bytes.Equal(got, tc.payload) {
+				t.Fatalf("backend got %q, want %q", got, tc.payload)
+			}
+			if err := <-wrote; err != nil {
+				t.Fatal(err)
+			}
+			c.Close()
+			w.waitLog("msg=access", "route=plain", "upstream=plain")
+		})
+	}
+
+	t.Run("silent client", func(t *testing.T) {
+		w, addr := wsRouteWorld(t, 200*time.Millisecond)
+		start := time.Now()
+		c := w.mustDialTLS(addr, nil)
+		// Nothing sent: after the handshake timeout the conn takes the
+		// default route anyway, and the TLS conn is still good.
+		if tag := readLine(t, c); tag != "plain" {
+			t.Fatalf("routed to %q, want plain", tag)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond {
+			t.Errorf("routed after %s, before the 200ms peek timeout", d)
+		}
+		echoLine(t, c, "late words")
+		c.Close()
+		w.waitLog("msg=access", "route=plain", "bytes_in=11")
+	})
+}
+
+// waitRefused dials addr until the connection is refused, which is how a
+// closed listener answers; connections that still get through are closed.
+func waitRefused(t *testing.T, addr string) {
+	t.Helper()
+	timeout := time.NewTimer(testTimeout)
+	defer timeout.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		c, err := net.DialTimeout("tcp", addr, testTimeout)
+		if errors.Is(err, syscall.ECONNREFUSED) {
+			return
+		}
+		// A reset means the SYN was queued when the listener closed.
+		if err != nil && !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("dial %s: %v; want connection refused", addr, err)
+		}
+		if c != nil {
+			c.Close()
+		}
+		select {
+		case <-tick.C:
+		case <-timeout.C:
+			t.Fatalf("%s still accepts connections", addr)
+		}
+	}
+}
+
+// waitShutdown waits for the result of a Shutdown running in a goroutine.
+func waitShutdown(t *testing.T, shut <-chan error) error {
+	t.Helper()
+	select {
+	case err := <-shut:
+		return err
+	case <-time.After(testTimeout):
+		t.Fatal("Shutdown did not return")
+		return nil
+	}
+}
+
+func TestLifecycleDrain(t *testing.T) {
+	t.Run("graceful", func(t *testing.T) {
+		w := newWorld(t)
+		p, addrs := w.serve(w.simple(w.backend(echo).addr()))
+		c := w.mustDialTLS(addrs[0], nil)
+		echoLine(t, c, "before")
+
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		shut := make(chan error, 1)
+		go func() { shut <- p.Shutdown(ctx) }()
+		waitRefused(t, addrs[0])
+		echoLine(t, c, "during the drain")
+		select {
+		case err := <-shut:
+			t.Fatalf("Shutdown returned %v while a conn was open", err)
+		default:
+		}
+		c.Close()
+		if err := waitShutdown(t, shut); err != nil {
+			t.Fatalf("Shutdown after the last conn closed: %v", err)
+		}
+		w.waitLog("msg=access", "bytes_in=24", "bytes_out=24")
+	})
+
+	t.Run("forced", func(t *testing.T) {
+		w := newWorld(t)
+		p, addrs := w.serve(w.simple(w.backend(echo).addr()))
+		c := w.mustDialTLS(addrs[0], nil)
+		echoLine(t, c, "before")
+
+		ctx, cancel := context.WithCancel(context.Background())
+		shut := make(chan error, 1)
+		go func() { shut <- p.Shutdown(ctx) }()
+		waitRefused(t, addrs[0])
+		echoLine(t, c, "during the drain")
+		cancel()
+		if err := waitShutdown(t, shut); !errors.Is(err, context.Canceled) {
+			t.Fatalf("Shutdown = %v, want context.Canceled", err)
+		}
+		expectClosed(t, c)
+		w.waitLog("level=INFO", "msg=access", "reason=canceled")
+	})
+
+	// A conn that has not reached its relay yet is cut at once too, not
+	// after its PROXY or peek timeout (one minute here).
+	for _, tc := range []struct {
+		name    string
+		partial string // sent, then silence
+		setup   func(*ListenerConfig)
+	}{
+		{"forced while peeking", "GET / HT", func(l *ListenerConfig) {
+			yes := true
+			l.Routes = append([]RouteConfig{{Name: "ws", WebSocket: &yes, Upstream: "app"}}, l.Routes...)
+		}},
+		{"forced while reading the PROXY header", "\r\n\r\n\x00\r\nQUIT\n\x21", func(l *ListenerConfig) {
+			l.AcceptProxy, l.TrustedProxies, l.ProxyTimeout = true, []string{"127.0.0.1"}, Duration{time.Minute}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			cfg := w.simple(w.backend(echo).addr())
+			cfg.Listeners[0].TLS = nil
+			cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
+			tc.setup(&cfg.Listeners[0])
+			p, addrs := w.serve(cfg)
+			c, err := net.Dial("tcp", addrs[0])
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			c.Write([]byte(tc.partial))
+			w.waitLog(`msg="conn open"`, "client="+c.LocalAddr().String())
+
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			shut := make(chan error, 1)
+			go func() { shut <- p.Shutdown(ctx) }()
+			if err := waitShutdown(t, shut); !errors.Is(err, context.Canceled) {
+				t.Fatalf("Shutdown = %v, want context.Canceled", err)
+			}
+			expectClosed(t, c)
+			line := w.waitLog("msg=access", "client="+c.LocalAddr().String())
+			if !strings.Contains(line, "reason=canceled") || !strings.Contains(line, "level=INFO") {
+				t.Errorf("access line: %s; want reason=canceled at INFO", line)
+			}
+		})
+	}
+}
+
+func TestLifecycleMaxConnections(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].MaxConnections = 1
+	_, addrs := w.serve(cfg)
+
+	first := w.mustDialTLS(addrs[0], nil)
+	echoLine(t, first, "first")
+
+	// The kernel completes the second TCP handshake, but sluice does not
+	// accept it, so no ServerHello comes while the first conn is open.
+	raw, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+	if err != nil {
+		t.Fatalf("TCP connect beyond max_connections: %v", err)
+	}
+	defer raw.Close()
+	second := tls.Client(raw, &tls.Config{RootCAs: w.pool, ServerName: "localhost"})
+	second.SetDeadline(time.Now().Add(300 * time.Millisecond))
+	err = second.Handshake()
+	var ne net.Error
+	if !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("TLS handshake beyond max_connections: %v; want a timeout", err)
+	}
+	if n := strings.Count(w.logs.String(), `msg="conn open"`); n != 1 {
+		t.Fatalf("%d conns accepted with max_connections = 1", n)
+	}
+	raw.Close()
+
+	first.Close()
+	third := w.mustDialTLS(addrs[0], nil)
+	echoLine(t, third, "third")
+}
+
+func TestLifecycleCertReload(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	files := cfg.Listeners[0].TLS.Certificates[0]
+	p, addrs := w.serve(cfg)
+	serialOf := func(c *tls.Conn) *big.Int { return c.ConnectionState().PeerCertificates[0].SerialNumber }
+
+	a := w.mustDialTLS(addrs[0], nil)
+	echoLine(t, a, "before the reload")
+	old := serialOf(a)
+
+	next, certPEM, keyPEM := issue(t, w.ca, w.caKey, "localhost", []string{"localhost"}, false)
+	w.writeFile(files.Cert, certPEM)
+	w.writeFile(files.Key, keyPEM)
+	if err := p.ReloadCertificates(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	echoLine(t, a, "after the reload")
+	if got := serialOf(w.mustDialTLS(addrs[0], nil)); got.Cmp(next.Leaf.SerialNumber) != 0 || got.Cmp(old) == 0 {
+		t.Fatalf("new conn got serial %s, want the reloaded %s (old %s)", got, next.Leaf.SerialNumber, old)
+	}
+
+	w.writeFile(files.Key, []byte("-----BEGIN EC PRIVATE KEY-----\nbroken\n-----END EC PRIVATE KEY-----\n"))
+	err := p.ReloadCertificates()
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Path != "listener[0].tls.certificates[0]" {
+		t.Fatalf("reload with a broken key: %v; want an error for listener[0].tls.certificates[0]", err)
+	}
+	if got := serialOf(w.mustDialTLS(addrs[0], nil)); got.Cmp(next.Leaf.SerialNumber) != 0 {
+		t.Fatalf("after a failed reload a new conn got serial %s, want %s", got, next.Leaf.SerialNumber)
+	}
+	echoLine(t, a, "after the failed reload")
+}
+
+func TestLifecycleRouteIdleTimeout(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].IdleTimeout = Duration{time.Minute}
+	cfg.Listeners[0].Routes[0].IdleTimeout = Duration{150 * time.Millisecond}
+	_, addrs := w.serve(cfg)
+	c := w.mustDialTLS(addrs[0], nil)
+	echoLine(t, c, "ping")
+	expectClosed(t, c)
+	w.waitLog("msg=access", "route=default", "reason=idle_timeout", "bytes_in=5", "bytes_out=5")
+}

@@ -29,7 +29,8 @@ type Options struct {
 	// for this long. Zero means DefaultIdleTimeout; negative disables it.
 	IdleTimeout time.Duration
 
-	// HalfCloseTimeout replaces IdleTimeout once one direction has finished
+	// HalfCloseTimeout replaces IdleTimeout, when shorter, once one
+	// direction has finished
 	// (its source sent EOF and the destination was half-closed), so a peer
 	// that never closes its side cannot hold the connection forever, while a
 	// long response after a half-closed request keeps flowing as long as it
@@ -113,11 +114,12 @@ func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, 
 		r.pool = &defaultPool
 	}
 	r.touch()
+	// Deadlines from earlier phases (handshake, peek) must not leak into the
+	// relay; copyLoop sets its own when a timeout is in force.
+	client.SetDeadline(time.Time{})
+	backend.SetDeadline(time.Time{})
 
-	stop := context.AfterFunc(ctx, func() {
-		r.canceled.Store(true)
-		r.closeBoth()
-	})
+	stop := context.AfterFunc(ctx, r.cancel)
 	defer stop()
 
 	results := make(chan halfResult, 2)
@@ -126,6 +128,11 @@ func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, 
 	first := <-results
 	second := <-results
 	r.closeBoth()
+	if second.rank < first.rank {
+		// The direction that stopped first may report last: its own
+		// closeWrite or closeBoth is what woke the other one up.
+		first, second = second, first
+	}
 
 	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second)}
 	if st.Reason == Canceled {
@@ -160,6 +167,7 @@ type halfResult struct {
 	idle bool  // stopped by the idle or half-close timeout
 	err  error // unexpected error; nil for EOF and benign endings
 	peer peer  // the end whose read or write stopped the copy
+	rank int32 // 1 for the direction whose copy stopped first, 2 for the other
 }
 
 type relay struct {
@@ -171,16 +179,27 @@ type relay struct {
 	last     atomic.Int64 // unix nanos of the last byte moved in either direction
 	halfDone atomic.Bool  // one direction has finished with EOF
 	canceled atomic.Bool
+	stopped  atomic.Int32 // how many copyLoops have returned; ranks halfResults
 	once     sync.Once
 }
 
 func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
 
-func (r *relay) closeBoth() {
+func (r *relay) closeBoth() { r.once.Do(r.closeConns) }
+
+// cancel closes both conns because ctx is done. The relay counts as
+// Canceled only if the cancellation is what tore it down: a relay already
+// closing after an error keeps that error and its reason.
+func (r *relay) cancel() {
 	r.once.Do(func() {
-		r.client.Close()
-		r.backend.Close()
+		r.canceled.Store(true)
+		r.closeConns()
 	})
+}
+
+func (r *relay) closeConns() {
+	r.client.Close()
+	r.backend.Close()
 }
 
 // timeout is the inactivity limit in force: the idle timeout, or the
@@ -203,6 +222,9 @@ func (r *relay) copyHalf(results chan<- halfResult, dir direction) {
 	}
 	res := r.copyLoop(src, dst, srcPeer, dstPeer, counter)
 	res.dir = dir
+	// Rank the result before closeWrite or closeBoth below can wake the
+	// other direction; the channel order alone cannot tell who was first.
+	res.rank = r.stopped.Add(1)
 	if res.eof {
 		// Clean EOF from the source: tell the destination we are done
 		// writing. From now on the remaining direction, which reads from
@@ -232,15 +254,24 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 	bufp := r.pool.Get()
 	defer r.pool.Put(bufp)
 	buf := *bufp
-	var armed time.Time // when the deadlines were last pushed out
+	var (
+		armed    time.Time     // when the deadlines were last pushed out
+		armedFor time.Duration // the timeout they were pushed out by
+	)
 	for {
 		if t := r.timeout(); t > 0 {
 			// Moving a deadline costs a timer update; do it at most a few
-			// times per timeout period.
-			if now := time.Now(); now.Sub(armed) > t/8 {
+			// times per timeout period, and when the limit in force changes.
+			if now := time.Now(); t != armedFor || now.Sub(armed) > t/8 {
 				src.SetReadDeadline(now.Add(t))
 				dst.SetWriteDeadline(now.Add(t))
-				armed = now
+				armed, armedFor = now, t
+				if r.timeout() != t {
+					// The other direction finished between timeout() and
+					// SetReadDeadline: the half-close deadline it set on src
+					// may have just been overwritten by the longer idle one.
+					continue
+				}
 			}
 		}
 		n, rerr := src.Read(buf)
@@ -270,7 +301,7 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 }
 
 // reason derives why the relay ended from the two half results, in the order
-// they arrived.
+// their copies stopped (see halfResult.rank).
 func (r *relay) reason(first, second halfResult) Reason {
 	if first.eof && (second.idle || second.err != nil) {
 		// One side closed cleanly, then the other direction failed: the

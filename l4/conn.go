@@ -57,7 +57,9 @@ type conn struct {
 
 	client, local net.Addr // as learnt from PROXY, else the socket's
 	tls           *tlsterm.Info
-	peeked        []byte
+	peeked        []byte  // bytes read by the peek, for the backend
+	headBuf       *[]byte // the pooled buffer peeked points into
+	peekedLen     int64
 	route         *Route
 	backend       *Backend
 	stats         splice.Stats
@@ -98,6 +100,7 @@ func (c *conn) run(ctx context.Context) error {
 	// that a forced shutdown does not wait for their timeouts.
 	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
 	defer stop()
+	defer c.releasePeek()
 	var cur net.Conn = c.raw
 	if s.AcceptProxy {
 		if !trusted(c.raw.RemoteAddr(), s.TrustedProxies) {
@@ -154,6 +157,9 @@ func (c *conn) run(ctx context.Context) error {
 		return err
 	}
 
+	// The peeked bytes are with the backend now; the relay does not need
+	// the 8 KiB they sit in for the life of the connection.
+	c.releasePeek()
 	stop()
 	idle := s.IdleTimeout
 	if route.IdleTimeout > 0 {
@@ -164,7 +170,7 @@ func (c *conn) run(ctx context.Context) error {
 		HalfCloseTimeout: s.HalfCloseTimeout,
 		Buffers:          s.Buffers,
 	})
-	st.BytesIn += int64(len(c.peeked))
+	st.BytesIn += c.peekedLen
 	c.stats = st
 	c.reason = string(st.Reason)
 	return err
@@ -203,16 +209,25 @@ func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
 // bytes read are kept for the backend. A timeout or EOF just means no match;
 // other read errors end the connection.
 func (c *conn) peek(cur net.Conn) (bool, error) {
-	buf := make([]byte, maxHeadBytes)
+	c.headBuf = c.srv.getHeadBuf()
 	cur.SetReadDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	n, ws, err := readRequestHead(cur, buf)
+	n, ws, err := readRequestHead(cur, *c.headBuf)
 	cur.SetReadDeadline(time.Time{})
-	c.peeked = buf[:n:n]
+	c.peeked = (*c.headBuf)[:n:n]
+	c.peekedLen = int64(n)
 	var ne net.Error
 	if err != nil && !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) {
 		return false, fmt.Errorf("peek request head: %w", err)
 	}
 	return ws, nil
+}
+
+// releasePeek returns the peek buffer to the server's pool.
+func (c *conn) releasePeek() {
+	if c.headBuf != nil {
+		c.srv.heads.Put(c.headBuf)
+		c.headBuf, c.peeked = nil, nil
+	}
 }
 
 // writePreamble sends the PROXY header, if the upstream wants one, and the

@@ -90,13 +90,3 @@ func selectRoute(routes []Route, in *matchInput) *Route {
 	}
 	return nil
 }
-
-// needsPeek reports whether any route looks at the WebSocket matcher.
-func needsPeek(routes []Route) bool {
-	for _, r := range routes {
-		if r.WebSocket != WebSocketAny {
-			return true
-		}
-	}
-	return false
-}

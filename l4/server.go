@@ -51,7 +51,7 @@ type Server struct {
 	closing   chan struct{} // closed when Shutdown starts
 	conns     sync.WaitGroup
 	sem       chan struct{}
-	peek      bool
+	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
 	// ctx is the parent of every connection's context; cancel closes them
 	// all at the end of a drain.
 	ctx    context.Context
@@ -65,7 +65,6 @@ func (s *Server) init() {
 		if s.MaxConns > 0 {
 			s.sem = make(chan struct{}, s.MaxConns)
 		}
-		s.peek = needsPeek(s.Routes)
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		if s.IDs == nil {
 			s.IDs = NewConnIDs()
@@ -74,6 +73,15 @@ func (s *Server) init() {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
 	})
+}
+
+// getHeadBuf returns a maxHeadBytes buffer for a peek.
+func (s *Server) getHeadBuf() *[]byte {
+	if b, ok := s.heads.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, maxHeadBytes)
+	return &b
 }
 
 func (s *Server) proxyTimeout() time.Duration {

@@ -2,7 +2,6 @@ package l4
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -188,5 +187,19 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 				"for", u.failTimeout(), "error", err)
 		}
 	}
-	return nil, nil, fmt.Errorf("upstream %s: all servers failed: %w", u.Name, errors.Join(errs...))
+	return nil, nil, fmt.Errorf("upstream %s: all servers failed: %w", u.Name, semicolonErrors(errs))
 }
+
+// semicolonErrors is errors.Join on one line, so a log line stays one
+// line.
+type semicolonErrors []error
+
+func (e semicolonErrors) Error() string {
+	parts := make([]string, len(e))
+	for i, err := range e {
+		parts[i] = err.Error()
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (e semicolonErrors) Unwrap() []error { return e }

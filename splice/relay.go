@@ -30,11 +30,10 @@ type Options struct {
 	IdleTimeout time.Duration
 
 	// HalfCloseTimeout replaces IdleTimeout, when shorter, once one
-	// direction has finished
-	// (its source sent EOF and the destination was half-closed), so a peer
-	// that never closes its side cannot hold the connection forever, while a
-	// long response after a half-closed request keeps flowing as long as it
-	// moves. Zero means DefaultHalfCloseTimeout; negative disables it.
+	// direction has finished (its source sent EOF and the destination was
+	// half-closed), so a peer that never closes its side cannot hold the
+	// connection forever, while a long response after a half-closed request
+	// keeps flowing as long as it moves. Zero means DefaultHalfCloseTimeout; negative disables it.
 	HalfCloseTimeout time.Duration
 
 	// Buffers supplies the copy buffers. Nil means a package default pool of

@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_ADDR   ?= 127.0.0.1:8081
 CONFIG      ?= configs/sluice.toml
 
-.PHONY: all build run test vet lint fmt unit fuzz interop clean
+.PHONY: all build run test vet lint fmt unit fuzz interop bench bench-k6 clean
 
 all: build
 
@@ -55,6 +55,15 @@ fuzz:
 # apt-get.
 interop:
 	bash .ci/interop.sh
+
+# The side-by-side benchmark against nginx, HAProxy and hitch (about 20
+# minutes); writes bench/results/latest.md and latest.svg.
+bench:
+	bash bench/run.sh $(BENCH_ARGS)
+
+# The k6 versions of the workloads, when k6 is installed.
+bench-k6:
+	bash bench/k6/run.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

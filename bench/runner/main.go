@@ -1,0 +1,302 @@
+// Command runner is sluice's benchmark suite: it starts one plain-HTTP
+// backend (nginx, 1 worker) and a WebSocket echo backend, then nginx,
+// HAProxy, hitch and sluice as TLS terminators configured alike, and runs
+// each scenario against each of them, repeated and interleaved, with the
+// terminators pinned to one CPU and everything else to the other. It writes
+// bench/results/latest.md and latest.svg. bench/run.sh (make bench) installs
+// the peers and calls it.
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"flag"
+	"fmt"
+	"io"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// runner holds the settings and shared state of one benchmark run.
+type runner struct {
+	dir        string // scratch directory for configs, logs, certificates
+	peersDir   string // bench/peers templates
+	wrkScript  string
+	loadgenBin string
+	termCPU    string // CPU the terminators are pinned to
+	loadCPU    string // CPU for load generators and backends
+	duration   time.Duration
+	wsDuration time.Duration
+	reps       int
+	conns      int
+	srcRange   string
+	progress   io.Writer
+	base       tmplData
+}
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	var (
+		r       runner
+		out     = flag.String("out", "bench/results", "directory for latest.md and latest.svg")
+		sluice  = flag.String("sluice", "bin/sluice", "sluice binary")
+		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all)")
+		peerSel = flag.String("peers", "", "comma-separated peers to run (default all)")
+	)
+	flag.StringVar(&r.peersDir, "peers-dir", "bench/peers", "configuration templates")
+	flag.StringVar(&r.wrkScript, "wrk-script", "bench/wrk/report.lua", "wrk report script")
+	flag.StringVar(&r.loadgenBin, "loadgen", "bin/loadgen", "load generator binary")
+	flag.StringVar(&r.termCPU, "term-cpu", "0", "CPU for the terminators")
+	flag.StringVar(&r.loadCPU, "load-cpu", "1", "CPU for load generators and backends")
+	flag.DurationVar(&r.duration, "duration", 8*time.Second, "length of each wrk run")
+	flag.DurationVar(&r.wsDuration, "ws-duration", 15*time.Second, "length of each WebSocket echo phase")
+	flag.IntVar(&r.reps, "reps", 3, "repetitions of each scenario per peer")
+	flag.IntVar(&r.conns, "conns", 10000, "connections for S4 and S5 (capped by the fd limit)")
+	flag.StringVar(&r.srcRange, "src", "127.0.0.2-127.0.0.40", "client source addresses for S4/S5")
+	flag.Parse()
+	r.progress = os.Stderr
+
+	// A terminator needs two descriptors per connection (client and
+	// backend); the hard limit of this machine may not allow N of them.
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	lim.Cur = lim.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	requested := r.conns
+	if maxConns := int(lim.Max-512) / 2; r.conns > maxConns {
+		r.conns = maxConns
+	}
+
+	dir, err := os.MkdirTemp("", "sluice-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	// Workers run as nobody (nginx, hitch) and must reach the bodies.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	r.dir = dir
+	if err := r.setupFiles(int(lim.Max)); err != nil {
+		return err
+	}
+
+	backends, err := r.startBackends(*sluice)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		for _, b := range backends {
+			b.stop()
+		}
+	}()
+
+	all := peers(*sluice)
+	var ps []*peer
+	for _, p := range all {
+		if *peerSel == "" || slices.Contains(strings.Split(*peerSel, ","), p.name) {
+			ps = append(ps, p)
+		}
+	}
+	defer func() {
+		for _, p := range ps {
+			r.stopPeer(p)
+		}
+	}()
+	for _, p := range ps {
+		if err := r.startPeer(p); err != nil {
+			return err
+		}
+	}
+
+	res := &results{
+		started:   time.Now(),
+		requested: requested,
+		conns:     r.conns,
+		reps:      r.reps,
+		duration:  r.duration,
+		machine:   machine(),
+		versions:  versions(*sluice),
+		samples:   map[string]map[string][]metrics{},
+	}
+	scs := scenarios()
+	var selected []*scenario
+	for _, sc := range scs {
+		if *only == "" || slices.Contains(strings.Split(*only, ","), sc.id) {
+			selected = append(selected, sc)
+		}
+	}
+	total := 0
+	for _, sc := range selected {
+		n := 0
+		for _, p := range ps {
+			if sc.applies(p) {
+				n++
+			}
+		}
+		if sc.direct != nil {
+			n++
+		}
+		total += n * r.reps
+	}
+	done := 0
+	for _, sc := range selected {
+		res.scenarios = append(res.scenarios, sc)
+		res.samples[sc.id] = map[string][]metrics{}
+		for rep := range r.reps {
+			// Interleave, and rotate the order each repetition so no peer
+			// always runs right after another.
+			order := slices.Clone(ps)
+			k := rep % len(order)
+			order = append(order[k:], order[:k]...)
+			if sc.direct != nil {
+				done++
+				fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: direct\n", done, total, sc.id, rep+1)
+				m, err := sc.direct(&r)
+				if err != nil {
+					return fmt.Errorf("%s direct: %w", sc.id, err)
+				}
+				res.samples[sc.id]["direct"] = append(res.samples[sc.id]["direct"], m)
+			}
+			for _, p := range order {
+				if !sc.applies(p) {
+					continue
+				}
+				done++
+				fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: %s (elapsed %s)\n", done, total, sc.id, rep+1, p.name,
+					time.Since(res.started).Round(time.Second))
+				if sc.fresh {
+					r.stopPeer(p)
+					if err := r.startPeer(p); err != nil {
+						return err
+					}
+				}
+				m, err := sc.run(&r, p)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", sc.id, p.name, err)
+				}
+				res.samples[sc.id][p.name] = append(res.samples[sc.id][p.name], m)
+			}
+		}
+	}
+	res.finished = time.Now()
+	res.peers = nil
+	for _, p := range ps {
+		res.peers = append(res.peers, p.name)
+	}
+	return res.write(*out)
+}
+
+// setupFiles makes the certificate, the bodies and the backend settings.
+func (r *runner) setupFiles(noFile int) error {
+	if err := os.MkdirAll(filepath.Join(r.dir, "www"), 0o755); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Join(r.dir, "tmp"), 0o755); err != nil {
+		return err
+	}
+	body := make([]byte, 1<<20)
+	rand.Read(body)
+	if err := os.WriteFile(filepath.Join(r.dir, "www", "1m"), body, 0o644); err != nil {
+		return err
+	}
+	certPEM, keyPEM, err := ecdsaCert()
+	if err != nil {
+		return err
+	}
+	cert, key, both := filepath.Join(r.dir, "cert.pem"), filepath.Join(r.dir, "key.pem"), filepath.Join(r.dir, "both.pem")
+	for path, data := range map[string][]byte{cert: certPEM, key: keyPEM, both: append(append([]byte{}, certPEM...), keyPEM...)} {
+		if err := os.WriteFile(path, data, 0o600); err != nil {
+			return err
+		}
+	}
+	r.base = tmplData{
+		Dir: r.dir, Cert: cert, Key: key, PEM: both,
+		NoFile: noFile, WorkerConns: noFile - 100, MaxConn: noFile/2 - 100,
+		BackendHTTP: 19080, BackendTLS: 19443, BackendWS: 19081,
+		Body64: strings.Repeat("x", 63) + "\n",
+	}
+	if os.Geteuid() == 0 {
+		r.base.User = "nobody"
+	}
+	return nil
+}
+
+// ecdsaCert makes the one ECDSA P-256 certificate every terminator serves.
+func ecdsaCert() ([]byte, []byte, error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1),
+		Subject:      pkix.Name{CommonName: "localhost"},
+		DNSNames:     []string{"localhost"},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		return nil, nil, err
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), nil
+}
+
+// startBackends starts the nginx HTTP backend and the WebSocket echo
+// backend (sluice's demo backend) on the load CPU.
+func (r *runner) startBackends(sluice string) ([]*proc, error) {
+	for _, port := range []int{r.base.BackendHTTP, r.base.BackendTLS, r.base.BackendWS} {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return nil, fmt.Errorf("backend port %d is already in use (a process left from an earlier run?)", port)
+		}
+	}
+	conf, err := r.render("backend-nginx.conf", r.base, "backend-nginx.conf")
+	if err != nil {
+		return nil, err
+	}
+	nginx, err := start(r.dir, "backend-nginx", r.loadCPU, nil, "nginx", "-p", r.dir, "-c", conf)
+	if err != nil {
+		return nil, err
+	}
+	ws, err := start(r.dir, "backend-ws", r.loadCPU, []string{"GOMAXPROCS=1"}, sluice, "demo-backend",
+		"-listen", fmt.Sprintf("127.0.0.1:%d", r.base.BackendWS))
+	if err != nil {
+		nginx.stop()
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, port := range []int{r.base.BackendHTTP, r.base.BackendTLS, r.base.BackendWS} {
+		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			nginx.stop()
+			ws.stop()
+			return nil, fmt.Errorf("backend: %w", err)
+		}
+	}
+	return []*proc{nginx, ws}, nil
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/template"
+	"time"
+)
+
+// ports and files shared by every peer's configuration template.
+type tmplData struct {
+	Dir, Cert, Key, PEM                string
+	NoFile, WorkerConns, MaxConn       int
+	BackendHTTP, BackendTLS, BackendWS int
+	TLS, WS, Plain, Pass               int // the peer's listeners
+	Body64                             string
+	User                               string // for hitch, which will not run workers as root
+}
+
+// peer is one terminator under test.
+type peer struct {
+	name string
+	base int // first of its four ports
+	// confs are the templates in bench/peers rendered for it; argv builds
+	// the commands that start it from the rendered paths.
+	confs []string
+	argv  func(r *runner, rendered []string) [][]string
+	env   []string
+	// plain reports whether it has plain TCP listeners (S6).
+	plain bool
+
+	procs []*proc
+}
+
+func peers(sluiceBin string) []*peer {
+	return []*peer{
+		{
+			name: "sluice", base: 24000, confs: []string{"sluice.toml"}, plain: true,
+			env: []string{"GOMAXPROCS=1"},
+			argv: func(r *runner, c []string) [][]string {
+				return [][]string{{sluiceBin, "-config", c[0]}}
+			},
+		},
+		{
+			name: "nginx", base: 21000, confs: []string{"nginx.conf"}, plain: true,
+			argv: func(r *runner, c []string) [][]string {
+				return [][]string{{"nginx", "-p", r.dir, "-c", c[0]}}
+			},
+		},
+		{
+			name: "haproxy", base: 22000, confs: []string{"haproxy.cfg"}, plain: true,
+			argv: func(r *runner, c []string) [][]string {
+				return [][]string{{"haproxy", "-db", "-f", c[0]}}
+			},
+		},
+		{
+			name: "hitch", base: 23000, confs: []string{"hitch.conf", "hitch-ws.conf"},
+			argv: func(r *runner, c []string) [][]string {
+				return [][]string{{"hitch", "--config", c[0]}, {"hitch", "--config", c[1]}}
+			},
+		},
+	}
+}
+
+func (p *peer) data(r *runner) tmplData {
+	d := r.base
+	d.TLS, d.WS, d.Plain, d.Pass = p.base, p.base+1, p.base+2, p.base+3
+	return d
+}
+
+// render writes the peer's configuration files into the work directory.
+func (r *runner) render(name string, d tmplData, out string) (string, error) {
+	t, err := template.ParseFiles(filepath.Join(r.peersDir, name))
+	if err != nil {
+		return "", fmt.Errorf("parse %s: %w", name, err)
+	}
+	path := filepath.Join(r.dir, out)
+	f, err := os.Create(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if err := t.Execute(f, d); err != nil {
+		return "", fmt.Errorf("render %s: %w", name, err)
+	}
+	return path, nil
+}
+
+// start renders and starts the peer pinned to the terminator CPU, and waits
+// for its TLS listener.
+func (r *runner) startPeer(p *peer) error {
+	d := p.data(r)
+	for _, port := range []int{d.TLS, d.WS, d.Plain, d.Pass} {
+		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
+			c.Close()
+			return fmt.Errorf("%s: port %d is already in use (a process left from an earlier run?)", p.name, port)
+		}
+	}
+	var rendered []string
+	for _, c := range p.confs {
+		path, err := r.render(c, p.data(r), p.name+"-"+c)
+		if err != nil {
+			return err
+		}
+		rendered = append(rendered, path)
+	}
+	for i, argv := range p.argv(r, rendered) {
+		pr, err := start(r.dir, fmt.Sprintf("%s-%d", p.name, i), r.termCPU, p.env, argv...)
+		if err != nil {
+			r.stopPeer(p)
+			return err
+		}
+		p.procs = append(p.procs, pr)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	for _, port := range []int{d.TLS, d.WS} {
+		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			r.stopPeer(p)
+			return fmt.Errorf("%s: %w (see %s/%s-0.log)", p.name, err, r.dir, p.name)
+		}
+	}
+	return nil
+}
+
+func (r *runner) stopPeer(p *peer) {
+	for _, pr := range p.procs {
+		pr.stop()
+	}
+	p.procs = nil
+}
+
+// cpu and rss add up all of the peer's processes and their children.
+func (p *peer) cpu() float64 {
+	var s float64
+	for _, pr := range p.procs {
+		s += cpuSeconds(pr.pid())
+	}
+	return s
+}
+
+func (p *peer) rss() int64 {
+	var s int64
+	for _, pr := range p.procs {
+		s += rssBytes(pr.pid())
+	}
+	return s
+}
+
+// version asks a peer binary for its version line.
+func version(argv ...string) string {
+	out, _ := runOutput(argv...)
+	line, _, _ := strings.Cut(strings.TrimSpace(out), "\n")
+	return line
+}

@@ -1,0 +1,162 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// proc is a process the runner started and must stop, by PID.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  *os.File
+}
+
+// start runs argv pinned to cpu (taskset) with its output in dir/name.log.
+func start(dir, name, cpu string, env []string, argv ...string) (*proc, error) {
+	log, err := os.Create(fmt.Sprintf("%s/%s.log", dir, name))
+	if err != nil {
+		return nil, err
+	}
+	args := append([]string{"-c", cpu}, argv...)
+	cmd := exec.Command("taskset", args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Env = append(os.Environ(), env...)
+	// Own process group, so stop reaches workers the process forks.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	return &proc{name: name, cmd: cmd, log: log}, nil
+}
+
+// pid is the process taskset became (taskset execs the command).
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+// stop sends SIGTERM to the process group, then SIGKILL after a grace
+// period, and reaps the process.
+func (p *proc) stop() {
+	pgid := p.pid()
+	syscall.Kill(-pgid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() {
+		p.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		syscall.Kill(-pgid, syscall.SIGKILL)
+		<-done
+	}
+	// Workers that outlive their master (nginx) go with the group.
+	syscall.Kill(-pgid, syscall.SIGKILL)
+	p.log.Close()
+}
+
+// tree returns pid and all its descendants, from /proc.
+func tree(root int) []int {
+	children := make(map[int][]int)
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readStat(pid); err == nil {
+			children[st.ppid] = append(children[st.ppid], pid)
+		}
+	}
+	out := []int{root}
+	for i := 0; i < len(out); i++ {
+		out = append(out, children[out[i]]...)
+	}
+	return out
+}
+
+type stat struct {
+	ppid         int
+	utime, stime uint64 // clock ticks
+}
+
+// readStat parses /proc/pid/stat (the command name may hold spaces).
+func readStat(pid int) (stat, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return stat{}, err
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return stat{}, errors.New("bad stat")
+	}
+	f := strings.Fields(s[i+2:])
+	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+	if len(f) < 13 {
+		return stat{}, errors.New("short stat")
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	ut, _ := strconv.ParseUint(f[11], 10, 64)
+	st, _ := strconv.ParseUint(f[12], 10, 64)
+	return stat{ppid: ppid, utime: ut, stime: st}, nil
+}
+
+// clockTicks is USER_HZ, 100 on every Linux we run on.
+const clockTicks = 100
+
+// cpuSeconds is the user+system CPU time of a process and its descendants.
+func cpuSeconds(root int) float64 {
+	var ticks uint64
+	for _, pid := range tree(root) {
+		if st, err := readStat(pid); err == nil {
+			ticks += st.utime + st.stime
+		}
+	}
+	return float64(ticks) / clockTicks
+}
+
+// rssBytes is the resident set size of a process and its descendants.
+func rssBytes(root int) int64 {
+	var total int64
+	for _, pid := range tree(root) {
+		f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+		if err != nil {
+			continue
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+				kb, _ := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+				total += kb << 10
+			}
+		}
+		f.Close()
+	}
+	return total
+}
+
+// waitPort waits until addr accepts connections or ctx ends.
+func waitPort(ctx context.Context, addr string) error {
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s does not accept connections: %w", addr, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}

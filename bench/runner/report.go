@@ -1,0 +1,294 @@
+package main
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// results are every sample of a run, by scenario and peer.
+type results struct {
+	started, finished time.Time
+	requested, conns  int
+	reps              int
+	duration          time.Duration
+	machine           string
+	versions          []string
+	peers             []string
+	scenarios         []*scenario
+	samples           map[string]map[string][]metrics // scenario → peer → runs
+}
+
+// median of one metric over a peer's runs; NaN when absent.
+func (res *results) median(sc, peer, key string) float64 {
+	var v []float64
+	for _, m := range res.samples[sc][peer] {
+		if x, ok := m[key]; ok {
+			v = append(v, x)
+		}
+	}
+	if len(v) == 0 {
+		return math.NaN()
+	}
+	slices.Sort(v)
+	if len(v)%2 == 1 {
+		return v[len(v)/2]
+	}
+	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+}
+
+// advantage is how many times better sluice is than other on a metric:
+// above 1 sluice is better, below 1 worse, whichever way the metric runs.
+func advantage(mi metricInfo, sluice, other float64) float64 {
+	if math.IsNaN(sluice) || math.IsNaN(other) {
+		return math.NaN()
+	}
+	if mi.higher {
+		if other == 0 {
+			return math.NaN()
+		}
+		return sluice / other
+	}
+	if sluice == 0 {
+		if other == 0 {
+			return 1
+		}
+		return math.NaN()
+	}
+	return other / sluice
+}
+
+// best is the best peer (not sluice, not direct) on a metric.
+func (res *results) best(sc string, mi metricInfo) (string, float64) {
+	name, val := "", math.NaN()
+	for _, p := range res.peers {
+		if p == "sluice" {
+			continue
+		}
+		v := res.median(sc, p, mi.key)
+		if math.IsNaN(v) {
+			continue
+		}
+		if name == "" || (mi.higher && v > val) || (!mi.higher && v < val) {
+			name, val = p, v
+		}
+	}
+	return name, val
+}
+
+func fmtNum(v float64) string {
+	switch {
+	case math.IsNaN(v):
+		return "n/a"
+	case math.Abs(v) >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.2f", v)
+	}
+}
+
+func fmtRatio(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.2f×", v)
+}
+
+// write renders latest.md and latest.svg into dir.
+func (res *results) write(dir string) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "# Benchmark results\n\n")
+	fmt.Fprintf(&b, "Run %s, %s in all. Reproduce with `make bench` (see bench/README.md).\n\n",
+		res.started.UTC().Format("2006-01-02 15:04 MST"), res.finished.Sub(res.started).Round(time.Second))
+	fmt.Fprintf(&b, "- Machine: %s\n", res.machine)
+	for _, v := range res.versions {
+		fmt.Fprintf(&b, "- %s\n", v)
+	}
+	fmt.Fprintf(&b, "- Each value is the median of %d runs, the terminators interleaved; wrk runs last %s.\n", res.reps, res.duration)
+	fmt.Fprintf(&b, "- Terminators pinned to CPU 0 with one worker/thread each (sluice: GOMAXPROCS=1); wrk, the load generator and the backends on CPU 1.\n")
+	conns := fmt.Sprint(res.conns)
+	if res.conns < res.requested {
+		conns = fmt.Sprintf("%d (asked for %d; capped by this machine's hard open-files limit, two descriptors per proxied connection)", res.conns, res.requested)
+	}
+	fmt.Fprintf(&b, "- S4/S5 connections: %s.\n\n", conns)
+	fmt.Fprintf(&b, "**Ratios** are sluice's advantage: above 1× sluice is better than that peer, below 1× worse, whichever way the metric runs (for latency, memory and CPU per unit, the peer's value divided by sluice's).\n\n")
+
+	for _, sc := range res.scenarios {
+		fmt.Fprintf(&b, "## %s: %s\n\n", sc.id, sc.title)
+		cols := slices.Clone(res.peers)
+		if _, ok := res.samples[sc.id]["direct"]; ok {
+			cols = append(cols, "direct")
+		}
+		fmt.Fprintf(&b, "| metric | %s | sluice vs best peer |", strings.Join(cols, " | "))
+		for _, p := range res.peers {
+			if p != "sluice" {
+				fmt.Fprintf(&b, " vs %s |", p)
+			}
+		}
+		b.WriteString("\n|---|")
+		for range cols {
+			b.WriteString("---:|")
+		}
+		b.WriteString("---:|")
+		for _, p := range res.peers {
+			if p != "sluice" {
+				b.WriteString("---:|")
+			}
+		}
+		b.WriteString("\n")
+		for _, mi := range sc.metrics {
+			fmt.Fprintf(&b, "| %s |", mi.label)
+			for _, p := range cols {
+				fmt.Fprintf(&b, " %s |", fmtNum(res.median(sc.id, p, mi.key)))
+			}
+			s := res.median(sc.id, "sluice", mi.key)
+			bestName, bestVal := res.best(sc.id, mi)
+			fmt.Fprintf(&b, " %s (%s) |", fmtRatio(advantage(mi, s, bestVal)), bestName)
+			for _, p := range res.peers {
+				if p != "sluice" {
+					fmt.Fprintf(&b, " %s |", fmtRatio(advantage(mi, s, res.median(sc.id, p, mi.key))))
+				}
+			}
+			b.WriteString("\n")
+		}
+		if _, ok := res.samples[sc.id]["direct"]; ok {
+			for _, mi := range sc.metrics {
+				if mi.key == "mib_s" {
+					fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput.\n",
+						fmtPct(res.median(sc.id, "sluice", "mib_s")/res.median(sc.id, "direct", "mib_s")))
+				}
+			}
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("![sluice's advantage over each peer](latest.svg)\n")
+	if err := os.WriteFile(filepath.Join(dir, "latest.md"), []byte(b.String()), 0o644); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
+}
+
+func fmtPct(v float64) string {
+	if math.IsNaN(v) {
+		return "n/a"
+	}
+	return fmt.Sprintf("%.0f%%", v*100)
+}
+
+// chart draws one group of bars per headline metric: sluice's advantage
+// over each peer, on a log scale with 1× marked.
+func (res *results) chart() string {
+	type bar struct {
+		peer  string
+		ratio float64
+	}
+	type group struct {
+		label string
+		bars  []bar
+	}
+	var groups []group
+	var others []string
+	for _, p := range res.peers {
+		if p != "sluice" {
+			others = append(others, p)
+		}
+	}
+	for _, sc := range res.scenarios {
+		for _, mi := range sc.metrics {
+			if mi.key == "failed" {
+				continue
+			}
+			g := group{label: sc.id + " " + mi.label}
+			s := res.median(sc.id, "sluice", mi.key)
+			for _, p := range others {
+				g.bars = append(g.bars, bar{p, advantage(mi, s, res.median(sc.id, p, mi.key))})
+			}
+			groups = append(groups, g)
+		}
+	}
+	colors := []string{"#4e79a7", "#f28e2b", "#59a14f", "#b07aa1"}
+	const (
+		left, top, rowH, barH, width = 230, 50, 14, 12, 900
+		lo, hi                       = -2.0, 2.0 // log2 range: 0.25× to 4×
+	)
+	height := top + len(groups)*(len(others)*rowH+10) + 40
+	plotW := float64(width - left - 30)
+	x := func(r float64) float64 {
+		l := math.Log2(r)
+		l = math.Max(lo, math.Min(hi, l))
+		return float64(left) + (l-lo)/(hi-lo)*plotW
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" font-family="sans-serif" font-size="11">`+"\n", width, height)
+	fmt.Fprintf(&b, `<rect width="100%%" height="100%%" fill="white"/>`+"\n")
+	fmt.Fprintf(&b, `<text x="%d" y="20" font-size="14" font-weight="bold">sluice's advantage over each peer (above 1× = sluice better; log scale)</text>`+"\n", 10)
+	for i, p := range others {
+		fmt.Fprintf(&b, `<rect x="%d" y="28" width="10" height="10" fill="%s"/><text x="%d" y="37">%s</text>`+"\n", left+i*110, colors[i%len(colors)], left+i*110+14, html.EscapeString(p))
+	}
+	for _, t := range []float64{0.25, 0.5, 1, 2, 4} {
+		xx := x(t)
+		stroke := "#ddd"
+		if t == 1 {
+			stroke = "#333"
+		}
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="%s"/>`+"\n", xx, top, xx, height-30, stroke)
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" text-anchor="middle">%g×</text>`+"\n", xx, height-15, t)
+	}
+	y := top
+	for _, g := range groups {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+len(g.bars)*rowH/2+4, html.EscapeString(g.label))
+		for i, br := range g.bars {
+			if !math.IsNaN(br.ratio) {
+				x0, x1 := x(1), x(br.ratio)
+				if x1 < x0 {
+					x0, x1 = x1, x0
+				}
+				fmt.Fprintf(&b, `<rect x="%.1f" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", x0, y, math.Max(x1-x0, 1), barH, colors[i%len(colors)])
+				fmt.Fprintf(&b, `<text x="%.1f" y="%d">%.2f×</text>`+"\n", math.Max(x0, x1)+3, y+barH-2, br.ratio)
+			}
+			y += rowH
+		}
+		y += 10
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+// machine describes the host for the report.
+func machine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				model = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		kernel = "Linux " + strings.TrimSpace(string(b))
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, %s", runtime.NumCPU(), model, kernel, runtime.Version())
+}
+
+func versions(sluice string) []string {
+	return []string{
+		"sluice: " + version(sluice, "-version"),
+		"nginx: " + version("nginx", "-v"),
+		"HAProxy: " + version("haproxy", "-v"),
+		"hitch: " + version("hitch", "--version"),
+		"wrk: " + version("wrk", "-v"),
+	}
+}

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os/exec"
+	"strings"
+	"time"
+)
+
+// metrics are one run's measurements, by name.
+type metrics map[string]float64
+
+// metricInfo says how to show a metric and which way is better.
+type metricInfo struct {
+	key, label string
+	higher     bool // higher is better
+}
+
+// scenario is one workload, run against every peer that supports it.
+type scenario struct {
+	id, title string
+	// headline metrics are the ones ratios are quoted for.
+	metrics []metricInfo
+	// run measures p once; ok=false means the peer cannot do this workload.
+	run func(r *runner, p *peer) (metrics, error)
+	// direct, if set, measures the same workload with no terminator.
+	direct func(r *runner) (metrics, error)
+	// fresh restarts the peer before each run (memory scenarios).
+	fresh bool
+	// applies reports whether a peer can run the scenario.
+	applies func(p *peer) bool
+}
+
+func scenarios() []*scenario {
+	all := func(*peer) bool { return true }
+	plain := func(p *peer) bool { return p.plain }
+	return []*scenario{
+		{
+			id: "S1", title: "keep-alive small requests (wrk -t1 -c64, 64 B body)",
+			metrics: []metricInfo{{"rps", "requests/s", true}, {"p99_ms", "p99 ms", false}, {"req_per_cpu_s", "requests per CPU-s", true}},
+			applies: all,
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.wrkCPU(p, "-c64", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
+			},
+		},
+		{
+			id: "S2", title: "bulk (wrk -t1 -c8, 1 MiB body)",
+			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
+			applies: all,
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.wrkCPU(p, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", p.data(r).TLS))
+			},
+		},
+		{
+			id: "S3", title: "a full TLS handshake per request (Connection: close, no resumption)",
+			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "handshakes per CPU-s", true}},
+			applies: all,
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.wrkCPU(p, "-c64", "-H", "Connection: close", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
+			},
+		},
+		{
+			id: "S4", title: "idle TLS connections held after the handshake",
+			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			applies: all, fresh: true,
+			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p) },
+		},
+		{
+			id: "S5", title: "long-lived wss:// connections, a fraction echoing",
+			metrics: []metricInfo{{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false}, {"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			applies: all, fresh: true,
+			run: func(r *runner, p *peer) (metrics, error) { return r.websocket(p) },
+		},
+		{
+			id: "S6a", title: "plain TCP proxying, 1 MiB bodies (vs direct to the backend)",
+			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
+			applies: plain,
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.wrkCPU(p, "-c8", fmt.Sprintf("http://127.0.0.1:%d/1m", p.data(r).Plain))
+			},
+			direct: func(r *runner) (metrics, error) {
+				return r.wrkCPU(nil, "-c8", fmt.Sprintf("http://127.0.0.1:%d/1m", r.base.BackendHTTP))
+			},
+		},
+		{
+			id: "S6b", title: "TLS passthrough (plain TCP listener to a TLS backend), 1 MiB bodies (vs direct)",
+			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
+			applies: plain,
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.wrkCPU(p, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", p.data(r).Pass))
+			},
+			direct: func(r *runner) (metrics, error) {
+				return r.wrkCPU(nil, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", r.base.BackendTLS))
+			},
+		},
+	}
+}
+
+// wrkCPU runs wrk (pinned to the load CPU) against url and measures the
+// peer's CPU time over the run. p is nil for direct runs.
+func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
+	var cpu0 float64
+	if p != nil {
+		cpu0 = p.cpu()
+	}
+	argv := append([]string{"taskset", "-c", r.loadCPU, "wrk", "-t1", fmt.Sprintf("-d%ds", int(r.duration.Seconds())),
+		"--timeout", "5s", "-s", r.wrkScript}, args...)
+	out, err := runOutput(argv...)
+	if err != nil {
+		return nil, fmt.Errorf("wrk: %w: %s", err, out)
+	}
+	var w struct {
+		Requests   float64 `json:"requests"`
+		DurationUS float64 `json:"duration_us"`
+		Bytes      float64 `json:"bytes"`
+		Errors     float64 `json:"errors"`
+		P50US      float64 `json:"p50_us"`
+		P99US      float64 `json:"p99_us"`
+	}
+	if err := parseTagged(out, "WRKJSON", &w); err != nil {
+		return nil, err
+	}
+	// wrk counts non-2xx answers and socket errors; a run with more than a
+	// few measured error pages, not the terminator.
+	if w.Errors > w.Requests/100 {
+		return nil, fmt.Errorf("wrk: %.0f errors in %.0f requests (non-2xx answers or socket errors): %s", w.Errors, w.Requests, out)
+	}
+	secs := w.DurationUS / 1e6
+	m := metrics{
+		"rps":    w.Requests / secs,
+		"p50_ms": w.P50US / 1000,
+		"p99_ms": w.P99US / 1000,
+		"mib_s":  w.Bytes / secs / (1 << 20),
+		"errors": w.Errors,
+	}
+	if p != nil {
+		cpu := p.cpu() - cpu0
+		if cpu > 0 {
+			m["cpu_s"] = cpu
+			m["req_per_cpu_s"] = w.Requests / cpu
+			m["cpu_s_per_gib"] = cpu / (w.Bytes / (1 << 30))
+		}
+	}
+	return m, nil
+}
+
+// loadgen starts bench/loadgen pinned to the load CPU, with pipes for the
+// READY/GO/RESULT protocol.
+type loadgenRun struct {
+	cmd   *exec.Cmd
+	in    io.WriteCloser
+	lines *bufio.Scanner
+}
+
+func (r *runner) loadgen(args ...string) (*loadgenRun, error) {
+	argv := append([]string{"-c", r.loadCPU, r.loadgenBin}, args...)
+	cmd := exec.Command("taskset", argv...)
+	cmd.Stderr = r.progress
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, err
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start loadgen: %w", err)
+	}
+	sc := bufio.NewScanner(out)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	return &loadgenRun{cmd: cmd, in: in, lines: sc}, nil
+}
+
+// expect reads lines until one starts with tag and decodes its JSON.
+func (l *loadgenRun) expect(tag string, v any) error {
+	for l.lines.Scan() {
+		if line, ok := strings.CutPrefix(l.lines.Text(), tag+" "); ok {
+			return json.Unmarshal([]byte(line), v)
+		}
+	}
+	return fmt.Errorf("loadgen ended before %s: %v", tag, l.lines.Err())
+}
+
+func (l *loadgenRun) finish() {
+	l.in.Close()
+	done := make(chan struct{})
+	go func() {
+		l.cmd.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		l.cmd.Process.Kill()
+		<-done
+	}
+}
+
+// hold is S4: N idle TLS connections, RSS per connection.
+func (r *runner) hold(p *peer) (metrics, error) {
+	before := p.rss()
+	lg, err := r.loadgen("-mode", "hold", "-addr", fmt.Sprintf("127.0.0.1:%d", p.data(r).TLS),
+		"-conns", fmt.Sprint(r.conns), "-timeout", "120s", "-src", r.srcRange)
+	if err != nil {
+		return nil, err
+	}
+	defer lg.finish()
+	var ready struct {
+		Opened, Failed int
+		OpenSeconds    float64 `json:"open_seconds"`
+	}
+	if err := lg.expect("READY", &ready); err != nil {
+		return nil, err
+	}
+	// Give the terminator a moment to finish its side of the last
+	// connections (the backend connect follows the handshake).
+	settle(p)
+	after := p.rss()
+	m := metrics{"failed": float64(ready.Failed), "open_s": ready.OpenSeconds}
+	if ready.Opened > 0 {
+		m["kib_per_conn"] = float64(after-before) / 1024 / float64(ready.Opened)
+	}
+	return m, nil
+}
+
+// websocket is S5: N wss connections, a fraction echoing.
+func (r *runner) websocket(p *peer) (metrics, error) {
+	before := p.rss()
+	lg, err := r.loadgen("-mode", "ws", "-url", fmt.Sprintf("wss://127.0.0.1:%d/echo", p.data(r).WS),
+		"-conns", fmt.Sprint(r.conns), "-active", "0.1", "-rate", "1",
+		"-duration", r.wsDuration.String(), "-timeout", "180s", "-src", r.srcRange)
+	if err != nil {
+		return nil, err
+	}
+	defer lg.finish()
+	var ready struct {
+		Opened, Failed int
+	}
+	if err := lg.expect("READY", &ready); err != nil {
+		return nil, err
+	}
+	settle(p)
+	after := p.rss()
+	if _, err := io.WriteString(lg.in, "GO\n"); err != nil {
+		return nil, err
+	}
+	var res struct {
+		Messages, Errors int
+		Dropped          int     `json:"dropped_conns"`
+		P50              float64 `json:"p50_ms"`
+		P99              float64 `json:"p99_ms"`
+	}
+	if err := lg.expect("RESULT", &res); err != nil {
+		return nil, err
+	}
+	m := metrics{
+		"failed":   float64(ready.Failed + res.Dropped),
+		"p50_ms":   res.P50,
+		"p99_ms":   res.P99,
+		"messages": float64(res.Messages),
+		"errors":   float64(res.Errors),
+	}
+	if ready.Opened > 0 {
+		m["kib_per_conn"] = float64(after-before) / 1024 / float64(ready.Opened)
+	}
+	return m, nil
+}
+
+// settle waits until the peer's RSS stops growing (at most 3 s), so the
+// measurement includes the connections' backend sides.
+func settle(p *peer) {
+	prev := p.rss()
+	for range 30 {
+		time.Sleep(100 * time.Millisecond)
+		cur := p.rss()
+		if cur <= prev {
+			return
+		}
+		prev = cur
+	}
+}
+
+// runOutput runs argv and returns its combined output.
+func runOutput(argv ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, argv[0], argv[1:]...).CombinedOutput()
+	return string(out), err
+}
+
+// parseTagged finds "TAG {json}" in out and decodes it.
+func parseTagged(out, tag string, v any) error {
+	for _, line := range strings.Split(out, "\n") {
+		if j, ok := strings.CutPrefix(line, tag+" "); ok {
+			return json.Unmarshal([]byte(j), v)
+		}
+	}
+	return fmt.Errorf("no %s line in: %s", tag, out)
+}

@@ -208,11 +208,15 @@ func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
 // handshake timeout, and reports whether it is a WebSocket upgrade. The
 // bytes read are kept for the backend. A timeout or EOF just means no match;
 // other read errors end the connection.
+//
+// The deadline covers writes too: a *tls.Conn writes from inside Read (the
+// answer to a client's KeyUpdate), and a client that never reads would
+// otherwise hold that write, and the conn, forever.
 func (c *conn) peek(cur net.Conn) (bool, error) {
 	c.headBuf = c.srv.getHeadBuf()
-	cur.SetReadDeadline(time.Now().Add(c.srv.handshakeTimeout()))
+	cur.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
 	n, ws, err := readRequestHead(cur, *c.headBuf)
-	cur.SetReadDeadline(time.Time{})
+	cur.SetDeadline(time.Time{})
 	c.peeked = (*c.headBuf)[:n:n]
 	c.peekedLen = int64(n)
 	var ne net.Error

@@ -3,18 +3,27 @@ package l4
 import (
 	"bytes"
 	"context"
+	"crypto/aes"
+	"crypto/cipher"
+	"crypto/hkdf"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"io"
 	"math/big"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
+
+	"sluice/tlsterm"
 )
 
 // echoLine writes line and a newline to c and expects them back.
@@ -404,4 +413,142 @@ func TestLifecycleRouteIdleTimeout(t *testing.T) {
 	echoLine(t, c, "ping")
 	expectClosed(t, c)
 	w.waitLog("msg=access", "route=default", "reason=idle_timeout", "bytes_in=5", "bytes_out=5")
+}
+
+// clientSecret captures a TLS 1.3 client's application traffic secret from
+// its KeyLogWriter.
+type clientSecret struct{ secret []byte }
+
+func (k *clientSecret) Write(p []byte) (int, error) {
+	if f := strings.Fields(string(p)); len(f) == 3 && f[0] == "CLIENT_TRAFFIC_SECRET_0" {
+		k.secret, _ = hex.DecodeString(f[2])
+	}
+	return len(p), nil
+}
+
+// expandLabel is TLS 1.3's HKDF-Expand-Label with an empty context and
+// SHA-256 (RFC 8446 §7.1).
+func expandLabel(t *testing.T, secret []byte, label string, n int) []byte {
+	t.Helper()
+	info := append([]byte{byte(n >> 8), byte(n), byte(len("tls13 " + label))}, "tls13 "+label...)
+	out, err := hkdf.Expand(sha256.New, secret, string(append(info, 0)), n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// keyUpdateFlood seals, as the client of a TLS_AES_128_GCM_SHA256
+// connection whose traffic secret is secret, records crypto/tls never
+// sends on its own: "GET /" and then, n times, 15 KeyUpdates asking for one
+// back followed by one byte of a request line that never ends. Each byte
+// resets crypto/tls's limit on records that carry no data.
+func keyUpdateFlood(t *testing.T, secret []byte, n int) []byte {
+	t.Helper()
+	var (
+		out  []byte
+		aead cipher.AEAD
+		iv   []byte
+		seq  uint64
+	)
+	rekey := func() {
+		block, err := aes.NewCipher(expandLabel(t, secret, "key", 16))
+		if err != nil {
+			t.Fatal(err)
+		}
+		aead, _ = cipher.NewGCM(block)
+		iv, seq = expandLabel(t, secret, "iv", 12), 0
+	}
+	seal := func(typ byte, content []byte) {
+		inner := append(slices.Clip(content), typ)
+		hdr := []byte{23, 3, 3, 0, 0} // application_data, TLS 1.2, length
+		binary.BigEndian.PutUint16(hdr[3:], uint16(len(inner)+aead.Overhead()))
+		nonce := slices.Clone(iv)
+		for i := range 8 {
+			nonce[4+i] ^= byte(seq >> (56 - 8*i))
+		}
+		seq++
+		out = aead.Seal(append(out, hdr...), nonce, inner, hdr)
+	}
+	rekey()
+	seal(23, []byte("GET /"))
+	for range n {
+		for range 15 {
+			seal(22, []byte{24, 0, 0, 1, 1}) // KeyUpdate, update_requested
+			secret = expandLabel(t, secret, "traffic upd", 32)
+			rekey()
+		}
+		seal(23, []byte("a"))
+	}
+	return out
+}
+
+// TestLifecyclePeekClientNeverReads: while sluice peeks at the request
+// head, crypto/tls answers a client's KeyUpdate from inside Read. A client
+// that asks for many and never reads fills the socket buffers, and that
+// write must give up at the peek deadline like the read, or the conn is
+// held for as long as the client likes.
+func TestLifecyclePeekClientNeverReads(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	no := false
+	cfg.Listeners[0].Routes[0].WebSocket = &no
+	cfg.Listeners[0].HandshakeTimeout = Duration{time.Second}
+	cfg.Listeners[0].Address = "127.0.0.1:0" // unused: the server gets ln below
+	p, err := New(cfg, w.logger)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Small socket buffers on both sides, so that a few hundred KeyUpdates
+	// fill them. Accepted sockets inherit the listener's.
+	small := func(opt int) func(string, string, syscall.RawConn) error {
+		return func(_, _ string, c syscall.RawConn) error {
+			return c.Control(func(fd uintptr) { syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, opt, 4096) })
+		}
+	}
+	lc := net.ListenConfig{Control: small(syscall.SO_SNDBUF)}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := p.Servers()[0]
+	served := make(chan error, 1)
+	go func() { served <- s.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+		defer cancel()
+		s.Shutdown(ctx)
+		<-served
+	})
+
+	d := &net.Dialer{Timeout: testTimeout, Control: small(syscall.SO_RCVBUF)}
+	raw, err := d.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys := &clientSecret{}
+	c := tls.Client(raw, &tls.Config{ServerName: "localhost", RootCAs: w.pool, KeyLogWriter: keys})
+	c.SetDeadline(time.Now().Add(testTimeout))
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if cs := c.ConnectionState(); cs.Version != tls.VersionTLS13 || cs.CipherSuite != tls.TLS_AES_128_GCM_SHA256 {
+		t.Skipf("negotiated %s, %s; the test seals TLS 1.3 AES-128-GCM records", tlsterm.VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+	}
+	flood := keyUpdateFlood(t, keys.secret, 300) // well under the 8 KiB peek
+	wrote := make(chan struct{})
+	go func() {
+		defer close(wrote)
+		raw.Write(flood) // blocks once sluice stops reading; ends at Close
+	}()
+	defer func() {
+		raw.Close()
+		<-wrote
+	}()
+	// Never read. The peek must end after its second: the KeyUpdate answer
+	// it could not send leaves crypto/tls with the old read key, so the
+	// next record fails.
+	// (The line comes 5s later: closing the tls.Conn tries a close_notify,
+	// which crypto/tls bounds by 5s.)
+	w.waitLog("msg=access", "client="+raw.LocalAddr().String(), "reason=peek")
 }

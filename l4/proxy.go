@@ -158,23 +158,29 @@ func (p *Proxy) Addrs() []net.Addr {
 }
 
 // Serve serves every listener opened by Listen until Shutdown. It returns
-// nil after Shutdown, or the first listener-fatal error.
+// nil once all have stopped after Shutdown, or the first listener-fatal
+// error as soon as it happens (the other listeners keep serving until the
+// caller shuts them down).
 func (p *Proxy) Serve() error {
 	errc := make(chan error, len(p.servers))
-	var wg sync.WaitGroup
 	for i, s := range p.servers {
-		wg.Add(1)
 		go func() {
-			defer wg.Done()
 			p.logger.Info("listening", "listener", s.Name, "address", p.listeners[i].Addr().String(), "tls", s.TLSConfig != nil)
-			if err := s.Serve(p.listeners[i]); err != nil && !errors.Is(err, ErrServerClosed) {
-				errc <- fmt.Errorf("listener %s: %w", s.Name, err)
+			err := s.Serve(p.listeners[i])
+			if errors.Is(err, ErrServerClosed) {
+				err = nil
+			} else if err != nil {
+				err = fmt.Errorf("listener %s: %w", s.Name, err)
 			}
+			errc <- err
 		}()
 	}
-	wg.Wait()
-	close(errc)
-	return <-errc
+	for range p.servers {
+		if err := <-errc; err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // Shutdown stops every listener and drains connections until ctx is done,

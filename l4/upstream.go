@@ -2,6 +2,7 @@ package l4
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -182,6 +184,11 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Name, ctx.Err())
 		}
 		errs = append(errs, fmt.Errorf("dial %s: %w", s.Addr, err))
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			// Out of descriptors here: not the server's fault, and every
+			// other server would fail the same way.
+			break
+		}
 		if s.failed(time.Now(), u.MaxFails, u.failTimeout()) {
 			u.logger().Warn("upstream server marked down", "upstream", u.Name, "server", s.Addr,
 				"for", u.failTimeout(), "error", err)

@@ -106,8 +106,11 @@ func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.
 	for {
 		select {
 		case err := <-served:
-			// A listener failed for good: stop the rest too.
-			proxy.Shutdown(context.Background())
+			// A listener failed for good: drain the rest too, and exit
+			// non-zero so a supervisor restarts us.
+			ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeoutOrDefault())
+			proxy.Shutdown(ctx)
+			cancel()
 			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {

@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// holdReport is the JSON of the DONE line of hold mode.
+type holdReport struct {
+	ClosedByPeer int     `json:"closed_by_peer"` // closed by the terminator while held
+	HeldSeconds  float64 `json:"held_seconds"`   // from READY to closing
+	TimedOut     bool    `json:"timed_out"`      // -timeout expired before stdin's EOF
+}
+
+// runHold is hold mode (S4): it opens cfg.conns TLS connections to
+// cfg.addr, completing each handshake and then sending nothing, prints
+// READY, holds them until stdin reaches EOF or cfg.timeout expires, closes
+// them and prints DONE. A goroutine per connection blocks in a 1-byte read
+// to notice connections the peer closes. It returns an error only if it
+// cannot write to stdout.
+func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.Writer) error {
+	ctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+	defer cancel()
+	host, _, err := net.SplitHostPort(cfg.addr)
+	if err != nil {
+		return err
+	}
+	d := newDialer(cfg, host, nil)
+
+	conns := make([]*tls.Conn, cfg.conns)
+	var closing atomic.Bool // set before we close the connections ourselves
+	var byPeer atomic.Int64
+	var readers sync.WaitGroup
+	watch := func(c *tls.Conn) {
+		var b [1]byte
+		for {
+			if _, err := c.Read(b[:]); err != nil {
+				if !closing.Load() {
+					byPeer.Add(1)
+				}
+				return
+			}
+		}
+	}
+	ready := openAll(ctx, cfg, stderr, func(ctx context.Context, i int) error {
+		c, err := d.dialTLS(ctx, cfg.addr)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		readers.Go(func() { watch(c) })
+		return nil
+	})
+	closeAll := func() {
+		closing.Store(true)
+		for _, c := range conns {
+			if c != nil {
+				c.Close() // sends close_notify; the reader then returns
+			}
+		}
+		readers.Wait()
+	}
+	if err := writeTagged(stdout, "READY", ready); err != nil {
+		closeAll()
+		return err
+	}
+
+	start := time.Now()
+	bar := startProgress(stderr, func() string {
+		return fmt.Sprintf("holding %d conns (%d closed by peer)", ready.Opened, byPeer.Load())
+	})
+	var timedOut bool
+	select {
+	case <-awaitEOF(stdin):
+	case <-ctx.Done():
+		timedOut = true
+	}
+	bar.Stop()
+	held := time.Since(start)
+
+	closeAll()
+	return writeTagged(stdout, "DONE", holdReport{
+		ClosedByPeer: int(byPeer.Load()),
+		HeldSeconds:  round3(held.Seconds()),
+		TimedOut:     timedOut,
+	})
+}

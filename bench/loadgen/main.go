@@ -1,0 +1,187 @@
+// Command loadgen opens many TLS or WebSocket connections through a TLS
+// terminator for the bench runner's S4 ("hold") and S5 ("ws") scenarios.
+//
+//	loadgen -mode hold -addr 127.0.0.1:8443 -conns 10000 [-dialers 64] [-sni localhost] [-timeout 60s]
+//	loadgen -mode ws -url wss://127.0.0.1:8443/echo -conns 10000 [-dialers 64] [-active 0.1]
+//	        [-rate 1] [-size 64] [-duration 20s] [-timeout 60s]
+//
+// Common flags: -src "127.0.0.2-127.0.0.20" (or a comma list, or both)
+// spreads the connections round-robin over local source addresses, to avoid
+// ephemeral port exhaustion on loopback; -dial-timeout bounds each dial
+// (TCP connect, TLS handshake and, in ws mode, the HTTP upgrade). TLS is
+// 1.3 only and certificates are not verified (benchmark certificates are
+// self-signed). The soft RLIMIT_NOFILE is raised to the hard limit.
+//
+// Protocol with the orchestrator: stderr carries a progress line rewritten
+// in place with \r (at most 5 times a second), for humans. stdout carries
+// tagged JSON lines, for the orchestrator:
+//
+//	READY {"opened":N,"failed":F,"open_seconds":S,"errors":[...]}
+//
+// once every dial has finished (failures are counted, never fatal). Then,
+// in hold mode, the connections are kept idle until stdin reaches EOF or
+// -timeout expires, and after closing them all loadgen prints
+//
+//	DONE {"closed_by_peer":K,"held_seconds":H,"timed_out":false}
+//
+// In ws mode loadgen waits for one line on stdin ("GO") or its EOF, then
+// round(active*conns) connections echo -size byte binary messages at -rate
+// per second each for -duration while the others stay idle, and it prints
+//
+//	RESULT {"conns":N,"active":A,"messages":M,"errors":E,"dropped_conns":D,
+//	        "p50_ms":..,"p90_ms":..,"p99_ms":..,"max_ms":..,"seconds":..}
+//
+// before closing every connection with status 1000.
+//
+// The whole run is bounded by -timeout. loadgen exits 2 on usage errors
+// and 0 otherwise; the only other failure, exit 1, is being unable to
+// write to stdout.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"net/url"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+// config is the parsed and validated command line.
+type config struct {
+	mode        string        // "hold" or "ws"
+	addr        string        // hold: host:port of the TLS listener
+	url         string        // ws: ws:// or wss:// URL of the echo endpoint
+	sni         string        // TLS server name; "" derives it from addr/url
+	conns       int           // connections to open
+	dialers     int           // parallel dialers
+	dialTimeout time.Duration // bound of one dial
+	timeout     time.Duration // bound of the whole run
+	src         []netip.Addr  // local source addresses, round-robin; nil for any
+	active      float64       // ws: fraction of connections that echo
+	rate        float64       // ws: messages per second per active connection
+	size        int           // ws: message size in bytes
+	duration    time.Duration // ws: length of the echo phase
+}
+
+// maxMessageSize bounds -size (the demo backend's read limit is 1 MiB).
+const maxMessageSize = 1 << 20
+
+func main() {
+	cfg, err := parseFlags(os.Args[1:], os.Stderr)
+	if err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
+
+	limit, err := raiseNoFileLimit()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen: raising RLIMIT_NOFILE:", err)
+	} else if need := uint64(cfg.conns) + 64; need > limit {
+		fmt.Fprintf(os.Stderr, "loadgen: warning: RLIMIT_NOFILE is %d, %d connections need about %d\n", limit, cfg.conns, need)
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	run := runHold
+	if cfg.mode == "ws" {
+		run = runWS
+	}
+	if err := run(ctx, cfg, os.Stdin, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		stop()
+		os.Exit(1)
+	}
+}
+
+// parseFlags parses and validates the command line; flag errors are
+// printed to stderr by the flag package, validation errors are returned.
+func parseFlags(args []string, stderr io.Writer) (config, error) {
+	var cfg config
+	var src string
+	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.mode, "mode", "", "`hold` (idle TLS connections) or ws (WebSocket echo)")
+	fs.StringVar(&cfg.addr, "addr", "", "hold: TLS `host:port` to connect to")
+	fs.StringVar(&cfg.url, "url", "", "ws: WebSocket `URL` (wss://host:port/echo)")
+	fs.StringVar(&cfg.sni, "sni", "", "TLS server `name` (default: the host of -addr/-url, or localhost if that is an IP address)")
+	fs.IntVar(&cfg.conns, "conns", 1000, "connections to open")
+	fs.IntVar(&cfg.dialers, "dialers", 64, "parallel dialers")
+	fs.DurationVar(&cfg.dialTimeout, "dial-timeout", 10*time.Second, "timeout of one dial (connect, handshake, upgrade)")
+	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "bound of the whole run")
+	fs.StringVar(&src, "src", "", "local source `addresses`: a range 127.0.0.2-127.0.0.20 and/or a comma list (default: any)")
+	fs.Float64Var(&cfg.active, "active", 0.1, "ws: fraction of the connections that echo messages")
+	fs.Float64Var(&cfg.rate, "rate", 1, "ws: messages per second per active connection")
+	fs.IntVar(&cfg.size, "size", 64, "ws: message size in `bytes`")
+	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "ws: length of the echo phase")
+	if err := fs.Parse(args); err != nil {
+		return config{}, err
+	}
+	if fs.NArg() > 0 {
+		return config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if cfg.src, err = parseSources(src); err != nil {
+		return config{}, err
+	}
+	return cfg, cfg.validate()
+}
+
+// validate checks the values that parseFlags cannot check one by one.
+func (cfg config) validate() error {
+	switch cfg.mode {
+	case "hold":
+		if _, _, err := net.SplitHostPort(cfg.addr); err != nil {
+			return fmt.Errorf("-addr: %w", err)
+		}
+	case "ws":
+		if _, err := wsTarget(cfg.url); err != nil {
+			return err
+		}
+		if cfg.active < 0 || cfg.active > 1 {
+			return fmt.Errorf("-active %g: want a fraction in [0, 1]", cfg.active)
+		}
+		if cfg.active > 0 && !(cfg.rate > 0) {
+			return fmt.Errorf("-rate %g: want > 0", cfg.rate)
+		}
+		if cfg.size < 1 || cfg.size > maxMessageSize {
+			return fmt.Errorf("-size %d: want 1 to %d", cfg.size, maxMessageSize)
+		}
+		if cfg.duration <= 0 {
+			return fmt.Errorf("-duration %v: want > 0", cfg.duration)
+		}
+	default:
+		return fmt.Errorf("-mode %q: want hold or ws", cfg.mode)
+	}
+	if cfg.conns < 1 {
+		return fmt.Errorf("-conns %d: want >= 1", cfg.conns)
+	}
+	if cfg.dialers < 1 {
+		return fmt.Errorf("-dialers %d: want >= 1", cfg.dialers)
+	}
+	if cfg.dialTimeout <= 0 || cfg.timeout <= 0 {
+		return errors.New("-dial-timeout and -timeout must be > 0")
+	}
+	return nil
+}
+
+// wsTarget parses a ws:// or wss:// URL and returns it.
+func wsTarget(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("-url: %w", err)
+	}
+	if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
+		return nil, fmt.Errorf("-url %q: want ws://host[:port]/path or wss://...", raw)
+	}
+	return u, nil
+}

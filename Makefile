@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 DEMO_ADDR   ?= 127.0.0.1:8081
 CONFIG      ?= configs/sluice.toml
 
-.PHONY: all build run test vet lint fmt unit fuzz interop bench bench-k6 clean
+.PHONY: all build run test vet lint fmt unit fuzz interop bench bench-smoke bench-k6 clean
 
 all: build
 
@@ -60,6 +60,11 @@ interop:
 # minutes); writes bench/results/latest.md and latest.svg.
 bench:
 	bash bench/run.sh $(BENCH_ARGS)
+
+# A quick pass over every scenario (1 run, 2 s, 300 connections) that checks
+# the suite itself works; its results go to a scratch directory.
+bench-smoke:
+	bash bench/run.sh -reps 1 -duration 2s -ws-duration 3s -conns 300 -out $$(mktemp -d)
 
 # The k6 versions of the workloads, when k6 is installed.
 bench-k6:

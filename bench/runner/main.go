@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -270,9 +269,8 @@ func ecdsaCert() ([]byte, []byte, error) {
 // backend (sluice's demo backend) on the load CPU.
 func (r *runner) startBackends(sluice string) ([]*proc, error) {
 	for _, port := range []int{r.base.BackendHTTP, r.base.BackendTLS, r.base.BackendWS} {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return nil, fmt.Errorf("backend port %d is already in use (a process left from an earlier run?)", port)
+		if err := waitFree(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			return nil, fmt.Errorf("backend: %w", err)
 		}
 	}
 	conf, err := r.render("backend-nginx.conf", r.base, "backend-nginx.conf")

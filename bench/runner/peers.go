@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -95,9 +94,8 @@ func (r *runner) render(name string, d tmplData, out string) (string, error) {
 func (r *runner) startPeer(p *peer) error {
 	d := p.data(r)
 	for _, port := range []int{d.TLS, d.WS, d.Plain, d.Pass} {
-		if c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port)); err == nil {
-			c.Close()
-			return fmt.Errorf("%s: port %d is already in use (a process left from an earlier run?)", p.name, port)
+		if err := waitFree(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	var rendered []string

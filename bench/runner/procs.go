@@ -160,3 +160,17 @@ func waitPort(ctx context.Context, addr string) error {
 		}
 	}
 }
+
+// waitFree waits (up to 5 s) until nothing accepts on addr: a stopped
+// peer's workers may take a moment to exit.
+func waitFree(addr string) error {
+	for range 250 {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return nil
+		}
+		c.Close()
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("%s is still in use (a process left from an earlier run?)", addr)
+}

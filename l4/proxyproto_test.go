@@ -124,7 +124,7 @@ func (c *ppCoalesceConn) Write(p []byte) (int, error) {
 
 // ppDial opens a TCP conn to addr with the test deadline, closed at
 // cleanup.
-func ppDial(t *testing.T, addr string) *net.TCPConn {
+func ppDial(t testing.TB, addr string) *net.TCPConn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, testTimeout)
 	if err != nil {

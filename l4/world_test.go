@@ -38,7 +38,7 @@ const testTimeout = 10 * time.Second
 // world is an in-process sluice with real loopback sockets: certificates
 // from a test CA, backends on 127.0.0.1:0, and captured logs.
 type world struct {
-	t      *testing.T
+	t      testing.TB
 	dir    string
 	ca     *x509.Certificate
 	caKey  *ecdsa.PrivateKey
@@ -47,7 +47,7 @@ type world struct {
 	logger *slog.Logger
 }
 
-func newWorld(t *testing.T) *world {
+func newWorld(t testing.TB) *world {
 	t.Helper()
 	w := &world{t: t, dir: t.TempDir(), logs: &syncBuffer{}}
 	w.logger = slog.New(slog.NewTextHandler(w.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
@@ -95,7 +95,7 @@ func (b *syncBuffer) String() string {
 	return s
 }
 
-func newCA(t *testing.T, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
+func newCA(t testing.TB, cn string) (*x509.Certificate, *ecdsa.PrivateKey) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -135,7 +135,7 @@ func nextSerial() *big.Int {
 
 // issue signs a leaf for names (server) or a client certificate with
 // common name cn, and returns it as a tls.Certificate.
-func issue(t *testing.T, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, names []string, client bool) (tls.Certificate, []byte, []byte) {
+func issue(t testing.TB, ca *x509.Certificate, caKey *ecdsa.PrivateKey, cn string, names []string, client bool) (tls.Certificate, []byte, []byte) {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

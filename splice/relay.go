@@ -123,7 +123,10 @@ func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, 
 
 	results := make(chan halfResult, 2)
 	go r.copyHalf(results, toBackend)
-	go r.copyHalf(results, toClient)
+	// The caller's goroutine copies the other direction itself: one
+	// goroutine stack less for every connection, and it still shows up in
+	// stack dumps as copyHalf, under Relay.
+	r.copyHalf(results, toClient)
 	first := <-results
 	second := <-results
 	r.closeBoth()
@@ -250,9 +253,11 @@ func (r *relay) copyHalf(results chan<- halfResult, dir direction) {
 // read and write deadlines so that the relay ends after the inactivity
 // timeout, counting traffic in both directions.
 func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atomic.Int64) halfResult {
-	bufp := r.pool.Get()
-	defer r.pool.Put(bufp)
-	buf := *bufp
+	// Wait with a small buffer; copy with a large one while reads fill
+	// the small one, and go back once they turn small again.
+	bufp := r.pool.GetIdle()
+	defer func() { r.pool.Put(bufp) }()
+	idleSize := len(*bufp)
 	var (
 		armed    time.Time     // when the deadlines were last pushed out
 		armedFor time.Duration // the timeout they were pushed out by
@@ -273,14 +278,22 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 				}
 			}
 		}
-		n, rerr := src.Read(buf)
+		n, rerr := src.Read(*bufp)
 		if n > 0 {
 			r.touch()
-			w, werr := dst.Write(buf[:n])
+			w, werr := dst.Write((*bufp)[:n])
 			counter.Add(int64(w))
 			if werr != nil {
 				return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: dstPeer}
 			}
+		}
+		switch {
+		case n == len(*bufp) && n == idleSize:
+			r.pool.Put(bufp)
+			bufp = r.pool.Get()
+		case n < idleSize && len(*bufp) != idleSize:
+			r.pool.Put(bufp)
+			bufp = r.pool.GetIdle()
 		}
 		switch {
 		case rerr == nil:

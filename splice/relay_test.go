@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"errors"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
@@ -759,6 +760,58 @@ func TestBufferPool(t *testing.T) {
 				defer p.Put(b) // keep them out, so every Get sees the pool
 			}
 		})
+	}
+}
+
+func TestBufferPoolIdleSize(t *testing.T) {
+	for _, tc := range []struct {
+		name             string
+		size, idle       int
+		wantLarge, wantS int
+	}{
+		{"zero", 0, 0, DefaultBufferSize, DefaultIdleBufferSize},
+		{"set", 8 << 10, 1 << 10, 8 << 10, 1 << 10},
+		{"idle larger than size is capped", 1 << 10, 4 << 10, 1 << 10, 1 << 10},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := &BufferPool{Size: tc.size, IdleSize: tc.idle}
+			large, small := p.Get(), p.GetIdle()
+			if len(*large) != tc.wantLarge || len(*small) != tc.wantS {
+				t.Fatalf("Get/GetIdle: %d/%d, want %d/%d", len(*large), len(*small), tc.wantLarge, tc.wantS)
+			}
+			// Each goes back to the pool of its size.
+			p.Put(large)
+			p.Put(small)
+			if b := p.GetIdle(); len(*b) != tc.wantS {
+				t.Fatalf("GetIdle after Put: %d, want %d", len(*b), tc.wantS)
+			}
+		})
+	}
+}
+
+// TestRelayBufferSwitching moves a large message (which switches a
+// direction to the large buffer) followed by small ones (which switch it
+// back) through a relay and checks every byte.
+func TestRelayBufferSwitching(t *testing.T) {
+	pool := &BufferPool{Size: 4 << 10, IdleSize: 64}
+	w := newWorld(t, worldConfig{opts: Options{Buffers: pool}})
+	var want bytes.Buffer
+	want.Write(bytes.Repeat([]byte("large "), 20_000))
+	for i := range 200 {
+		fmt.Fprintf(&want, "small %d\n", i)
+	}
+	want.Write(bytes.Repeat([]byte("large again "), 10_000))
+	go func() {
+		w.client.Write(want.Bytes())
+		w.clientRaw.CloseWrite()
+	}()
+	got := readAll(t, w.backend)
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("backend got %d bytes, want %d", len(got), want.Len())
+	}
+	w.backend.Close()
+	if r := w.wait(t); r.st.BytesIn != int64(want.Len()) {
+		t.Fatalf("BytesIn %d, want %d", r.st.BytesIn, want.Len())
 	}
 }
 

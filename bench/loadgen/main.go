@@ -181,7 +181,7 @@ func wsTarget(raw string) (*url.URL, error) {
 		return nil, fmt.Errorf("-url: %w", err)
 	}
 	if (u.Scheme != "ws" && u.Scheme != "wss") || u.Host == "" {
-		return nil, fmt.Errorf("-url %q: want ws://host[:port]/path or wss://...", raw)
+		return nil, fmt.Errorf("-url %q: want ws://host[:port]/path or wss://host[:port]/path", raw)
 	}
 	return u, nil
 }

@@ -1,0 +1,130 @@
+package l4
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// BenchmarkIdleConnMemory holds idle connections open through sluice (TLS
+// to a plain backend) and reports what each costs the process: goroutine
+// stacks and live heap, after a GC, per connection. It measures what the
+// S4 scenario of bench/ measures as RSS, but from inside, split by kind.
+//
+//	go test -run '^$' -bench IdleConnMemory -benchtime 2000x ./l4
+func BenchmarkIdleConnMemory(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+		echo bool // one small round trip before going idle
+	}{
+		{"tls-handshake-only", true, false},
+		{"tls-after-echo", true, true},
+		{"plain-after-echo", false, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			w := newWorld(b)
+			be := newBenchBackend(b)
+			cfg := w.simple(be.Addr().String())
+			if !tc.tls {
+				cfg.Listeners[0].TLS = nil
+			}
+			_, addrs := w.serve(cfg)
+
+			n := b.N
+			conns := make([]net.Conn, 0, n)
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			before := memNow()
+			for range n {
+				c, err := net.Dial("tcp", addrs[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if tc.tls {
+					tc := tls.Client(c, &tls.Config{RootCAs: w.pool, ServerName: "localhost"})
+					if err := tc.Handshake(); err != nil {
+						b.Fatal(err)
+					}
+					c = tc
+				}
+				if tc.echo {
+					c.Write([]byte("ping"))
+					io.ReadFull(c, make([]byte, 4))
+				}
+				conns = append(conns, c)
+			}
+			// The server side finishes its handshake and dial after the
+			// client's; wait until the backend has every connection.
+			timer := time.NewTimer(testTimeout)
+			defer timer.Stop()
+			for range n {
+				select {
+				case <-be.accepted:
+				case <-timer.C:
+					b.Fatal("backend did not get every connection")
+				}
+			}
+			after := memNow()
+			b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
+			b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
+			b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+		})
+	}
+}
+
+type memSample struct {
+	stack, heap uint64
+	goroutines  int
+}
+
+func memNow() memSample {
+	runtime.GC()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return memSample{stack: ms.StackInuse, heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine()}
+}
+
+// benchBackend is an echo backend that counts connections; its conns live
+// in this process too, so their cost is subtracted as a plain TCP echo
+// server's (one goroutine, no buffers beyond a small one).
+type benchBackend struct {
+	net.Listener
+	accepted chan struct{}
+}
+
+func newBenchBackend(b *testing.B) *benchBackend {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	be := &benchBackend{Listener: ln, accepted: make(chan struct{}, 1<<20)}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			be.accepted <- struct{}{}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					n, err := c.Read(buf)
+					if err != nil {
+						return
+					}
+					c.Write(buf[:n])
+				}
+			}()
+		}
+	}()
+	b.Cleanup(func() { ln.Close() })
+	return be
+}

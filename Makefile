@@ -20,7 +20,7 @@ build:
 # Runs the demo backend in the background and sluice in the foreground;
 # Ctrl-C stops both.
 run: build
-	@$(BIN) -check -config $(CONFIG) >/dev/null
+	@out=$$($(BIN) -check -config $(CONFIG) 2>&1) || { echo "$$out"; exit 1; }
 	@echo ""
 	@echo "  sluice is starting on https://127.0.0.1:8443/ (self-signed certificate)"
 	@echo "  try:     curl -k https://127.0.0.1:8443/"

@@ -204,6 +204,26 @@ uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0
 check "PP2_TYPE_UNIQUE_ID matches the access log" "conn=$uid " grep "conn=$uid " "$work/sluice.log"
 check "access log has the websocket route" "route=wss#0" cat "$work/sluice.log"
 
+# configs/websocket.toml itself, the nginx wss->ws setup, with only its
+# address, certificate paths and app server moved onto loopback: a real
+# WebSocket client echoes through it to the PROXY-v2-reading demo backend.
+WSS=$(freeport)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
+	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
+	-keyout "$work/app.key" -out "$work/app.pem" 2>/dev/null
+sed -e "s|0.0.0.0:8888|127.0.0.1:$WSS|" -e "s|/etc/ssl/app.pem|$work/app.pem|" -e "s|/etc/ssl/app.key|$work/app.key|" \
+	-e "s|192.168.100.10:9222|127.0.0.1:$DEMO|" configs/websocket.toml >"$work/websocket.toml"
+check "configs/websocket.toml passes -check" "is ok" "$work/sluice" -check -config "$work/websocket.toml"
+"$work/sluice" -config "$work/websocket.toml" >"$work/websocket.log" 2>&1 &
+ws_pid=$!
+pids+=($ws_pid)
+for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$WSS) 2>/dev/null && break; sleep 0.05; done
+go build -o "$work/loadgen" ./bench/loadgen
+check "WebSocket echo through configs/websocket.toml" '"errors":0,"dropped_conns":0' \
+	bash -c "echo GO | '$work/loadgen' -mode ws -url wss://127.0.0.1:$WSS/echo -conns 50 -active 1 -rate 10 -duration 2s -src 127.0.0.5 2>/dev/null"
+check "the app server saw the browser's address via PROXY v2" 'msg="websocket opened" remote=127.0.0.5:' cat "$work/demo.log"
+kill -TERM "$ws_pid"
+
 kill -TERM "$sluice_pid"
 wait "$sluice_pid" && echo "ok   sluice exits 0 on SIGTERM" && pass=$((pass + 1)) || { echo "FAIL sluice exit status $?"; fail=$((fail + 1)); }
 

@@ -259,6 +259,7 @@ func TestLifecycleDrain(t *testing.T) {
 		go func() { shut <- p.Shutdown(ctx) }()
 		waitRefused(t, addrs[0])
 		echoLine(t, c, "during the drain")
+		w.waitLog("draining connections", "connections=1")
 		select {
 		case err := <-shut:
 			t.Fatalf("Shutdown returned %v while a conn was open", err)
@@ -362,6 +363,7 @@ func TestLifecycleMaxConnections(t *testing.T) {
 	if n := strings.Count(w.logs.String(), `msg="conn open"`); n != 1 {
 		t.Fatalf("%d conns accepted with max_connections = 1", n)
 	}
+	w.waitLog("level=WARN", "max_connections reached", "max_connections=1")
 	raw.Close()
 
 	first.Close()

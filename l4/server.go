@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/splice"
@@ -50,6 +51,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	closing   chan struct{} // closed when Shutdown starts
 	conns     sync.WaitGroup
+	active    atomic.Int64 // connections being handled, for logs
 	sem       chan struct{}
 	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
 	// ctx is the parent of every connection's context; cancel closes them
@@ -126,8 +128,16 @@ func (s *Server) Serve(ln net.Listener) error {
 		if s.sem != nil {
 			select {
 			case s.sem <- struct{}{}:
-			case <-s.closing:
-				return ErrServerClosed
+			default:
+				// Full: say so (once per episode, so a saturated listener
+				// does not flood the log), then wait for a slot.
+				s.Logger.Warn("max_connections reached; new clients wait in the accept queue",
+					"listener", s.Name, "max_connections", s.MaxConns)
+				select {
+				case s.sem <- struct{}{}:
+				case <-s.closing:
+					return ErrServerClosed
+				}
 			}
 		}
 		raw, err := ln.Accept()
@@ -164,6 +174,7 @@ func (s *Server) Serve(ln net.Listener) error {
 		default:
 		}
 		s.conns.Add(1)
+		s.active.Add(1)
 		s.mu.Unlock()
 		go s.handle(raw)
 	}
@@ -177,6 +188,7 @@ func (s *Server) release() {
 
 // handle runs one connection; the semaphore slot was taken by Serve.
 func (s *Server) handle(raw net.Conn) {
+	defer s.active.Add(-1)
 	defer s.conns.Done()
 	defer s.release()
 	c := newConn(s, raw)
@@ -193,6 +205,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-s.closing:
 	default:
 		close(s.closing)
+		if n := s.active.Load(); n > 0 {
+			s.Logger.Info("draining connections", "listener", s.Name, "connections", n)
+		}
 	}
 	for ln := range s.listeners {
 		ln.Close()

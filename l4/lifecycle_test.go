@@ -10,6 +10,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"encoding/hex"
+	"encoding/pem"
 	"errors"
 	"io"
 	"math/big"
@@ -553,4 +554,53 @@ func TestLifecyclePeekClientNeverReads(t *testing.T) {
 	// (The line comes 5s later: closing the tls.Conn tries a close_notify,
 	// which crypto/tls bounds by 5s.)
 	w.waitLog("msg=access", "client="+raw.LocalAddr().String(), "reason=peek")
+}
+
+// TestLifecycleClientCAReload: SIGHUP's reload also re-reads client_ca, so
+// an operator can rotate the CA without a restart; a broken CA file keeps
+// the previous one.
+func TestLifecycleClientCAReload(t *testing.T) {
+	w := newWorld(t)
+	caPath, issueOld := w.clientCA()
+	newCA, newKey := newCA(t, "next client CA")
+	newPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: newCA.Raw})
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].TLS.ClientCA = caPath
+	cfg.Listeners[0].TLS.ClientAuth = "require"
+	p, addrs := w.serve(cfg)
+
+	oldCert := issueOld("old")
+	newCert, _, _ := issue(t, newCA, newKey, "new", nil, true)
+	accepted := func(cert tls.Certificate) bool {
+		c, err := w.dialTLS(addrs[0], &tls.Config{Certificates: []tls.Certificate{cert}})
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		// TLS 1.3 reports a rejected client certificate on the first read.
+		if _, err := c.Write([]byte("x")); err != nil {
+			return false
+		}
+		_, err = io.ReadFull(c, make([]byte, 1))
+		return err == nil
+	}
+	if !accepted(oldCert) || accepted(newCert) {
+		t.Fatal("before the reload: want the old CA's client accepted and the new one's refused")
+	}
+	w.writeFile(caPath, newPEM)
+	if err := p.ReloadCertificates(); err != nil {
+		t.Fatalf("reload: %v", err)
+	}
+	if accepted(oldCert) || !accepted(newCert) {
+		t.Fatal("after the reload: want the new CA's client accepted and the old one's refused")
+	}
+	w.writeFile(caPath, []byte("not PEM"))
+	err := p.ReloadCertificates()
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.Path != "listener[0].tls.client_ca" {
+		t.Fatalf("reload with a broken CA file: %v; want an error for listener[0].tls.client_ca", err)
+	}
+	if !accepted(newCert) {
+		t.Fatal("after a failed reload the previous CA must still be in force")
+	}
 }

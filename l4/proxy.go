@@ -119,7 +119,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			}
 			s.TLSConfig = cfg
 			p.stores = append(p.stores, store)
-			p.storePath = append(p.storePath, path+".tls.certificates")
+			p.storePath = append(p.storePath, path+".tls")
 		}
 		p.servers = append(p.servers, s)
 	}
@@ -200,8 +200,9 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// ReloadCertificates reads every listener's certificates again. A listener
-// whose files fail keeps its current certificates; the error names them.
+// ReloadCertificates reads every listener's certificates and client CA file
+// again. A listener whose files fail keeps what it had; the error names the
+// keys at fault.
 func (p *Proxy) ReloadCertificates() error {
 	var es errs
 	for i, st := range p.stores {
@@ -231,17 +232,13 @@ func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tl
 	o.NextProtos = tc.ALPN
 	o.ClientAuth, _ = tlsterm.ParseClientAuth(tc.ClientAuth)
 	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
-	if tc.ClientCA != "" {
-		pool, err := tlsterm.LoadCertPool(tc.ClientCA)
-		es.wrap(path+".client_ca", err)
-		o.ClientCAs = pool
-	}
 	files := make([]tlsterm.CertFile, len(tc.Certificates))
 	for i, c := range tc.Certificates {
 		files[i] = tlsterm.CertFile{Cert: c.Cert, Key: c.Key}
 	}
-	store, err := tlsterm.NewStore(files, logger)
-	es.wrapCertErrors(path+".certificates", err)
+	// The store owns the client CA pool too, so that SIGHUP reloads it.
+	store, err := tlsterm.NewStore(files, tc.ClientCA, logger)
+	es.wrapCertErrors(path, err)
 	if len(es) > 0 {
 		return nil, nil, errors.Join(es...)
 	}

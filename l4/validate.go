@@ -36,9 +36,10 @@ func (es *errs) wrap(path string, err error) {
 	}
 }
 
-// wrapCertErrors adds err from tlsterm, naming the certificates[i] entry of
-// every *tlsterm.CertError in it.
-func (es *errs) wrapCertErrors(path string, err error) {
+// wrapCertErrors adds err from a listener's tlsterm.Store, naming the key
+// at fault under tlsPath: certificates[i] for a *tlsterm.CertError,
+// client_ca for a *tlsterm.CAError.
+func (es *errs) wrapCertErrors(tlsPath string, err error) {
 	if err == nil {
 		return
 	}
@@ -49,10 +50,14 @@ func (es *errs) wrapCertErrors(path string, err error) {
 	}
 	for _, e := range list {
 		var ce *tlsterm.CertError
-		if errors.As(e, &ce) {
-			es.wrap(fmt.Sprintf("%s[%d]", path, ce.Index), ce.Err)
-		} else {
-			es.wrap(path, e)
+		var cae *tlsterm.CAError
+		switch {
+		case errors.As(e, &ce):
+			es.wrap(fmt.Sprintf("%s.certificates[%d]", tlsPath, ce.Index), ce.Err)
+		case errors.As(e, &cae):
+			es.wrap(tlsPath+".client_ca", cae.Err)
+		default:
+			es.wrap(tlsPath+".certificates", e)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync/atomic"
 )
 
 // Options are a listener's TLS settings. The zero value gives the secure
@@ -25,7 +26,8 @@ type Options struct {
 	// NextProtos are the ALPN protocols offered, in preference order.
 	NextProtos []string
 	// ClientCAs verifies client certificates; ClientAuth says when they are
-	// asked for.
+	// asked for. When nil, the store's client CAs (Store.SetClientCAFile)
+	// are used, as they are at each handshake.
 	ClientCAs  *x509.CertPool
 	ClientAuth tls.ClientAuthType
 	// SessionTicketsDisabled turns off resumption by session tickets.
@@ -69,7 +71,34 @@ func NewConfig(store *Store, o Options) *tls.Config {
 	if cfg.CurvePreferences == nil {
 		cfg.CurvePreferences = slices.Clone(DefaultCurves)
 	}
+	if cfg.ClientCAs == nil && store.ClientCAs() != nil {
+		cfg.GetConfigForClient = reloadingCAs(cfg, store)
+	}
 	return cfg
+}
+
+// reloadingCAs returns a GetConfigForClient that hands out base with the
+// store's current client CA pool, building a new config only when a reload
+// changed the pool. (A new config has new session ticket keys, so tickets
+// issued before a CA reload do not resume: the client does a full
+// handshake, verified against the new CAs.)
+func reloadingCAs(base *tls.Config, store *Store) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	type current struct {
+		pool *x509.CertPool
+		cfg  *tls.Config
+	}
+	var cur atomic.Pointer[current]
+	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		pool := store.ClientCAs()
+		if c := cur.Load(); c != nil && c.pool == pool {
+			return c.cfg, nil
+		}
+		cfg := base.Clone()
+		cfg.GetConfigForClient = nil
+		cfg.ClientCAs = pool
+		cur.Store(&current{pool: pool, cfg: cfg})
+		return cfg, nil
+	}
 }
 
 // ParseVersion accepts "1.2" or "1.3" (also "TLSv1.2"/"TLSv1.3", as nginx

@@ -11,11 +11,11 @@ import (
 func ExampleNewConfig() {
 	// In production the store reads PEM files, say
 	//
-	//	tlsterm.NewStore([]tlsterm.CertFile{{Cert: "example.com.crt", Key: "example.com.key"}}, logger)
+	//	tlsterm.NewStore([]tlsterm.CertFile{{Cert: "example.com.crt", Key: "example.com.key"}}, "", logger)
 	//
 	// With none it serves a self-signed certificate for localhost and
 	// logs a warning (to nowhere here: the logger is nil).
-	store, err := tlsterm.NewStore(nil, nil)
+	store, err := tlsterm.NewStore(nil, "", nil)
 	if err != nil {
 		log.Fatal(err)
 	}

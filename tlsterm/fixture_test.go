@@ -172,7 +172,7 @@ func writeFile(t *testing.T, name string, data []byte) {
 
 func newStore(t *testing.T, files ...tlsterm.CertFile) *tlsterm.Store {
 	t.Helper()
-	s, err := tlsterm.NewStore(files, nil)
+	s, err := tlsterm.NewStore(files, "", nil)
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}

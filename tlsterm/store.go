@@ -32,8 +32,10 @@ type CertFile struct {
 // with.
 type Store struct {
 	files  []CertFile
+	caFile string
 	logger *slog.Logger
 	set    atomic.Pointer[certSet]
+	ca     atomic.Pointer[x509.CertPool] // client CAs, when caFile is set
 }
 
 type certSet struct {
@@ -41,15 +43,17 @@ type certSet struct {
 	def    *tls.Certificate
 }
 
-// NewStore loads files. With no files at all it makes an in-memory
-// self-signed certificate for localhost, 127.0.0.1 and ::1 and logs a warning,
-// so that a fresh install answers out of the box. An error names the file
-// that could not be used.
-func NewStore(files []CertFile, logger *slog.Logger) (*Store, error) {
+// NewStore loads files and, if clientCA is not empty, the CAs client
+// certificates are verified against (a *tls.Config made by NewConfig for
+// this store uses the current pool at each handshake). With no files at all
+// it makes an in-memory self-signed certificate for localhost, 127.0.0.1 and
+// ::1 and logs a warning, so that a fresh install answers out of the box.
+// Errors are joined *CertErrors and a *CAError naming the files at fault.
+func NewStore(files []CertFile, clientCA string, logger *slog.Logger) (*Store, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{files: files, logger: logger}
+	s := &Store{files: files, caFile: clientCA, logger: logger}
 	if len(files) == 0 {
 		cert, err := SelfSigned([]string{"localhost", "127.0.0.1", "::1"}, time.Now())
 		if err != nil {
@@ -58,7 +62,6 @@ func NewStore(files []CertFile, logger *slog.Logger) (*Store, error) {
 		logger.Warn("no certificate configured: using an in-memory self-signed certificate; clients will not trust it",
 			"names", "localhost,127.0.0.1,::1")
 		s.set.Store(newCertSet([]*tls.Certificate{cert}))
-		return s, nil
 	}
 	if err := s.Reload(); err != nil {
 		return nil, err
@@ -68,6 +71,15 @@ func NewStore(files []CertFile, logger *slog.Logger) (*Store, error) {
 
 // SelfSigned reports whether the store serves a generated certificate.
 func (s *Store) SelfSigned() bool { return len(s.files) == 0 }
+
+// ClientCAs returns the current client CA pool, or nil.
+func (s *Store) ClientCAs() *x509.CertPool { return s.ca.Load() }
+
+// CAError is a client CA file that could not be loaded.
+type CAError struct{ Err error }
+
+func (e *CAError) Error() string { return "client CA: " + e.Err.Error() }
+func (e *CAError) Unwrap() error { return e.Err }
 
 // CertError is a certificate that could not be loaded: Index is its
 // position in the files given to NewStore.
@@ -79,15 +91,20 @@ type CertError struct {
 func (e *CertError) Error() string { return fmt.Sprintf("certificate %d: %v", e.Index, e.Err) }
 func (e *CertError) Unwrap() error { return e.Err }
 
-// Reload reads every certificate file again. If any of them fails, the
-// store keeps serving the set it had; the error joins one *CertError per
-// file at fault.
+// Reload reads every certificate file, and the client CA file, again. If
+// any of them fails, the store keeps serving what it had, certificates and
+// CAs alike; the error joins one *CertError per certificate at fault and a
+// *CAError for the CA file.
 func (s *Store) Reload() error {
-	if len(s.files) == 0 {
-		return nil
-	}
 	certs := make([]*tls.Certificate, 0, len(s.files))
 	var errs []error
+	var pool *x509.CertPool
+	if s.caFile != "" {
+		var err error
+		if pool, err = LoadCertPool(s.caFile); err != nil {
+			errs = append(errs, &CAError{Err: err})
+		}
+	}
 	for i, f := range s.files {
 		cert, err := LoadCertificate(f)
 		if err != nil {
@@ -102,7 +119,12 @@ func (s *Store) Reload() error {
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	s.set.Store(newCertSet(certs))
+	if len(s.files) > 0 {
+		s.set.Store(newCertSet(certs))
+	}
+	if pool != nil {
+		s.ca.Store(pool)
+	}
 	return nil
 }
 

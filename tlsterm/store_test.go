@@ -232,7 +232,7 @@ func TestNewStoreErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s, err := tlsterm.NewStore(tt.files, nil)
+			s, err := tlsterm.NewStore(tt.files, "", nil)
 			if err == nil {
 				t.Fatal("NewStore succeeded, want an error")
 			}
@@ -307,7 +307,7 @@ func TestStoreReload(t *testing.T) {
 func TestStoreSelfSigned(t *testing.T) {
 	var logs bytes.Buffer
 	logger := slog.New(slog.NewTextHandler(&logs, nil))
-	store, err := tlsterm.NewStore(nil, logger)
+	store, err := tlsterm.NewStore(nil, "", logger)
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}
@@ -340,7 +340,7 @@ func TestStoreWithFilesIsNotSelfSigned(t *testing.T) {
 	ca := newCA(t, "test CA")
 	f, _ := ca.leaf(t, t.TempDir(), "a", "a", ecdsaKey, "a.example.com")
 	var logs bytes.Buffer
-	store, err := tlsterm.NewStore([]tlsterm.CertFile{f}, slog.New(slog.NewTextHandler(&logs, nil)))
+	store, err := tlsterm.NewStore([]tlsterm.CertFile{f}, "", slog.New(slog.NewTextHandler(&logs, nil)))
 	if err != nil {
 		t.Fatalf("NewStore: %v", err)
 	}

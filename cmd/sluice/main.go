@@ -7,7 +7,7 @@
 //	sluice demo-backend [-listen ADDR] [-proxy]
 //
 // Signals: SIGTERM and SIGINT drain and exit (a second one cuts the drain
-// short); SIGHUP reloads certificates.
+// short); SIGHUP reloads certificates and client CAs.
 package main
 
 import (
@@ -115,9 +115,9 @@ func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				if err := proxy.ReloadCertificates(); err != nil {
-					logger.Error("certificate reload failed; keeping the current certificates", "error", err)
+					logger.Error("certificate reload failed; keeping the current certificates and CAs", "error", err)
 				} else {
-					logger.Info("certificates reloaded")
+					logger.Info("certificates and client CAs reloaded")
 				}
 				continue
 			}

@@ -14,9 +14,16 @@ type bufferedConn struct {
 	r *bufio.Reader
 }
 
-// Read drains the buffer first; once it is empty, bufio reads large
-// requests straight from the connection.
-func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
+// Read drains the buffer first, then reads the connection itself and lets
+// the reader (and its 4 KiB) go: a long-lived connection should not keep it.
+// Reads come from one goroutine at a time, as for any net.Conn reader.
+func (c *bufferedConn) Read(p []byte) (int, error) {
+	if c.r != nil && c.r.Buffered() > 0 {
+		return c.r.Read(p) // only what is buffered; no read of its own
+	}
+	c.r = nil
+	return c.Conn.Read(p)
+}
 
 // CloseWrite half-closes the underlying connection.
 func (c *bufferedConn) CloseWrite() error {

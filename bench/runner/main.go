@@ -20,6 +20,7 @@ import (
 	"io"
 	"math/big"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -42,6 +43,7 @@ type runner struct {
 	srcRange   string
 	progress   io.Writer
 	base       tmplData
+	procs      procs
 }
 
 func main() {
@@ -71,6 +73,17 @@ func run() error {
 	flag.StringVar(&r.srcRange, "src", "127.0.0.2-127.0.0.40", "client source addresses for S4/S5")
 	flag.Parse()
 	r.progress = os.Stderr
+
+	// Interrupted (Ctrl-C, a CI timeout): stop every process started, by
+	// PID, before going, since deferred cleanups do not run on a signal.
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		s := <-sigs
+		fmt.Fprintf(os.Stderr, "bench: %v: stopping everything started\n", s)
+		r.procs.stopAll()
+		os.Exit(1)
+	}()
 
 	// A terminator needs two descriptors per connection (client and
 	// backend); the hard limit of this machine may not allow N of them.
@@ -277,11 +290,11 @@ func (r *runner) startBackends(sluice string) ([]*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	nginx, err := start(r.dir, "backend-nginx", r.loadCPU, nil, "nginx", "-p", r.dir, "-c", conf)
+	nginx, err := r.procs.start(r.dir, "backend-nginx", r.loadCPU, nil, "nginx", "-p", r.dir, "-c", conf)
 	if err != nil {
 		return nil, err
 	}
-	ws, err := start(r.dir, "backend-ws", r.loadCPU, []string{"GOMAXPROCS=1"}, sluice, "demo-backend",
+	ws, err := r.procs.start(r.dir, "backend-ws", r.loadCPU, []string{"GOMAXPROCS=1"}, sluice, "demo-backend",
 		"-listen", fmt.Sprintf("127.0.0.1:%d", r.base.BackendWS))
 	if err != nil {
 		nginx.stop()

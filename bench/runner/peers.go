@@ -107,7 +107,7 @@ func (r *runner) startPeer(p *peer) error {
 		rendered = append(rendered, path)
 	}
 	for i, argv := range p.argv(r, rendered) {
-		pr, err := start(r.dir, fmt.Sprintf("%s-%d", p.name, i), r.termCPU, p.env, argv...)
+		pr, err := r.procs.start(r.dir, fmt.Sprintf("%s-%d", p.name, i), r.termCPU, p.env, argv...)
 		if err != nil {
 			r.stopPeer(p)
 			return err

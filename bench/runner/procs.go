@@ -10,19 +10,57 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
 
 // proc is a process the runner started and must stop, by PID.
 type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  *os.File
+	name  string
+	cmd   *exec.Cmd
+	log   *os.File
+	owner *procs
+	once  sync.Once
+}
+
+// procs is every process the runner has started and not yet stopped, so
+// that an interrupted run can stop them all.
+type procs struct {
+	mu   sync.Mutex
+	live map[*proc]struct{}
+}
+
+func (ps *procs) add(p *proc) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.live == nil {
+		ps.live = make(map[*proc]struct{})
+	}
+	ps.live[p] = struct{}{}
+}
+
+func (ps *procs) remove(p *proc) {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	delete(ps.live, p)
+}
+
+// stopAll stops every live process.
+func (ps *procs) stopAll() {
+	ps.mu.Lock()
+	live := make([]*proc, 0, len(ps.live))
+	for p := range ps.live {
+		live = append(live, p)
+	}
+	ps.mu.Unlock()
+	for _, p := range live {
+		p.stop()
+	}
 }
 
 // start runs argv pinned to cpu (taskset) with its output in dir/name.log.
-func start(dir, name, cpu string, env []string, argv ...string) (*proc, error) {
+func (ps *procs) start(dir, name, cpu string, env []string, argv ...string) (*proc, error) {
 	log, err := os.Create(fmt.Sprintf("%s/%s.log", dir, name))
 	if err != nil {
 		return nil, err
@@ -37,7 +75,9 @@ func start(dir, name, cpu string, env []string, argv ...string) (*proc, error) {
 		log.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	return &proc{name: name, cmd: cmd, log: log}, nil
+	p := &proc{name: name, cmd: cmd, log: log, owner: ps}
+	ps.add(p)
+	return p, nil
 }
 
 // pid is the process taskset became (taskset execs the command).
@@ -45,7 +85,10 @@ func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 // stop sends SIGTERM to the process group, then SIGKILL after a grace
 // period, and reaps the process.
-func (p *proc) stop() {
+func (p *proc) stop() { p.once.Do(p.doStop) }
+
+func (p *proc) doStop() {
+	defer p.owner.remove(p)
 	pgid := p.pid()
 	syscall.Kill(-pgid, syscall.SIGTERM)
 	done := make(chan struct{})

@@ -11,7 +11,8 @@
 # The client uses source address 127.0.0.2 (or .3), so "the real client
 # address" is distinguishable from sluice's own 127.0.0.1.
 #
-# Needs nginx, haproxy, curl (installed with apt-get if missing). Run with
+# Needs nginx, haproxy, curl (installed with apt-get if missing). KEEP=1 keeps
+# the scratch directory with every log. Run with
 # `make interop`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -32,7 +33,7 @@ pids=()
 cleanup() {
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-	rm -rf "$work"
+	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
@@ -53,7 +54,8 @@ error_log $work/nginx/logs/error.log warn;
 pid $work/nginx/nginx.pid;
 events { worker_connections 256; }
 http {
-  access_log off;
+  log_format pp 'client=\$proxy_protocol_addr peer=\$remote_addr "\$request" \$status';
+  access_log $work/nginx/logs/access.log pp;
   client_body_temp_path $work/nginx/tmp;
   proxy_temp_path $work/nginx/tmp;
   fastcgi_temp_path $work/nginx/tmp;
@@ -79,6 +81,8 @@ defaults
   timeout server 30s
 frontend pp_backend
   bind 127.0.0.1:$HAPROXY_BE accept-proxy
+  log stdout format raw local0 info
+  option httplog
   http-request return status 200 content-type text/plain lf-string "src=%[src] authority=%[fc_pp_authority] uid=%[fc_pp_unique_id]\n"
 frontend lb
   mode tcp
@@ -88,7 +92,7 @@ backend to_sluice
   mode tcp
   server sluice 127.0.0.1:$SLUICE_PP_IN send-proxy-v2
 EOF
-haproxy -f "$work/haproxy.cfg" -db &
+haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 pids+=($!)
 
 "$work/sluice" demo-backend -listen "127.0.0.1:$DEMO" -proxy >"$work/demo.log" 2>&1 &
@@ -198,6 +202,9 @@ check "WebSocket upgrade through sluice (websocket route)" "101 Switching Protoc
 	--interface 127.0.0.2 "https://127.0.0.1:$SLUICE_WS/echo"
 check "demo backend sees the client address through PROXY v2" "127.0.0.2" \
 	"${C[@]}" --interface 127.0.0.2 "https://127.0.0.1:$SLUICE_WS/"
+
+check "nginx logs the real client address" "client=127.0.0.2 peer=127.0.0.1" cat "$work/nginx/logs/access.log"
+check "HAProxy logs the real client address" "127.0.0.2:" grep "pp_backend" "$work/haproxy.log"
 
 # The unique id HAProxy saw is the conn id of sluice's access log.
 uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/" | sed -n 's/.*uid=\([^ ]*\).*/\1/p')

@@ -120,6 +120,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			s.TLSConfig = cfg
 			p.stores = append(p.stores, store)
 			p.storePath = append(p.storePath, path+".tls")
+			warnUncoveredSNI(logger, name, path, lc.Routes, store)
 		}
 		p.servers = append(p.servers, s)
 	}
@@ -127,6 +128,24 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+// warnUncoveredSNI warns about routed server names no certificate of the
+// listener covers: clients asking for them get the default certificate and,
+// unless it happens to be valid for them, refuse it. Not an error: an
+// operator may mean it (a default certificate with many names, say).
+func warnUncoveredSNI(logger *slog.Logger, listener, path string, routes []RouteConfig, store *tlsterm.Store) {
+	if store.SelfSigned() {
+		return
+	}
+	for j, rc := range routes {
+		for k, sni := range rc.SNI {
+			if !store.Covers(sni) {
+				logger.Warn("no certificate covers a routed server name; clients asking for it get the default certificate",
+					"listener", listener, "key", fmt.Sprintf("%s.route[%d].sni[%d]", path, j, k), "sni", sni)
+			}
+		}
+	}
 }
 
 // Listen opens every listener's socket, so that an address in use or a

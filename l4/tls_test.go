@@ -313,3 +313,25 @@ func TestPlainListener(t *testing.T) {
 		t.Fatalf("got %q", got)
 	}
 }
+
+// TestWarnUncoveredSNI: a route for a server name no certificate covers
+// builds (it may be meant) but is worth a warning that names the key.
+func TestWarnUncoveredSNI(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].TLS.Certificates = append(cfg.Listeners[0].TLS.Certificates, w.cert("*.example.com"))
+	cfg.Listeners[0].Routes = []RouteConfig{
+		{Name: "covered", SNI: []string{"a.example.com", "localhost"}, Upstream: "app"},
+		{Name: "uncovered", SNI: []string{"api.example.net"}, Upstream: "app"},
+	}
+	w.serve(cfg)
+	line := w.waitLog("level=WARN", "no certificate covers a routed server name")
+	for _, want := range []string{"key=listener[0].route[1].sni[0]", "sni=api.example.net"} {
+		if !strings.Contains(line, want) {
+			t.Errorf("warning lacks %q: %s", want, line)
+		}
+	}
+	if n := strings.Count(w.logs.String(), "no certificate covers"); n != 1 {
+		t.Errorf("%d warnings, want 1 (for api.example.net only)", n)
+	}
+}

@@ -184,6 +184,26 @@ func (s *Store) Names() []string {
 	return out
 }
 
+// Covers reports whether the store holds a certificate for name itself,
+// exactly or through a wildcard one label up, rather than answering it with
+// the default. name may be a wildcard pattern ("*.example.com"), which only
+// a wildcard certificate for the same pattern covers.
+func (s *Store) Covers(name string) bool {
+	set := s.set.Load()
+	if set == nil {
+		return false
+	}
+	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	if len(set.byName[name]) > 0 {
+		return true
+	}
+	if strings.HasPrefix(name, "*.") {
+		return false
+	}
+	i := strings.IndexByte(name, '.')
+	return i > 0 && len(set.byName["*"+name[i:]]) > 0
+}
+
 // GetCertificate implements tls.Config.GetCertificate.
 func (s *Store) GetCertificate(hello *tls.ClientHelloInfo) (*tls.Certificate, error) {
 	set := s.set.Load()

@@ -358,3 +358,30 @@ func TestStoreZeroValue(t *testing.T) {
 		t.Errorf("GetCertificate on an empty store: err = %v, want ErrNoCertificate", err)
 	}
 }
+
+func TestStoreCovers(t *testing.T) {
+	ca := newCA(t, "covers CA")
+	dir := t.TempDir()
+	def, _ := ca.leaf(t, dir, "default", "default", ecdsaKey, "default.test", "alt.test")
+	wild, _ := ca.leaf(t, dir, "wild", "wild", ecdsaKey, "*.example.com")
+	s := newStore(t, def, wild)
+	for _, tc := range []struct {
+		name string
+		want bool
+	}{
+		{"default.test", true},
+		{"alt.test", true}, // a name of the default certificate counts
+		{"ALT.test.", true},
+		{"a.example.com", true},
+		{"*.example.com", true},
+		{"example.com", false},
+		{"a.b.example.com", false},
+		{"*.b.example.com", false},
+		{"other.test", false},
+		{"", false},
+	} {
+		if got := s.Covers(tc.name); got != tc.want {
+			t.Errorf("Covers(%q) = %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}

@@ -230,9 +230,6 @@ func (p *Proxy) ReloadCertificates() error {
 	return errors.Join(es...)
 }
 
-// Servers returns the per-listener servers, in configuration order.
-func (p *Proxy) Servers() []*Server { return p.servers }
-
 // buildTLS loads a listener's certificates and CA and makes its *tls.Config.
 func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
 	var es errs

@@ -164,7 +164,6 @@ const (
 
 // halfResult is what one copyHalf reports when it stops.
 type halfResult struct {
-	dir  direction
 	eof  bool  // the source sent EOF
 	idle bool  // stopped by the idle or half-close timeout
 	err  error // unexpected error; nil for EOF and benign endings
@@ -223,7 +222,6 @@ func (r *relay) copyHalf(results chan<- halfResult, dir direction) {
 		srcPeer, dstPeer, counter = backendPeer, clientPeer, &r.out
 	}
 	res := r.copyLoop(src, dst, srcPeer, dstPeer, counter)
-	res.dir = dir
 	// Rank the result before closeWrite or closeBoth below can wake the
 	// other direction; the channel order alone cannot tell who was first.
 	res.rank = r.stopped.Add(1)

@@ -256,18 +256,16 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 	bufp := r.pool.GetIdle()
 	defer func() { r.pool.Put(bufp) }()
 	idleSize := len(*bufp)
-	var (
-		armed    time.Time     // when the deadlines were last pushed out
-		armedFor time.Duration // the timeout they were pushed out by
-	)
+	// Moving a deadline costs a timer update: each is pushed out at most a
+	// few times per timeout period, and when the limit in force changes.
+	// The write deadline is armed just before a write, not with the read
+	// one: bytes that arrive at the end of a long quiet read must still get
+	// a whole period to be written.
+	var readArm, writeArm deadlineArm
 	for {
 		if t := r.timeout(); t > 0 {
-			// Moving a deadline costs a timer update; do it at most a few
-			// times per timeout period, and when the limit in force changes.
-			if now := time.Now(); t != armedFor || now.Sub(armed) > t/8 {
+			if now := time.Now(); readArm.due(now, t) {
 				src.SetReadDeadline(now.Add(t))
-				dst.SetWriteDeadline(now.Add(t))
-				armed, armedFor = now, t
 				if r.timeout() != t {
 					// The other direction finished between timeout() and
 					// SetReadDeadline: the half-close deadline it set on src
@@ -279,6 +277,11 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 		n, rerr := src.Read(*bufp)
 		if n > 0 {
 			r.touch()
+			if t := r.timeout(); t > 0 {
+				if now := time.Now(); writeArm.due(now, t) {
+					dst.SetWriteDeadline(now.Add(t))
+				}
+			}
 			w, werr := dst.Write((*bufp)[:n])
 			counter.Add(int64(w))
 			if werr != nil {
@@ -301,13 +304,29 @@ func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atom
 		case isTimeout(rerr):
 			// Traffic in the other direction keeps the relay alive.
 			if t := r.timeout(); t > 0 && time.Since(time.Unix(0, r.last.Load())) < t {
-				armed = time.Time{}
+				readArm = deadlineArm{}
 				continue
 			}
 			return halfResult{idle: true, peer: srcPeer}
 		}
 		return halfResult{err: benignOrNil(rerr), peer: srcPeer}
 	}
+}
+
+// deadlineArm remembers when a deadline was last pushed out, and by what.
+type deadlineArm struct {
+	at   time.Time
+	span time.Duration
+}
+
+// due reports whether the deadline should be pushed out to now+t, and
+// records that it is.
+func (a *deadlineArm) due(now time.Time, t time.Duration) bool {
+	if t == a.span && now.Sub(a.at) <= t/8 {
+		return false
+	}
+	a.at, a.span = now, t
+	return true
 }
 
 // reason derives why the relay ended from the two half results, in the order

@@ -10,7 +10,6 @@ package splice
 import (
 	"context"
 	"crypto/tls"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -22,6 +21,10 @@ const (
 	DefaultIdleTimeout      = 10 * time.Minute
 	DefaultHalfCloseTimeout = 30 * time.Second
 )
+
+// DefaultParkAfter is how long a relay direction waits for its source on a
+// goroutine before it parks (when Options.Parker is set).
+const DefaultParkAfter = time.Second
 
 // Options tune one relay. The zero value is usable.
 type Options struct {
@@ -36,9 +39,25 @@ type Options struct {
 	// keeps flowing as long as it moves. Zero means DefaultHalfCloseTimeout; negative disables it.
 	HalfCloseTimeout time.Duration
 
-	// Buffers supplies the copy buffers. Nil means a package default pool of
+	// Buffers lends the copy buffers. Nil means a package default pool of
 	// DefaultBufferSize buffers.
 	Buffers *BufferPool
+
+	// Pipes lends the pipes of the splice(2) path. Nil means a package
+	// default pool.
+	Pipes *PipePool
+
+	// Parker, if set, takes over directions that have been idle for
+	// ParkAfter, so that an idle connection holds no goroutine. Nil: idle
+	// directions wait on their own goroutines.
+	Parker *Parker
+	// ParkAfter is how long a direction waits on its goroutine before it
+	// parks. Zero means DefaultParkAfter.
+	ParkAfter time.Duration
+
+	// NoSplice makes directions between two sockets copy through a buffer
+	// instead of splicing; for comparisons and tests.
+	NoSplice bool
 }
 
 func (o *Options) idleTimeout() time.Duration {
@@ -98,53 +117,64 @@ type Stats struct {
 // side closes both connections at once so the other direction unblocks.
 // Cancelling ctx closes both connections.
 //
+// Each direction picks its path from the concrete connections: between two
+// sockets (*net.TCPConn, *net.UnixConn) it splices through a pipe borrowed
+// while bytes move; otherwise it copies through a buffer borrowed while
+// bytes move. A *tls.Conn whose transport is a Transport is read without
+// waiting, so that it too waits with nothing borrowed; over any other
+// transport, and for other connection types, a direction waits in a
+// blocking read that holds its buffer.
+//
 // The returned error is nil for ordinary endings (EOF, resets and the like,
 // which are what clients do every day) and for idle timeouts; it carries the
 // first unexpected I/O error otherwise. Stats.Reason is always set.
 func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, error) {
+	type result struct {
+		st  Stats
+		err error
+	}
+	done := make(chan result, 1)
+	Start(ctx, client, backend, opts, func(st Stats, err error) { done <- result{st, err} })
+	r := <-done
+	return r.st, r.err
+}
+
+// Start is Relay without waiting: it starts the two directions and returns
+// at once; done is called, on the goroutine that finished last, after both
+// directions have ended and both connections are closed. With opts.Parker
+// set, a connection idle for opts.ParkAfter holds no goroutine at all.
+func Start(ctx context.Context, client, backend net.Conn, opts Options, done func(Stats, error)) {
 	r := &relay{
-		client:  client,
-		backend: backend,
-		idle:    opts.idleTimeout(),
-		linger:  opts.halfCloseTimeout(),
-		pool:    opts.Buffers,
+		idle:      opts.idleTimeout(),
+		linger:    opts.halfCloseTimeout(),
+		buffers:   opts.Buffers,
+		pipes:     opts.Pipes,
+		parker:    opts.Parker,
+		parkAfter: opts.ParkAfter,
+		done:      done,
 	}
-	if r.pool == nil {
-		r.pool = &defaultPool
+	if r.buffers == nil {
+		r.buffers = &defaultBuffers
 	}
+	if r.pipes == nil {
+		r.pipes = &defaultPipes
+	}
+	if r.parkAfter <= 0 {
+		r.parkAfter = DefaultParkAfter
+	}
+	r.ends[clientPeer] = newEndpoint(client)
+	r.ends[backendPeer] = newEndpoint(backend)
 	r.touch()
 	// Deadlines from earlier phases (handshake, peek) must not leak into the
-	// relay; copyLoop sets its own when a timeout is in force.
+	// relay; the directions set their own when a timeout is in force.
 	client.SetDeadline(time.Time{})
 	backend.SetDeadline(time.Time{})
-
-	stop := context.AfterFunc(ctx, r.cancel)
-	defer stop()
-
-	results := make(chan halfResult, 2)
-	go r.copyHalf(results, toBackend)
-	// The caller's goroutine copies the other direction itself: one
-	// goroutine stack less for every connection, and it still shows up in
-	// stack dumps as copyHalf, under Relay.
-	r.copyHalf(results, toClient)
-	first := <-results
-	second := <-results
-	r.closeBoth()
-	if second.rank < first.rank {
-		// The direction that stopped first may report last: its own
-		// closeWrite or closeBoth is what woke the other one up.
-		first, second = second, first
+	for dir := range r.halves {
+		r.halves[dir] = newHalf(r, direction(dir), opts.NoSplice)
 	}
-
-	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second)}
-	if st.Reason == Canceled {
-		return st, nil
-	}
-	err := first.err
-	if err == nil {
-		err = second.err
-	}
-	return st, err
+	r.stopCtx = context.AfterFunc(ctx, r.cancel)
+	go r.halves[toBackend].copyHalf()
+	go r.halves[toClient].copyHalf()
 }
 
 type direction int
@@ -162,7 +192,7 @@ const (
 	backendPeer
 )
 
-// halfResult is what one copyHalf reports when it stops.
+// halfResult is what one direction reports when it stops.
 type halfResult struct {
 	eof  bool  // the source sent EOF
 	idle bool  // stopped by the idle or half-close timeout
@@ -172,19 +202,32 @@ type halfResult struct {
 }
 
 type relay struct {
-	client, backend net.Conn
-	idle, linger    time.Duration
-	pool            *BufferPool
+	ends         [2]endpoint // by peer
+	halves       [2]*half    // by direction
+	idle, linger time.Duration
+	parkAfter    time.Duration
+	buffers      *BufferPool
+	pipes        *PipePool
+	parker       *Parker
+	done         func(Stats, error)
+	stopCtx      func() bool
 
 	in, out  atomic.Int64
 	last     atomic.Int64 // unix nanos of the last byte moved in either direction
 	halfDone atomic.Bool  // one direction has finished with EOF
 	canceled atomic.Bool
-	stopped  atomic.Int32 // how many copyLoops have returned; ranks halfResults
+	stopped  atomic.Int32 // how many directions have stopped; ranks halfResults
 	once     sync.Once
+
+	mu      sync.Mutex // guards closed, results and each half's parked state
+	closed  bool
+	results []halfResult
 }
 
 func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
+
+// quiet is how long nothing has moved in either direction.
+func (r *relay) quiet() time.Duration { return time.Since(time.Unix(0, r.last.Load())) }
 
 func (r *relay) closeBoth() { r.once.Do(r.closeConns) }
 
@@ -198,9 +241,17 @@ func (r *relay) cancel() {
 	})
 }
 
+// closeConns closes both connections and resumes parked directions, which
+// then find their sockets closed and stop.
 func (r *relay) closeConns() {
-	r.client.Close()
-	r.backend.Close()
+	r.mu.Lock()
+	r.closed = true
+	r.mu.Unlock()
+	r.ends[clientPeer].conn.Close()
+	r.ends[backendPeer].conn.Close()
+	for _, h := range r.halves {
+		h.unpark()
+	}
 }
 
 // timeout is the inactivity limit in force: the idle timeout, or the
@@ -212,121 +263,59 @@ func (r *relay) timeout() time.Duration {
 	return r.idle
 }
 
-// copyHalf copies one direction. It is a named method so that each direction
-// shows up by name in goroutine dumps.
-func (r *relay) copyHalf(results chan<- halfResult, dir direction) {
-	src, dst := r.client, r.backend
-	srcPeer, dstPeer, counter := clientPeer, backendPeer, &r.in
-	if dir == toClient {
-		src, dst = r.backend, r.client
-		srcPeer, dstPeer, counter = backendPeer, clientPeer, &r.out
-	}
-	res := r.copyLoop(src, dst, srcPeer, dstPeer, counter)
+// finish records the end of one direction, propagates it to the other, and
+// completes the relay when both have ended.
+func (r *relay) finish(h *half, res halfResult) {
 	// Rank the result before closeWrite or closeBoth below can wake the
-	// other direction; the channel order alone cannot tell who was first.
+	// other direction; the order of the calls alone cannot tell who was
+	// first.
 	res.rank = r.stopped.Add(1)
 	if res.eof {
 		// Clean EOF from the source: tell the destination we are done
 		// writing. From now on the remaining direction, which reads from
 		// dst, runs under the half-close timeout; shorten the deadline it
-		// may be parked on.
-		if err := closeWrite(dst); err != nil {
+		// may be waiting on, or wake it if it is parked.
+		if err := closeWrite(h.dst.conn); err != nil {
 			res.eof = false
-			res.peer = dstPeer
+			res.peer = h.dstPeer
 			res.err = benignOrNil(err)
 			r.closeBoth()
 		} else {
 			r.halfDone.Store(true)
 			if t := r.timeout(); t > 0 {
-				dst.SetReadDeadline(time.Now().Add(t))
+				h.dst.conn.SetReadDeadline(time.Now().Add(t))
 			}
+			r.halves[1-h.dir].unpark()
 		}
 	} else {
 		r.closeBoth()
 	}
-	results <- res
-}
-
-// copyLoop moves bytes from src to dst until EOF or an error. It refreshes
-// read and write deadlines so that the relay ends after the inactivity
-// timeout, counting traffic in both directions.
-func (r *relay) copyLoop(src, dst net.Conn, srcPeer, dstPeer peer, counter *atomic.Int64) halfResult {
-	// Wait with a small buffer; copy with a large one while reads fill
-	// the small one, and go back once they turn small again.
-	bufp := r.pool.GetIdle()
-	defer func() { r.pool.Put(bufp) }()
-	idleSize := len(*bufp)
-	// Moving a deadline costs a timer update: each is pushed out at most a
-	// few times per timeout period, and when the limit in force changes.
-	// The write deadline is armed just before a write, not with the read
-	// one: bytes that arrive at the end of a long quiet read must still get
-	// a whole period to be written.
-	var readArm, writeArm deadlineArm
-	for {
-		if t := r.timeout(); t > 0 {
-			if now := time.Now(); readArm.due(now, t) {
-				src.SetReadDeadline(now.Add(t))
-				if r.timeout() != t {
-					// The other direction finished between timeout() and
-					// SetReadDeadline: the half-close deadline it set on src
-					// may have just been overwritten by the longer idle one.
-					continue
-				}
-			}
-		}
-		n, rerr := src.Read(*bufp)
-		if n > 0 {
-			r.touch()
-			if t := r.timeout(); t > 0 {
-				if now := time.Now(); writeArm.due(now, t) {
-					dst.SetWriteDeadline(now.Add(t))
-				}
-			}
-			w, werr := dst.Write((*bufp)[:n])
-			counter.Add(int64(w))
-			if werr != nil {
-				return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: dstPeer}
-			}
-		}
-		switch {
-		case n == len(*bufp) && n == idleSize:
-			r.pool.Put(bufp)
-			bufp = r.pool.Get()
-		case n < idleSize && len(*bufp) != idleSize:
-			r.pool.Put(bufp)
-			bufp = r.pool.GetIdle()
-		}
-		switch {
-		case rerr == nil:
-			continue
-		case rerr == io.EOF:
-			return halfResult{eof: true, peer: srcPeer}
-		case isTimeout(rerr):
-			// Traffic in the other direction keeps the relay alive.
-			if t := r.timeout(); t > 0 && time.Since(time.Unix(0, r.last.Load())) < t {
-				readArm = deadlineArm{}
-				continue
-			}
-			return halfResult{idle: true, peer: srcPeer}
-		}
-		return halfResult{err: benignOrNil(rerr), peer: srcPeer}
+	r.mu.Lock()
+	r.results = append(r.results, res)
+	last := len(r.results) == 2
+	r.mu.Unlock()
+	if last {
+		r.complete()
 	}
 }
 
-// deadlineArm remembers when a deadline was last pushed out, and by what.
-type deadlineArm struct {
-	at   time.Time
-	span time.Duration
-}
-
-// due reports whether the deadline should be pushed out to now+t, and
-// records that it is.
-func (a *deadlineArm) due(now time.Time, t time.Duration) bool {
-	if t == a.span && now.Sub(a.at) <= t/8 {
-		return false
+// complete reports the relay's end once both directions have stopped.
+func (r *relay) complete() {
+	r.closeBoth()
+	r.stopCtx()
+	first, second := r.results[0], r.results[1]
+	if second.rank < first.rank {
+		first, second = second, first
 	}
-	a.at, a.span = now, t
-	return true
+	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second)}
+	var err error
+	if st.Reason != Canceled {
+		err = first.err
+		if err == nil {
+			err = second.err
+		}
+	}
+	r.done(st, err)
 }
 
 // reason derives why the relay ended from the two half results, in the order

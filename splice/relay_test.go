@@ -101,13 +101,20 @@ type tlsEnds struct {
 	clientRaw, serverRaw *net.TCPConn
 }
 
-func tlsPair(tb testing.TB) tlsEnds {
+// tlsPair connects a TLS client and server over loopback TCP. With
+// transport, the server runs over a Transport, as a relay's client end
+// does in sluice.
+func tlsPair(tb testing.TB, transport bool) tlsEnds {
 	tb.Helper()
 	cert, roots := testCert(tb)
 	craw, sraw := tcpPair(tb)
+	var under net.Conn = sraw
+	if transport {
+		under = NewTransport(sraw, nil)
+	}
 	e := tlsEnds{
 		client:    tls.Client(craw, &tls.Config{RootCAs: roots, ServerName: testServerName}),
-		server:    tls.Server(sraw, &tls.Config{Certificates: []tls.Certificate{cert}}),
+		server:    tls.Server(under, &tls.Config{Certificates: []tls.Certificate{cert}}),
 		clientRaw: craw,
 		serverRaw: sraw,
 	}
@@ -135,6 +142,7 @@ type world struct {
 	clientRaw *net.TCPConn // the TCP conn under client (client itself for TCP)
 	backend   *net.TCPConn // the test's backend
 
+	parker *Parker // nil unless the world parks
 	cancel context.CancelFunc
 	done   chan relayResult
 	result *relayResult
@@ -146,8 +154,10 @@ type relayResult struct {
 }
 
 type worldConfig struct {
-	tls  bool // TLS between the test's client and the relay
-	opts Options
+	tls      bool // TLS between the test's client and the relay
+	plainTLS bool // the relay's TLS conn without a Transport beneath
+	park     bool // a Parker parking after a millisecond
+	opts     Options
 	// wrapBackend, if set, wraps the relay's backend conn.
 	wrapBackend func(net.Conn) net.Conn
 }
@@ -157,7 +167,7 @@ func newWorld(tb testing.TB, cfg worldConfig) *world {
 	w := &world{done: make(chan relayResult, 1)}
 	var clientEnd net.Conn
 	if cfg.tls {
-		e := tlsPair(tb)
+		e := tlsPair(tb, !cfg.plainTLS)
 		w.client, w.clientRaw, clientEnd = e.client, e.clientRaw, e.server
 	} else {
 		var end *net.TCPConn
@@ -171,6 +181,15 @@ func newWorld(tb testing.TB, cfg worldConfig) *world {
 		backend = cfg.wrapBackend(backend)
 	}
 
+	if cfg.park {
+		p, err := NewParker()
+		if err != nil {
+			tb.Fatalf("NewParker: %v", err)
+		}
+		tb.Cleanup(func() { p.Close() })
+		cfg.opts.Parker, cfg.opts.ParkAfter = p, time.Millisecond
+		w.parker = p
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	w.cancel = cancel
 	go func() {
@@ -335,12 +354,30 @@ func checkResult(tb testing.TB, r relayResult, want Stats) {
 	}
 }
 
-var transports = []struct {
-	name string
-	tls  bool
-}{
-	{"tcp", false},
-	{"tls", true},
+// transport is one way the relay's two ends can look, and so one path
+// through it.
+type transport struct {
+	name     string
+	tls      bool // TLS between the test's client and the relay
+	plainTLS bool // the relay's TLS conn sits on the bare socket, not a Transport: blocking reads
+	noSplice bool // copy between two sockets instead of splicing
+	park     bool // a Parker that parks a direction after a millisecond of quiet
+}
+
+var transports = []transport{
+	{name: "splice"},
+	{name: "copy", noSplice: true},
+	{name: "tls", tls: true},
+	{name: "tls_blocking", tls: true, plainTLS: true},
+	{name: "splice_parked", park: true},
+	{name: "copy_parked", noSplice: true, park: true},
+	{name: "tls_parked", tls: true, park: true},
+}
+
+// cfg is a world configuration for this transport with opts.
+func (tr transport) cfg(opts Options) worldConfig {
+	opts.NoSplice = tr.noSplice
+	return worldConfig{tls: tr.tls, plainTLS: tr.plainTLS, park: tr.park, opts: opts}
 }
 
 // TestRelayEcho sends payloads through the relay to an echoing backend while
@@ -358,7 +395,7 @@ func TestRelayEcho(t *testing.T) {
 	for _, tr := range transports {
 		for _, sz := range sizes {
 			t.Run(tr.name+"/"+sz.name, func(t *testing.T) {
-				w := newWorld(t, worldConfig{tls: tr.tls})
+				w := newWorld(t, tr.cfg(Options{}))
 				echoed := make(chan error, 1)
 				go echo(echoed, w.backend)
 
@@ -402,7 +439,7 @@ func echo(errc chan<- error, c *net.TCPConn) {
 func TestRelayConcurrentBothWays(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
-			w := newWorld(t, worldConfig{tls: tr.tls})
+			w := newWorld(t, tr.cfg(Options{}))
 			up, down := payload(1<<20), payload(1<<20+13)
 			backendSent := goWrite(w.backend, down, true)
 			clientSent := make(chan error, 1)
@@ -439,7 +476,7 @@ func TestRelayConcurrentBothWays(t *testing.T) {
 func TestRelayClientHalfClose(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
-			w := newWorld(t, worldConfig{tls: tr.tls})
+			w := newWorld(t, tr.cfg(Options{}))
 			req, resp := []byte("GET / HTTP/1.0\r\n\r\n"), payload(300<<10)
 
 			mustWrite(t, w.client, req)
@@ -473,7 +510,7 @@ func TestRelayClientHalfClose(t *testing.T) {
 func TestRelayBackendHalfClose(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
-			w := newWorld(t, worldConfig{tls: tr.tls})
+			w := newWorld(t, tr.cfg(Options{}))
 			greeting, req := payload(300<<10), []byte("QUIT\r\n")
 
 			sent := goWrite(w.backend, greeting, true)
@@ -647,10 +684,10 @@ func trickle(done chan<- trickleResult, c net.Conn, start time.Time, every time.
 func TestRelayHalfCloseTimeout(t *testing.T) {
 	for _, tr := range transports {
 		t.Run(tr.name, func(t *testing.T) {
-			w := newWorld(t, worldConfig{tls: tr.tls, opts: Options{
+			w := newWorld(t, tr.cfg(Options{
 				IdleTimeout:      time.Minute,
 				HalfCloseTimeout: 100 * time.Millisecond,
-			}})
+			}))
 			peerCloseWrite(t, w.client)
 			if got := readAll(t, w.backend); len(got) != 0 {
 				t.Fatalf("backend got %d bytes", len(got))
@@ -786,55 +823,36 @@ func TestBufferPool(t *testing.T) {
 	}
 }
 
-func TestBufferPoolIdleSize(t *testing.T) {
-	for _, tc := range []struct {
-		name             string
-		size, idle       int
-		wantLarge, wantS int
-	}{
-		{"zero", 0, 0, DefaultBufferSize, DefaultIdleBufferSize},
-		{"set", 8 << 10, 1 << 10, 8 << 10, 1 << 10},
-		{"idle larger than size is capped", 1 << 10, 4 << 10, 1 << 10, 1 << 10},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := &BufferPool{Size: tc.size, IdleSize: tc.idle}
-			large, small := p.Get(), p.GetIdle()
-			if len(*large) != tc.wantLarge || len(*small) != tc.wantS {
-				t.Fatalf("Get/GetIdle: %d/%d, want %d/%d", len(*large), len(*small), tc.wantLarge, tc.wantS)
+// TestRelaySmallBuffers moves large and small writes through a relay whose
+// buffers are far smaller than the data, on every path, and checks every
+// byte.
+func TestRelaySmallBuffers(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			pool := &BufferPool{Size: 512}
+			w := newWorld(t, tr.cfg(Options{Buffers: pool}))
+			var want bytes.Buffer
+			want.Write(bytes.Repeat([]byte("large "), 20_000))
+			for i := range 200 {
+				fmt.Fprintf(&want, "small %d\n", i)
 			}
-			// Each goes back to the pool of its size.
-			p.Put(large)
-			p.Put(small)
-			if b := p.GetIdle(); len(*b) != tc.wantS {
-				t.Fatalf("GetIdle after Put: %d, want %d", len(*b), tc.wantS)
+			want.Write(bytes.Repeat([]byte("large again "), 10_000))
+			go func() {
+				w.client.Write(want.Bytes())
+				peerCloseWrite(t, w.client)
+			}()
+			got := readAll(t, w.backend)
+			if !bytes.Equal(got, want.Bytes()) {
+				t.Fatalf("backend got %d bytes, want %d", len(got), want.Len())
+			}
+			w.backend.Close()
+			if r := w.wait(t); r.st.BytesIn != int64(want.Len()) {
+				t.Fatalf("BytesIn %d, want %d", r.st.BytesIn, want.Len())
+			}
+			if n := pool.Outstanding(); n != 0 {
+				t.Fatalf("%d buffers still out of the pool", n)
 			}
 		})
-	}
-}
-
-// TestRelayBufferSwitching moves a large message (which switches a
-// direction to the large buffer) followed by small ones (which switch it
-// back) through a relay and checks every byte.
-func TestRelayBufferSwitching(t *testing.T) {
-	pool := &BufferPool{Size: 4 << 10, IdleSize: 64}
-	w := newWorld(t, worldConfig{opts: Options{Buffers: pool}})
-	var want bytes.Buffer
-	want.Write(bytes.Repeat([]byte("large "), 20_000))
-	for i := range 200 {
-		fmt.Fprintf(&want, "small %d\n", i)
-	}
-	want.Write(bytes.Repeat([]byte("large again "), 10_000))
-	go func() {
-		w.client.Write(want.Bytes())
-		w.clientRaw.CloseWrite()
-	}()
-	got := readAll(t, w.backend)
-	if !bytes.Equal(got, want.Bytes()) {
-		t.Fatalf("backend got %d bytes, want %d", len(got), want.Len())
-	}
-	w.backend.Close()
-	if r := w.wait(t); r.st.BytesIn != int64(want.Len()) {
-		t.Fatalf("BytesIn %d, want %d", r.st.BytesIn, want.Len())
 	}
 }
 

@@ -1,0 +1,353 @@
+package splice
+
+import (
+	"crypto/tls"
+	"io"
+	"net"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// endpoint is one side of a relay as the relay sees it.
+type endpoint struct {
+	conn net.Conn
+	// sock is the socket to wait on: conn itself, or the socket under a
+	// *tls.Conn whose transport is a Transport. Nil: reads block.
+	sock syscall.RawConn
+	raw  bool       // conn is the socket itself: nothing buffered above it
+	tr   *Transport // conn is a *tls.Conn over tr
+}
+
+func newEndpoint(c net.Conn) endpoint {
+	e := endpoint{conn: c}
+	if rc := rawSocket(c); rc != nil {
+		e.sock, e.raw = rc, true
+		return e
+	}
+	if tc, ok := c.(*tls.Conn); ok {
+		if tr, ok := tc.NetConn().(*Transport); ok && tr.sock != nil {
+			e.sock, e.tr = tr.sock, tr
+		}
+	}
+	return e
+}
+
+// half is one direction of a relay. Its goroutine runs copyHalf; a parked
+// half has none, and unpark starts a fresh one.
+type half struct {
+	r        *relay
+	dir      direction
+	src, dst *endpoint
+	srcPeer  peer
+	dstPeer  peer
+	counter  *atomic.Int64
+	splice   bool // both ends are sockets: splice(2) through a pipe
+
+	// Touched only by the goroutine running the half.
+	readArm, writeArm deadlineArm
+
+	// Guarded by r.mu.
+	parked bool
+	timer  *time.Timer // the idle timeout while parked
+	token  uint64      // the Parker's registration
+}
+
+func newHalf(r *relay, dir direction, noSplice bool) *half {
+	h := &half{r: r, dir: dir}
+	if dir == toBackend {
+		h.src, h.dst = &r.ends[clientPeer], &r.ends[backendPeer]
+		h.srcPeer, h.dstPeer, h.counter = clientPeer, backendPeer, &r.in
+	} else {
+		h.src, h.dst = &r.ends[backendPeer], &r.ends[clientPeer]
+		h.srcPeer, h.dstPeer, h.counter = backendPeer, clientPeer, &r.out
+	}
+	h.splice = h.src.raw && h.dst.raw && !noSplice
+	if h.src.tr != nil {
+		// Only this direction reads the TLS conn, so only it reads the
+		// transport: from now on reads tell "nothing queued" apart.
+		h.src.tr.nonblock = true
+	}
+	return h
+}
+
+// copyHalf runs the direction until it ends or parks. It is a named method
+// so that each direction shows up by name in goroutine dumps.
+func (h *half) copyHalf() {
+	res, parked := h.loop()
+	if parked {
+		return
+	}
+	h.r.finish(h, res)
+}
+
+// loop alternates between moving what is ready, with a buffer or pipe
+// borrowed, and waiting for more with nothing borrowed. It reports
+// parked=true if the half handed itself to the Parker.
+func (h *half) loop() (res halfResult, parked bool) {
+	for {
+		if res, done := h.drain(); done {
+			return res, false
+		}
+		res, done, park := h.wait()
+		if done {
+			return res, false
+		}
+		if park && h.park() {
+			return halfResult{}, true
+		}
+	}
+}
+
+func (h *half) drain() (halfResult, bool) {
+	if h.splice {
+		return h.drainSplice()
+	}
+	return h.drainCopy()
+}
+
+// drainCopy borrows a buffer and moves bytes until the source has nothing
+// queued (done=false: go and wait) or the direction ends (done=true).
+func (h *half) drainCopy() (halfResult, bool) {
+	bufp := h.r.buffers.Get()
+	defer h.r.buffers.Put(bufp)
+	buf := *bufp
+	for {
+		if h.src.sock == nil {
+			// Reads block: bound them by the inactivity timeout.
+			if t := h.r.timeout(); h.armRead(t) && h.r.timeout() != t {
+				h.readArm = deadlineArm{} // see wait
+				continue
+			}
+		}
+		n, rerr := h.read(buf)
+		if n > 0 {
+			h.r.touch()
+			h.armWrite()
+			w, werr := h.dst.conn.Write(buf[:n])
+			h.counter.Add(int64(w))
+			if werr != nil {
+				return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}, true
+			}
+		}
+		switch {
+		case rerr == nil:
+			continue
+		case rerr == io.EOF:
+			return halfResult{eof: true, peer: h.srcPeer}, true
+		case rerr == errWouldBlock:
+			return halfResult{}, false
+		case isTimeout(rerr):
+			// The read deadline passed, perhaps long ago while the half
+			// was parked: bytes may be queued all the same.
+			if res, done := h.timedOut(); done {
+				return res, true
+			}
+			h.armRead(h.span())
+			continue
+		}
+		return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, true
+	}
+}
+
+// read reads from the source: without waiting when the source has a socket
+// to wait on, blocking otherwise.
+func (h *half) read(p []byte) (int, error) {
+	if h.src.raw {
+		return readNonblock(h.src.sock, p)
+	}
+	return h.src.conn.Read(p) // a *tls.Conn over a non-blocking Transport, or blocking
+}
+
+// drainSplice borrows a pipe and splices until the source has nothing
+// queued or the direction ends. A socket splice(2) refuses turns the
+// direction into a copying one.
+func (h *half) drainSplice() (halfResult, bool) {
+	pp, err := h.r.pipes.get()
+	if err != nil {
+		// Out of descriptors, most likely: copy instead, for good.
+		h.splice = false
+		return h.drainCopy()
+	}
+	defer h.r.pipes.put(pp)
+	for {
+		_, rerr := spliceIn(h.src.sock, pp)
+		switch {
+		case rerr == nil:
+		case rerr == io.EOF:
+			return halfResult{eof: true, peer: h.srcPeer}, true
+		case rerr == errWouldBlock:
+			return halfResult{}, false
+		case isTimeout(rerr):
+			if res, done := h.timedOut(); done {
+				return res, true
+			}
+			h.armRead(h.span())
+			continue
+		case isSpliceUnsupported(rerr):
+			h.splice = false
+			return halfResult{}, false
+		default:
+			return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, true
+		}
+		h.r.touch()
+		h.armWrite()
+		w, werr := spliceOut(h.dst.sock, pp)
+		h.counter.Add(int64(w))
+		if werr != nil {
+			return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}, true
+		}
+	}
+}
+
+// wait parks the goroutine on the netpoller until the source may have
+// bytes, with nothing borrowed. It ends the direction on the idle timeout,
+// and asks to park (park=true) once the source has been quiet for
+// ParkAfter.
+func (h *half) wait() (res halfResult, done, park bool) {
+	t := h.r.timeout()
+	if h.armRead(h.span()) && h.r.timeout() != t {
+		// The other direction finished meanwhile: the half-close deadline
+		// it set may have just been overwritten by the longer idle one.
+		h.readArm = deadlineArm{}
+		return halfResult{}, false, false
+	}
+	err := waitReadable(h.src.sock)
+	if err == nil {
+		return halfResult{}, false, false
+	}
+	if !isTimeout(err) {
+		return halfResult{err: benignOrNil(err), peer: h.srcPeer}, true, false
+	}
+	if res, done := h.timedOut(); done {
+		return res, true, false
+	}
+	return halfResult{}, false, h.r.parker != nil
+}
+
+// span is how far ahead the read deadline of a waiting source goes: the
+// inactivity timeout in force, or ParkAfter when that is sooner and the
+// half may park.
+func (h *half) span() time.Duration {
+	t := h.r.timeout()
+	if h.r.parker != nil && (t == 0 || h.r.parkAfter < t) {
+		return h.r.parkAfter
+	}
+	return t
+}
+
+// timedOut handles a read deadline that passed: the end of the direction
+// if nothing moved either way for the timeout in force, else a reason to
+// re-arm (traffic in the other direction keeps the relay alive).
+func (h *half) timedOut() (halfResult, bool) {
+	if t := h.r.timeout(); t > 0 && h.r.quiet() >= t {
+		return halfResult{idle: true, peer: h.srcPeer}, true
+	}
+	h.readArm = deadlineArm{}
+	return halfResult{}, false
+}
+
+// armRead keeps the source's read deadline at most span ahead, moving it
+// only when it has gone stale (see deadlineArm); span 0 clears it. It
+// reports whether it moved the deadline.
+func (h *half) armRead(span time.Duration) bool {
+	if span <= 0 {
+		if h.readArm.span != 0 {
+			h.src.conn.SetReadDeadline(time.Time{})
+			h.readArm = deadlineArm{}
+		}
+		return false
+	}
+	now := time.Now()
+	if !h.readArm.due(now, span) {
+		return false
+	}
+	h.src.conn.SetReadDeadline(now.Add(span))
+	return true
+}
+
+// armWrite bounds the coming write by the inactivity timeout. It is armed
+// just before a write, not with the read deadline: bytes that arrive at
+// the end of a long quiet read must still get a whole period to be
+// written.
+func (h *half) armWrite() {
+	t := h.r.timeout()
+	if t <= 0 {
+		return
+	}
+	if now := time.Now(); h.writeArm.due(now, t) {
+		h.dst.conn.SetWriteDeadline(now.Add(t))
+	}
+}
+
+// park hands the half to the Parker: its goroutine may end. It reports
+// false, and the goroutine carries on, if the relay is closing, the idle
+// timeout is already due, or the socket cannot be registered.
+func (h *half) park() bool {
+	r := h.r
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return false
+	}
+	var left time.Duration
+	if t := r.timeout(); t > 0 {
+		if left = t - r.quiet(); left <= 0 {
+			return false
+		}
+	}
+	if err := r.parker.add(h); err != nil {
+		return false
+	}
+	h.parked = true
+	if left > 0 {
+		if h.timer == nil {
+			h.timer = time.AfterFunc(left, h.unpark)
+		} else {
+			h.timer.Reset(left)
+		}
+	}
+	// The read deadline pushed out while waiting would keep a runtime
+	// timer per socket for nothing; the Parker's timer stands in for it.
+	h.readArm = deadlineArm{}
+	return true
+}
+
+// unpark resumes a parked half on a fresh goroutine, which reads its
+// socket to find out what woke it: bytes, EOF, an error, a closed conn or
+// nothing (then it waits again). Calls for a half that is not parked do
+// nothing. The Parker's watcher, the idle timer, the other direction's end
+// and the relay's closing all call it.
+func (h *half) unpark() {
+	r := h.r
+	r.mu.Lock()
+	if !h.parked {
+		r.mu.Unlock()
+		return
+	}
+	h.parked = false
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+	r.mu.Unlock()
+	r.parker.remove(h)
+	go h.copyHalf()
+}
+
+// deadlineArm remembers when a deadline was last pushed out, and by what.
+// Moving a deadline costs a timer update: each is pushed out at most a few
+// times per timeout period, and when the limit in force changes.
+type deadlineArm struct {
+	at   time.Time
+	span time.Duration
+}
+
+// due reports whether the deadline should be pushed out to now+t, and
+// records that it is.
+func (a *deadlineArm) due(now time.Time, t time.Duration) bool {
+	if t == a.span && now.Sub(a.at) <= t/8 {
+		return false
+	}
+	a.at, a.span = now, t
+	return true
+}

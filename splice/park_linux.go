@@ -1,0 +1,146 @@
+package splice
+
+import (
+	"fmt"
+	"os"
+	"sync"
+
+	"golang.org/x/sys/unix"
+)
+
+// Parker holds relay directions that have been idle for a while without a
+// goroutine: their source sockets wait in an epoll set of the Parker's own
+// (level-triggered, one-shot), and one goroutine, itself parked on Go's
+// netpoller through that epoll descriptor, resumes a direction with a
+// fresh goroutine when its socket becomes readable. Idle timeouts of
+// parked directions run on runtime timers.
+//
+// A connection whose directions are both parked costs its sockets, its
+// TLS state and a few hundred bytes: no goroutine stack, no buffer, no
+// pipe. One Parker serves any number of relays; Close it after they end.
+type Parker struct {
+	epfd int
+	file *os.File // epfd, registered with Go's netpoller
+	done chan struct{}
+
+	mu     sync.Mutex
+	parked map[uint64]*half
+	token  uint64
+}
+
+// NewParker creates the epoll set and starts its watcher goroutine.
+func NewParker() (*Parker, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("splice: epoll_create1: %w", err)
+	}
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("splice: set epoll fd non-blocking: %w", err)
+	}
+	p := &Parker{
+		epfd:   epfd,
+		file:   os.NewFile(uintptr(epfd), "splice-parker"),
+		done:   make(chan struct{}),
+		parked: make(map[uint64]*half),
+	}
+	rc, err := p.file.SyscallConn()
+	if err != nil {
+		p.file.Close()
+		return nil, fmt.Errorf("splice: parker: %w", err)
+	}
+	go p.watch(rc)
+	return p, nil
+}
+
+// Close stops the watcher and closes the epoll set. Directions still
+// parked would never resume; close the Parker after its relays have ended.
+func (p *Parker) Close() error {
+	err := p.file.Close()
+	<-p.done
+	return err
+}
+
+// Parked reports how many relay directions are parked now.
+func (p *Parker) Parked() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
+}
+
+// watch waits for the epoll set to report ready sockets and resumes their
+// directions. It is the Parker's only goroutine.
+func (p *Parker) watch(rc interface {
+	Read(func(uintptr) bool) error
+}) {
+	defer close(p.done)
+	events := make([]unix.EpollEvent, 128)
+	var ready []uint64
+	for {
+		ready = ready[:0]
+		err := rc.Read(func(fd uintptr) bool {
+			n, err := unix.EpollWait(int(fd), events, 0)
+			if err != nil || n <= 0 {
+				return false // nothing ready (or EINTR): wait for the netpoller
+			}
+			for _, ev := range events[:n] {
+				ready = append(ready, uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32)
+			}
+			return true
+		})
+		if err != nil {
+			return // closed
+		}
+		for _, tok := range ready {
+			p.mu.Lock()
+			h := p.parked[tok]
+			p.mu.Unlock()
+			if h != nil {
+				h.unpark()
+			}
+		}
+	}
+}
+
+// add registers h's source socket under a fresh token.
+func (p *Parker) add(h *half) error {
+	p.mu.Lock()
+	p.token++
+	tok := p.token
+	p.parked[tok] = h
+	p.mu.Unlock()
+	ev := unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
+		Fd:     int32(uint32(tok)),
+		Pad:    int32(uint32(tok >> 32)),
+	}
+	var cerr error
+	// Inside Control the descriptor cannot be closed and reused under us.
+	err := h.src.sock.Control(func(fd uintptr) {
+		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	})
+	if err == nil {
+		err = cerr
+	}
+	if err != nil {
+		p.mu.Lock()
+		delete(p.parked, tok)
+		p.mu.Unlock()
+		return fmt.Errorf("splice: park: %w", err)
+	}
+	h.token = tok
+	return nil
+}
+
+// remove forgets h's registration. A socket closed meanwhile left the
+// epoll set by itself when it was closed.
+func (p *Parker) remove(h *half) {
+	p.mu.Lock()
+	delete(p.parked, h.token)
+	p.mu.Unlock()
+	// The direction resumes whatever this returns: ENOENT or a closed
+	// conn both mean the socket is no longer in the set.
+	h.src.sock.Control(func(fd uintptr) {
+		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
+	})
+}

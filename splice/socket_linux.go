@@ -1,0 +1,120 @@
+package splice
+
+import (
+	"errors"
+	"io"
+	"os"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// readNonblock reads what the socket has queued without waiting: it
+// returns errWouldBlock when nothing is, io.EOF at end of stream. An expired
+// read deadline or a closed conn is reported as net would (timeout, closed).
+func readNonblock(rc syscall.RawConn, p []byte) (int, error) {
+	var n int
+	var err error
+	if rerr := rc.Read(func(fd uintptr) bool {
+		for {
+			n, err = unix.Read(int(fd), p)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, os.NewSyscallError("read", err)
+	case n == 0 && len(p) > 0:
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// waitReadable parks the goroutine on Go's netpoller until the socket
+// reports readable, the read deadline passes or the conn is closed. The
+// caller has just seen EAGAIN; whether bytes really are queued is for its
+// next read to find out, not assumed from the wake-up.
+func waitReadable(rc syscall.RawConn) error {
+	waited := false
+	return rc.Read(func(uintptr) bool {
+		if waited {
+			return true
+		}
+		waited = true
+		return false
+	})
+}
+
+// spliceIn moves what the socket has queued, up to the pipe's capacity,
+// into the empty pipe pp. It returns errWouldBlock when nothing is queued
+// and io.EOF at end of stream.
+func spliceIn(rc syscall.RawConn, pp *pipe) (int, error) {
+	var n int
+	var err error
+	if rerr := rc.Read(func(fd uintptr) bool {
+		for {
+			var n64 int64
+			n64, err = unix.Splice(int(fd), nil, pp.w, nil, pp.size, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+			n = int(n64)
+			if err != unix.EINTR {
+				return true
+			}
+		}
+	}); rerr != nil {
+		return 0, rerr
+	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, os.NewSyscallError("splice", err)
+	case n == 0:
+		return 0, io.EOF
+	}
+	pp.data += n
+	return n, nil
+}
+
+// spliceOut moves everything pp holds into the socket, waiting on the
+// netpoller while the socket's send buffer is full (within the write
+// deadline). It returns how many bytes it moved.
+func spliceOut(rc syscall.RawConn, pp *pipe) (int, error) {
+	moved := 0
+	var err error
+	for pp.data > 0 {
+		if werr := rc.Write(func(fd uintptr) bool {
+			for {
+				var n int64
+				n, err = unix.Splice(pp.r, nil, int(fd), nil, pp.data, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+				switch err {
+				case unix.EINTR:
+					continue
+				case unix.EAGAIN:
+					return false // the socket is full: wait until writable
+				case nil:
+					pp.data -= int(n)
+					moved += int(n)
+				}
+				return true
+			}
+		}); werr != nil {
+			return moved, werr
+		}
+		if err != nil {
+			return moved, os.NewSyscallError("splice", err)
+		}
+	}
+	return moved, nil
+}
+
+// isSpliceUnsupported reports whether err means splice(2) cannot move this
+// kind of socket, so the direction should copy instead.
+func isSpliceUnsupported(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
+}

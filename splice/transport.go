@@ -1,0 +1,95 @@
+package splice
+
+import (
+	"net"
+	"syscall"
+)
+
+// Transport is the socket beneath a *tls.Conn whose plaintext a relay will
+// move: pass NewTransport(sock, prefix) to tls.Server instead of sock.
+//
+// It lets the relay read TLS records without waiting. During a relay its
+// reads do not block: when the socket has nothing queued they fail with a
+// temporary timeout error, which crypto/tls returns without making it
+// sticky, keeping any partial record it holds. The relay then knows that
+// crypto/tls holds no complete record, returns its buffer and waits for the
+// socket itself, so an idle TLS connection holds no buffer and can be
+// parked.
+//
+// It also replays prefix, bytes read from the socket ahead of the TLS
+// stream (after a PROXY header, or by a ClientHello peek), before reading
+// the socket. Outside a relay it behaves as the socket: reads block and
+// honour deadlines. It keeps CloseWrite, so half-close reaches the socket.
+type Transport struct {
+	net.Conn
+	sock     syscall.RawConn // nil: not a socket; reads always block
+	prefix   []byte
+	nonblock bool // set by the relay direction that reads this transport
+}
+
+// NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
+// any other net.Conn it only replays prefix; relays then read it with
+// blocking reads.
+func NewTransport(conn net.Conn, prefix []byte) *Transport {
+	t := &Transport{Conn: conn, prefix: prefix}
+	t.sock = rawSocket(conn)
+	return t
+}
+
+// Read replays the prefix, then reads the socket.
+func (t *Transport) Read(p []byte) (int, error) {
+	if len(t.prefix) > 0 {
+		n := copy(p, t.prefix)
+		t.prefix = t.prefix[n:]
+		if len(t.prefix) == 0 {
+			t.prefix = nil
+		}
+		return n, nil
+	}
+	if t.nonblock {
+		return readNonblock(t.sock, p)
+	}
+	return t.Conn.Read(p)
+}
+
+// CloseWrite half-closes the socket (sends a FIN), or closes conn if it
+// cannot half-close.
+func (t *Transport) CloseWrite() error {
+	if cw, ok := t.Conn.(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return t.Conn.Close()
+}
+
+// NetConn returns the wrapped connection.
+func (t *Transport) NetConn() net.Conn { return t.Conn }
+
+// rawSocket returns the RawConn of a TCP or unix stream socket, nil for
+// anything else (wrappers included: their buffered bytes would be missed).
+func rawSocket(c net.Conn) syscall.RawConn {
+	var sc syscall.Conn
+	switch v := c.(type) {
+	case *net.TCPConn:
+		sc = v
+	case *net.UnixConn:
+		sc = v
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
+}
+
+// wouldBlock is what a non-blocking read returns when nothing is queued. It
+// is a temporary timeout, so crypto/tls does not record it as the
+// connection's permanent error.
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "splice: read would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+var errWouldBlock net.Error = wouldBlock{}

@@ -77,22 +77,36 @@ func newConn(s *Server, raw net.Conn) *conn {
 	}
 }
 
-// serve runs the connection to its end and writes its access-log line.
+// serve carries the connection up to its relay, which goes on by itself;
+// finish writes the access-log line when the connection ends, whether
+// before the relay or at its end.
 func (c *conn) serve(ctx context.Context) {
 	log := c.srv.Logger
 	if log.Enabled(ctx, slog.LevelDebug) {
 		log.Debug("conn open", "conn", c.id, "client", c.client.String(), "listener", c.srv.Name)
 	}
-	err := c.run(ctx)
-	if err != nil && ctx.Err() != nil {
-		// Cut by the end of a drain before its relay began: that, not the
-		// phase it was in, is why it ended.
-		c.reason, err = string(splice.Canceled), nil
+	if err := c.run(ctx); err != nil {
+		if ctx.Err() != nil {
+			// Cut by the end of a drain before its relay began: that, not
+			// the phase it was in, is why it ended.
+			c.reason, err = string(splice.Canceled), nil
+		}
+		c.finish(err)
 	}
-	c.logAccess(err)
 }
 
-// run does the work; every path out of it has closed the connection.
+// finish logs the connection and releases what it held.
+func (c *conn) finish(err error) {
+	c.logAccess(err)
+	if c.backend != nil {
+		c.backend.done()
+	}
+	c.srv.connDone()
+}
+
+// run does the work up to the relay. It returns nil once the relay has
+// started (the relay calls finish when it ends); on error, the connection
+// is closed and finish is the caller's.
 func (c *conn) run(ctx context.Context) error {
 	s := c.srv
 	// The PROXY header and the peek wait on deadlines, not on ctx. Until the
@@ -102,19 +116,22 @@ func (c *conn) run(ctx context.Context) error {
 	defer stop()
 	defer c.releasePeek()
 	var cur net.Conn = c.raw
+	// prefix holds bytes read past a PROXY header: the start of the
+	// client's stream, for the TLS handshake or the backend.
+	var prefix []byte
 	if s.AcceptProxy {
 		if !trusted(c.raw.RemoteAddr(), s.TrustedProxies) {
 			c.raw.Close()
 			c.reason = reasonUntrusted
 			return ErrUntrustedProxy
 		}
-		h, bc, err := readProxyHeader(c.raw, s.proxyTimeout())
+		h, rest, err := readProxyHeader(c.raw, s.proxyTimeout())
 		if err != nil {
 			c.raw.Close()
 			c.reason = reasonProxyHeader
 			return err
 		}
-		cur = bc
+		prefix = rest
 		// LOCAL (health checks) and UNKNOWN keep the socket addresses.
 		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
 			c.client, c.local = h.SourceAddr, h.DestinationAddr
@@ -122,7 +139,10 @@ func (c *conn) run(ctx context.Context) error {
 	}
 
 	if s.TLSConfig != nil {
-		tc := tls.Server(cur, s.TLSConfig)
+		// Over a splice.Transport, the relay can tell when crypto/tls holds
+		// no complete record, and wait for the socket with nothing held.
+		tc := tls.Server(splice.NewTransport(c.raw, prefix), s.TLSConfig)
+		prefix = nil
 		if err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout()); err != nil {
 			c.raw.Close()
 			c.reason = reasonHandshake
@@ -133,7 +153,7 @@ func (c *conn) run(ctx context.Context) error {
 		cur = tc
 	}
 
-	route, err := c.selectRoute(cur)
+	route, err := c.selectRoute(cur, &prefix)
 	if err != nil {
 		cur.Close()
 		return err
@@ -148,9 +168,8 @@ func (c *conn) run(ctx context.Context) error {
 		return err
 	}
 	c.backend = srv
-	defer srv.done()
 
-	if err := c.writePreamble(backend, up); err != nil {
+	if err := c.writePreamble(backend, up, prefix); err != nil {
 		cur.Close()
 		backend.Close()
 		c.reason = reasonUpstreamIO
@@ -165,20 +184,28 @@ func (c *conn) run(ctx context.Context) error {
 	if route.IdleTimeout > 0 {
 		idle = route.IdleTimeout
 	}
-	st, err := splice.Relay(ctx, cur, backend, splice.Options{
+	splice.Start(ctx, cur, backend, splice.Options{
 		IdleTimeout:      idle,
 		HalfCloseTimeout: s.HalfCloseTimeout,
 		Buffers:          s.Buffers,
-	})
+		Pipes:            s.Pipes,
+		Parker:           s.Parker,
+		ParkAfter:        s.ParkAfter,
+	}, c.relayDone)
+	return nil
+}
+
+// relayDone is the relay's completion callback.
+func (c *conn) relayDone(st splice.Stats, err error) {
 	st.BytesIn += c.peekedLen
 	c.stats = st
 	c.reason = string(st.Reason)
-	return err
+	c.finish(err)
 }
 
 // selectRoute matches the routes, peeking at the first request head only if
 // a route asks whether the connection is a WebSocket upgrade.
-func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
+func (c *conn) selectRoute(cur net.Conn, prefix *[]byte) (*Route, error) {
 	in := matchInput{}
 	if c.tls != nil {
 		in.sni, in.alpn, in.clientCN = c.tls.SNI, c.tls.ALPN, c.tls.ClientCN
@@ -188,7 +215,7 @@ func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
 	in.websocket = func() bool {
 		if !peeked {
 			peeked = true
-			websocket, peekErr = c.peek(cur)
+			websocket, peekErr = c.peek(cur, prefix)
 		}
 		return websocket
 	}
@@ -212,10 +239,12 @@ func (c *conn) selectRoute(cur net.Conn) (*Route, error) {
 // The deadline covers writes too: a *tls.Conn writes from inside Read (the
 // answer to a client's KeyUpdate), and a client that never reads would
 // otherwise hold that write, and the conn, forever.
-func (c *conn) peek(cur net.Conn) (bool, error) {
+func (c *conn) peek(cur net.Conn, prefix *[]byte) (bool, error) {
 	c.headBuf = c.srv.getHeadBuf()
 	cur.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
-	n, ws, err := readRequestHead(cur, *c.headBuf)
+	pr := &prefixReader{prefix: *prefix, r: cur}
+	n, ws, err := readRequestHead(pr, *c.headBuf)
+	*prefix = pr.prefix
 	cur.SetDeadline(time.Time{})
 	c.peeked = (*c.headBuf)[:n:n]
 	c.peekedLen = int64(n)
@@ -226,6 +255,21 @@ func (c *conn) peek(cur net.Conn) (bool, error) {
 	return ws, nil
 }
 
+// prefixReader reads prefix, then r; prefix keeps what was not read.
+type prefixReader struct {
+	prefix []byte
+	r      io.Reader
+}
+
+func (p *prefixReader) Read(b []byte) (int, error) {
+	if len(p.prefix) > 0 {
+		n := copy(b, p.prefix)
+		p.prefix = p.prefix[n:]
+		return n, nil
+	}
+	return p.r.Read(b)
+}
+
 // releasePeek returns the peek buffer to the server's pool.
 func (c *conn) releasePeek() {
 	if c.headBuf != nil {
@@ -234,9 +278,10 @@ func (c *conn) releasePeek() {
 	}
 }
 
-// writePreamble sends the PROXY header, if the upstream wants one, and the
-// peeked bytes in one write, bounded by the connect timeout.
-func (c *conn) writePreamble(backend net.Conn, up *Upstream) error {
+// writePreamble sends the PROXY header, if the upstream wants one, the
+// peeked bytes and the rest of what was read ahead (prefix) in one write,
+// bounded by the connect timeout.
+func (c *conn) writePreamble(backend net.Conn, up *Upstream, prefix []byte) error {
 	var pre []byte
 	if up.SendProxy != 0 {
 		h, err := proxyHeader(up.SendProxy, c.client, c.local, c.tls, c.id)
@@ -246,6 +291,7 @@ func (c *conn) writePreamble(backend net.Conn, up *Upstream) error {
 		pre = h
 	}
 	pre = append(pre, c.peeked...)
+	pre = append(pre, prefix...)
 	if len(pre) == 0 {
 		return nil
 	}

@@ -23,6 +23,8 @@ type Proxy struct {
 	listeners []net.Listener
 	stores    []*tlsterm.Store
 	storePath []string
+	pipes     *splice.PipePool
+	parker    *splice.Parker // started by Listen, closed by Shutdown
 }
 
 // New builds a Proxy from a validated configuration: it reads every
@@ -35,7 +37,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, logger: logger}
+	p := &Proxy{cfg: cfg, logger: logger, pipes: &splice.PipePool{}}
 	ids := NewConnIDs()
 	buffers := &splice.BufferPool{}
 
@@ -83,6 +85,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			MaxConns:         lc.MaxConnections,
 			Logger:           logger,
 			Buffers:          buffers,
+			Pipes:            p.pipes,
 			IDs:              ids,
 		}
 		for _, t := range lc.TrustedProxies {
@@ -163,6 +166,16 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		}
 		p.listeners = append(p.listeners, ln)
 	}
+	parker, err := splice.NewParker()
+	if err != nil {
+		// Relays work without one; idle ones keep their goroutines.
+		p.logger.Warn("idle connections will not be parked", "error", err)
+		return nil
+	}
+	p.parker = parker
+	for _, s := range p.servers {
+		s.Parker = parker
+	}
 	return nil
 }
 
@@ -216,6 +229,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Every relay has ended: nothing is parked any more.
+	if p.parker != nil {
+		p.parker.Close()
+	}
+	p.pipes.Close()
 	return errors.Join(errs...)
 }
 

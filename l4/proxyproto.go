@@ -2,6 +2,7 @@ package l4
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
@@ -21,9 +22,9 @@ var (
 )
 
 // readProxyHeader reads the PROXY v1 or v2 header a trusted load balancer
-// must send first, within timeout. It returns the header and a conn that
-// replays whatever the reader buffered past it.
-func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, net.Conn, error) {
+// must send first, within timeout. It returns the header and a copy of the
+// bytes the reader buffered past it: the start of the client's stream.
+func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, []byte, error) {
 	br := bufio.NewReader(raw)
 	// Not proxyproto.ReadHeaderTimeout: it reports a timeout as
 	// ErrNoProxyProtocol, the error for a peer that sends something else
@@ -40,11 +41,12 @@ func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, n
 	case err != nil:
 		return nil, nil, fmt.Errorf("read PROXY header: %w", err)
 	}
-	var c net.Conn = raw
-	if br.Buffered() > 0 {
-		c = &bufferedConn{Conn: raw, r: br}
+	var rest []byte
+	if n := br.Buffered(); n > 0 {
+		b, _ := br.Peek(n)
+		rest = bytes.Clone(b)
 	}
-	return h, c, nil
+	return h, rest, nil
 }
 
 // trusted reports whether addr may send PROXY headers. Peers on unix

@@ -44,7 +44,14 @@ type Server struct {
 
 	Logger  *slog.Logger       // nil: discard
 	Buffers *splice.BufferPool // nil: splice's default
-	IDs     *ConnIDs           // nil: a private generator
+	Pipes   *splice.PipePool   // nil: splice's default
+	// Parker, if set, holds the relays of idle connections without
+	// goroutines (see splice.Parker); nil: idle relays keep theirs.
+	Parker *splice.Parker
+	// ParkAfter is how long a relay direction stays quiet before it is
+	// parked; zero means splice.DefaultParkAfter.
+	ParkAfter time.Duration
+	IDs       *ConnIDs // nil: a private generator
 
 	initOnce  sync.Once
 	mu        sync.Mutex
@@ -186,13 +193,19 @@ func (s *Server) release() {
 	}
 }
 
-// handle runs one connection; the semaphore slot was taken by Serve.
+// handle runs one connection; the semaphore slot was taken by Serve and
+// is given back by connDone, when the connection ends. That may be long
+// after handle returns: a relay carries on without this goroutine.
 func (s *Server) handle(raw net.Conn) {
-	defer s.active.Add(-1)
-	defer s.conns.Done()
-	defer s.release()
 	c := newConn(s, raw)
 	c.serve(s.ctx)
+}
+
+// connDone releases what Serve took for a connection.
+func (s *Server) connDone() {
+	s.release()
+	s.active.Add(-1)
+	s.conns.Done()
 }
 
 // Shutdown stops accepting, waits for live connections to finish until ctx

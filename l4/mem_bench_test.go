@@ -32,7 +32,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			if !tc.tls {
 				cfg.Listeners[0].TLS = nil
 			}
-			_, addrs := w.serve(cfg)
+			p, addrs := w.serve(cfg)
+			for _, s := range p.servers {
+				s.ParkAfter = 10 * time.Millisecond
+			}
 
 			n := b.N
 			conns := make([]net.Conn, 0, n)
@@ -69,6 +72,14 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				case <-be.accepted:
 				case <-timer.C:
 					b.Fatal("backend did not get every connection")
+				}
+			}
+			// Then until every relay direction has parked.
+			for p.parker.Parked() < 2*n {
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-timer.C:
+					b.Fatalf("%d of %d relay directions parked", p.parker.Parked(), 2*n)
 				}
 			}
 			after := memNow()

@@ -40,15 +40,35 @@ func readNonblock(rc syscall.RawConn, p []byte) (int, error) {
 // reports readable, the read deadline passes or the conn is closed. The
 // caller has just seen EAGAIN; whether bytes really are queued is for its
 // next read to find out, not assumed from the wake-up.
+//
+// RawConn.Read begins by forgetting the readiness the netpoller has
+// recorded for the socket. Bytes that arrived since the caller's EAGAIN may
+// have had their (edge-triggered) event taken already, so the socket is
+// asked directly before sleeping: otherwise they would wait for the peer's
+// next bytes, which may never come.
 func waitReadable(rc syscall.RawConn) error {
 	waited := false
-	return rc.Read(func(uintptr) bool {
+	return rc.Read(func(fd uintptr) bool {
 		if waited {
 			return true
 		}
 		waited = true
-		return false
+		return readable(int(fd))
 	})
+}
+
+// readable reports whether a read on fd would not block: bytes, EOF or an
+// error are pending. It does not wait.
+func readable(fd int) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+	for {
+		n, err := unix.Poll(fds, 0)
+		if err == unix.EINTR {
+			continue
+		}
+		// On a poll error, let the caller's read find out what is wrong.
+		return err != nil || n > 0
+	}
 }
 
 // spliceIn moves what the socket has queued, up to the pipe's capacity,

@@ -103,8 +103,9 @@ type tlsEnds struct {
 
 // tlsPair connects a TLS client and server over loopback TCP. With
 // transport, the server runs over a Transport, as a relay's client end
-// does in sluice.
-func tlsPair(tb testing.TB, transport bool) tlsEnds {
+// does in sluice. With wrapClient set, the client's TLS runs over
+// wrapClient(its TCP conn).
+func tlsPair(tb testing.TB, transport bool, wrapClient func(net.Conn) net.Conn) tlsEnds {
 	tb.Helper()
 	cert, roots := testCert(tb)
 	craw, sraw := tcpPair(tb)
@@ -112,8 +113,12 @@ func tlsPair(tb testing.TB, transport bool) tlsEnds {
 	if transport {
 		under = NewTransport(sraw, nil)
 	}
+	var clientUnder net.Conn = craw
+	if wrapClient != nil {
+		clientUnder = wrapClient(craw)
+	}
 	e := tlsEnds{
-		client:    tls.Client(craw, &tls.Config{RootCAs: roots, ServerName: testServerName}),
+		client:    tls.Client(clientUnder, &tls.Config{RootCAs: roots, ServerName: testServerName}),
 		server:    tls.Server(under, &tls.Config{Certificates: []tls.Certificate{cert}}),
 		clientRaw: craw,
 		serverRaw: sraw,
@@ -141,6 +146,9 @@ type world struct {
 	client    net.Conn     // the test's client: *net.TCPConn or *tls.Conn
 	clientRaw *net.TCPConn // the TCP conn under client (client itself for TCP)
 	backend   *net.TCPConn // the test's backend
+	// relayClientRaw is the relay's client-side socket (under its TLS conn
+	// for TLS), for tests that look at what the relay left unread.
+	relayClientRaw *net.TCPConn
 
 	parker *Parker // nil unless the world parks
 	cancel context.CancelFunc
@@ -160,6 +168,8 @@ type worldConfig struct {
 	opts     Options
 	// wrapBackend, if set, wraps the relay's backend conn.
 	wrapBackend func(net.Conn) net.Conn
+	// wrapClient, if set, wraps the TCP conn under the test client's TLS.
+	wrapClient func(net.Conn) net.Conn
 }
 
 func newWorld(tb testing.TB, cfg worldConfig) *world {
@@ -167,12 +177,12 @@ func newWorld(tb testing.TB, cfg worldConfig) *world {
 	w := &world{done: make(chan relayResult, 1)}
 	var clientEnd net.Conn
 	if cfg.tls {
-		e := tlsPair(tb, !cfg.plainTLS)
+		e := tlsPair(tb, !cfg.plainTLS, cfg.wrapClient)
 		w.client, w.clientRaw, clientEnd = e.client, e.clientRaw, e.server
+		w.relayClientRaw = e.serverRaw
 	} else {
-		var end *net.TCPConn
-		w.clientRaw, end = tcpPair(tb)
-		w.client, clientEnd = w.clientRaw, end
+		w.clientRaw, w.relayClientRaw = tcpPair(tb)
+		w.client, clientEnd = w.clientRaw, w.relayClientRaw
 	}
 	backendEnd, backendPeer := tcpPair(tb)
 	w.backend = backendPeer
@@ -254,7 +264,7 @@ func peerCloseWrite(tb testing.TB, c net.Conn) {
 		}
 		c = tc.NetConn()
 	}
-	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+	if err := c.(closeWriter).CloseWrite(); err != nil {
 		tb.Fatalf("CloseWrite: %v", err)
 	}
 }

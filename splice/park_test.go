@@ -1,0 +1,378 @@
+package splice
+
+import (
+	"bytes"
+	"net"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+)
+
+// parkAfter is the ParkAfter of the parking tests: a few milliseconds, so
+// that a test parks and resumes many times in little time.
+const parkAfter = 3 * time.Millisecond
+
+// parkTransports are the paths whose two directions can both park (a TLS
+// conn without a Transport beneath is read blocking and never parks).
+func parkTransports() []transport {
+	var trs []transport
+	for _, tr := range transports {
+		if tr.park {
+			trs = append(trs, tr)
+		}
+	}
+	return trs
+}
+
+// parkWorld is a world on tr whose relay parks after parkAfter on a Parker
+// of its own (w.parker), with private pools.
+func parkWorld(t *testing.T, tr transport, cfg worldConfig) (*world, *BufferPool, *PipePool) {
+	t.Helper()
+	p, err := NewParker()
+	if err != nil {
+		t.Fatalf("NewParker: %v", err)
+	}
+	buffers, pipes := &BufferPool{}, &PipePool{}
+	// Registered before newWorld's cleanup, so they run after it has
+	// reaped the relay.
+	t.Cleanup(func() { p.Close() })
+	t.Cleanup(pipes.Close)
+	opts := cfg.opts
+	opts.Buffers, opts.Pipes, opts.Parker, opts.ParkAfter = buffers, pipes, p, parkAfter
+	trCfg := tr.cfg(opts)
+	trCfg.park = false // this Parker, with this ParkAfter
+	trCfg.wrapClient = cfg.wrapClient
+	w := newWorld(t, trCfg)
+	w.parker = p
+	return w, buffers, pipes
+}
+
+// copyHalfGoroutines counts the goroutines running a relay direction. The
+// package's tests run one at a time, so these belong to the relay under
+// test (or are the last moments of a previous one, hence the polling).
+func copyHalfGoroutines() int {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			buf = buf[:n]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	count := 0
+	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
+		if bytes.Contains(g, []byte(".(*half).copyHalf(")) {
+			count++
+		}
+	}
+	return count
+}
+
+// waitParked waits until n directions of w's relay are parked and no
+// direction runs on a goroutine.
+func waitParked(tb testing.TB, w *world, n int) {
+	tb.Helper()
+	parked, running := 0, 0
+	ok := eventually(func() bool {
+		if w.returned() {
+			return false
+		}
+		parked, running = w.parker.Parked(), -1
+		if parked != n {
+			return false
+		}
+		running = copyHalfGoroutines()
+		return running == 0
+	})
+	switch {
+	case w.returned():
+		tb.Fatalf("Relay returned while waiting for %d directions to park: %+v", n, *w.result)
+	case !ok:
+		tb.Fatalf("timed out waiting for %d parked directions and none running: %d parked, %d running (-1: not counted)", n, parked, running)
+	}
+}
+
+// TestCopyHalfGoroutines makes sure the goroutine count sees directions
+// that wait on their goroutines: a count that is always zero would make
+// the parking assertions empty.
+func TestCopyHalfGoroutines(t *testing.T) {
+	w := newWorld(t, worldConfig{})
+	mustWrite(t, w.client, []byte{1})
+	readFull(t, w.backend, 1)
+	if !eventually(func() bool { return copyHalfGoroutines() == 2 }) {
+		t.Fatalf("%d goroutines run copyHalf, want 2", copyHalfGoroutines())
+	}
+	w.client.Close()
+	w.backend.Close()
+	w.wait(t)
+}
+
+// TestParkHoldsNothing: once both directions of an idle relay have parked,
+// it has no goroutine, no buffer and no pipe; bytes then flow both ways
+// again, exactly, and the relay parks again.
+func TestParkHoldsNothing(t *testing.T) {
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{})
+			var in, out int64
+			for round := range 3 {
+				up, down := payload(200<<10+round), payload(100<<10+round)
+				if err := exchange(w, up, down); err != nil {
+					t.Fatalf("round %d: %v", round, err)
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
+				waitParked(t, w, 2)
+				checkPoolsIdle(t, buffers, pipes, nil)
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// closeBothEOF ends a relay cleanly: the client half-closes, the backend
+// reads the EOF and half-closes, the client reads the EOF.
+func closeBothEOF(t *testing.T, w *world) {
+	t.Helper()
+	peerCloseWrite(t, w.client)
+	if rest := readAll(t, w.backend); len(rest) != 0 {
+		t.Fatalf("backend got %d unexpected bytes", len(rest))
+	}
+	peerCloseWrite(t, w.backend)
+	if rest := readAll(t, w.client); len(rest) != 0 {
+		t.Fatalf("client got %d unexpected bytes", len(rest))
+	}
+}
+
+// TestParkIdleTimeout: the idle timeout of a relay whose directions are
+// both parked fires from the Parker's timers, within a generous bound.
+func TestParkIdleTimeout(t *testing.T) {
+	const idle = 500 * time.Millisecond
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{IdleTimeout: idle}})
+			start := time.Now()
+			if err := exchange(w, []byte("ping"), []byte("pong")); err != nil {
+				t.Fatal(err)
+			}
+			moved := time.Now() // the last byte moved before this
+			waitParked(t, w, 2)
+			r := w.wait(t)
+			ended := time.Now()
+			checkResult(t, r, Stats{BytesIn: 4, BytesOut: 4, Reason: IdleTimeout})
+			if d := ended.Sub(start); d < idle {
+				t.Errorf("relay ended %v after it started moving bytes, before the idle timeout of %v", d, idle)
+			}
+			if d := ended.Sub(moved); d > idle+2*time.Second {
+				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
+			}
+			expectEnd(t, w.client)
+			expectEnd(t, w.backend)
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkCancel: cancelling the context of a parked relay ends it with
+// Canceled, both conns closed.
+func TestParkCancel(t *testing.T) {
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{})
+			if err := exchange(w, []byte("ping"), []byte("pong!")); err != nil {
+				t.Fatal(err)
+			}
+			waitParked(t, w, 2)
+			w.cancel()
+			checkResult(t, w.wait(t), Stats{BytesIn: 4, BytesOut: 5, Reason: Canceled})
+			expectEnd(t, w.client)
+			expectEnd(t, w.backend)
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkHalfClose: one side half-closes while both directions are
+// parked; the other side sees EOF, the remaining direction parks again and
+// still carries a long stream the other way; then the relay ends with the
+// side that closed first as the reason.
+func TestParkHalfClose(t *testing.T) {
+	for _, tr := range parkTransports() {
+		for _, tc := range []struct {
+			name string
+			// closer half-closes first; other sees the EOF, then writes
+			// back and closes.
+			clientFirst bool
+			want        Reason
+		}{
+			{"client_first", true, ClientClosed},
+			{"backend_first", false, BackendClosed},
+		} {
+			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
+				w, buffers, pipes := parkWorld(t, tr, worldConfig{})
+				hello := []byte("hello")
+				if err := exchange(w, hello, hello); err != nil {
+					t.Fatal(err)
+				}
+				waitParked(t, w, 2)
+
+				closer, other := w.client, net.Conn(w.backend)
+				if !tc.clientFirst {
+					closer, other = w.backend, w.client
+				}
+				peerCloseWrite(t, closer)
+				// readAll fails on anything but a clean EOF.
+				if rest := readAll(t, other); len(rest) != 0 {
+					t.Fatalf("%d unexpected bytes before EOF", len(rest))
+				}
+				waitParked(t, w, 1)
+
+				long := payload(300 << 10)
+				sent := goWrite(other, long, false)
+				if got := readFull(t, closer, len(long)); !bytes.Equal(got, long) {
+					t.Fatal("bytes after the half-close differ")
+				}
+				recvErr(t, sent, "write after the half-close")
+				if w.returned() {
+					t.Fatal("Relay returned while one direction was still open")
+				}
+				peerCloseWrite(t, other)
+				if rest := readAll(t, closer); len(rest) != 0 {
+					t.Fatalf("%d unexpected bytes before EOF", len(rest))
+				}
+
+				want := Stats{BytesIn: 5, BytesOut: 5 + int64(len(long)), Reason: tc.want}
+				if !tc.clientFirst {
+					want.BytesIn, want.BytesOut = want.BytesOut, want.BytesIn
+				}
+				checkResult(t, w.wait(t), want)
+				checkPoolsIdle(t, buffers, pipes, w.parker)
+			})
+		}
+	}
+}
+
+// gateConn holds back the rest of one write after its first split bytes
+// until released: a TLS record that arrives in two parts.
+type gateConn struct {
+	net.Conn
+	mu      sync.Mutex
+	split   int           // >0: split the next write after this many bytes
+	halfway chan struct{} // closed once the first part is written
+	release chan struct{} // closed to write the rest
+}
+
+// splitNext makes the next write stop after n bytes until release is
+// closed; halfway is closed once those n bytes are written.
+func (g *gateConn) splitNext(n int) (halfway, release chan struct{}) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.split, g.halfway, g.release = n, make(chan struct{}), make(chan struct{})
+	return g.halfway, g.release
+}
+
+func (g *gateConn) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	split, halfway, release := g.split, g.halfway, g.release
+	g.split = 0
+	g.mu.Unlock()
+	if split <= 0 || split >= len(p) {
+		return g.Conn.Write(p)
+	}
+	n, err := g.Conn.Write(p[:split])
+	close(halfway)
+	if err != nil {
+		return n, err
+	}
+	<-release
+	m, err := g.Conn.Write(p[split:])
+	return n + m, err
+}
+
+// CloseWrite keeps half-close working through the gate.
+func (g *gateConn) CloseWrite() error { return g.Conn.(closeWriter).CloseWrite() }
+
+// TestParkTLSRecord: a parked TLS relay resumes when the client sends a
+// record and delivers it; a record that arrives in two parts is read in
+// two wake-ups, with the relay parked in between holding nothing of its
+// own (the partial record waits in crypto/tls), and delivered once whole.
+func TestParkTLSRecord(t *testing.T) {
+	tr := transport{name: "tls_parked", tls: true, park: true}
+	var gate *gateConn
+	wrap := func(c net.Conn) net.Conn {
+		gate = &gateConn{Conn: c}
+		return gate
+	}
+	w, buffers, pipes := parkWorld(t, tr, worldConfig{wrapClient: wrap})
+	if err := exchange(w, []byte("ping"), []byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	waitParked(t, w, 2)
+
+	whole := []byte("one whole record")
+	mustWrite(t, w.client, whole)
+	if got := readFull(t, w.backend, len(whole)); !bytes.Equal(got, whole) {
+		t.Fatalf("backend got %q, want %q", got, whole)
+	}
+	waitParked(t, w, 2)
+
+	split := []byte("a record in two parts")
+	// The 5-byte record header and a few bytes of ciphertext first.
+	halfway, release := gate.splitNext(12)
+	sent := goWrite(w.client, split, false)
+	select {
+	case <-halfway:
+	case <-time.After(testTimeout):
+		t.Fatal("the first part was not written")
+	}
+	// The relay has read the first part (its socket holds nothing) and
+	// parked again.
+	if !eventually(func() bool {
+		return inq(t, w.relayClientRaw) == 0 && w.parker.Parked() == 2 && copyHalfGoroutines() == 0
+	}) {
+		t.Fatalf("the relay did not read the partial record and park again: %d bytes unread, %d parked, %d running",
+			inq(t, w.relayClientRaw), w.parker.Parked(), copyHalfGoroutines())
+	}
+	checkPoolsIdle(t, buffers, pipes, nil)
+	close(release)
+	recvErr(t, sent, "client write")
+	if got := readFull(t, w.backend, len(split)); !bytes.Equal(got, split) {
+		t.Fatalf("backend got %q, want %q", got, split)
+	}
+
+	closeBothEOF(t, w)
+	checkResult(t, w.wait(t), Stats{BytesIn: int64(4 + len(whole) + len(split)), BytesOut: 4, Reason: ClientClosed})
+	checkPoolsIdle(t, buffers, pipes, w.parker)
+}
+
+// TestParkManyTimes: 200 small messages each way, each one sent to a relay
+// whose two directions have parked (every fourth one without waiting, so
+// that messages also meet directions on their way to parking), arrive
+// exactly: nothing lost, reordered or duplicated.
+func TestParkManyTimes(t *testing.T) {
+	const messages = 200
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{})
+			var in, out int64
+			for i := range messages {
+				// Different contents and lengths each time, so that a
+				// duplicate or a swap shows up as different bytes.
+				up, down := payload(1+i*37%1500), payload(1+i*53%1100)
+				if err := exchange(w, up, down); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
+				if i%4 != 3 && !eventually(func() bool { return w.parker.Parked() == 2 }) {
+					t.Fatalf("message %d: %d directions parked, want 2", i, w.parker.Parked())
+				}
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"io"
+	"net"
 	"testing"
 )
 
@@ -14,16 +15,63 @@ const (
 
 // BenchmarkRelayTCP measures client→backend throughput through Relay when
 // both sides are plain loopback TCP (the splice-capable case).
-func BenchmarkRelayTCP(b *testing.B) { benchRelay(b, false) }
+func BenchmarkRelayTCP(b *testing.B) { benchRelay(b, worldConfig{}) }
+
+// BenchmarkRelaySplice is the default path between two sockets: splice(2)
+// through a pooled pipe.
+func BenchmarkRelaySplice(b *testing.B) { benchRelay(b, worldConfig{}) }
+
+// BenchmarkRelayCopy is the same topology copying through a pooled buffer
+// (NoSplice), for comparison with the splice path.
+func BenchmarkRelayCopy(b *testing.B) { benchRelay(b, worldConfig{opts: Options{NoSplice: true}}) }
 
 // BenchmarkRelayTLS measures the same with TLS between the client and the
-// relay, so the relay decrypts every byte (the buffered slow path).
-func BenchmarkRelayTLS(b *testing.B) { benchRelay(b, true) }
+// relay, over a Transport, so the relay decrypts every byte (the buffered
+// slow path).
+func BenchmarkRelayTLS(b *testing.B) { benchRelay(b, worldConfig{tls: true}) }
 
-func benchRelay(b *testing.B, useTLS bool) {
-	w := newWorld(b, worldConfig{tls: useTLS})
+func benchRelay(b *testing.B, cfg worldConfig) {
+	w := newWorld(b, cfg)
+	in := benchSend(b, w.client, w.backend)
+	w.backend.Close()
+	if r := w.wait(b); r.err != nil || r.st.BytesIn != in {
+		b.Fatalf("Relay = %+v, %v", r.st, r.err)
+	}
+}
+
+// BenchmarkStdlibIoCopy is the yardstick: a hand-made relay of the same
+// topology, one io.Copy per direction between the two *net.TCPConn, which
+// splices internally through the runtime's own pipe pool.
+func BenchmarkStdlibIoCopy(b *testing.B) {
+	client, clientEnd := tcpPair(b)
+	backendEnd, backend := tcpPair(b)
+	done := make(chan error, 2)
+	go stdlibCopy(done, backendEnd, clientEnd)
+	go stdlibCopy(done, clientEnd, backendEnd)
+	benchSend(b, client, backend)
+	backend.Close()
+	for range 2 {
+		if err := <-done; err != nil {
+			b.Fatalf("io.Copy: %v", err)
+		}
+	}
+}
+
+// stdlibCopy copies src to dst with io.Copy and half-closes dst at EOF.
+func stdlibCopy(done chan<- error, dst, src *net.TCPConn) {
+	_, err := io.Copy(dst, src)
+	if err == nil {
+		err = dst.CloseWrite()
+	}
+	done <- err
+}
+
+// benchSend writes b.N × benchPerOp bytes from client, half-closes it and
+// waits until backend has read them all, which it checks. It returns the
+// byte count.
+func benchSend(b *testing.B, client net.Conn, backend io.Reader) int64 {
 	drained := make(chan drainResult, 1)
-	go drain(drained, w.backend)
+	go drain(drained, backend)
 
 	chunk := make([]byte, benchChunk)
 	b.SetBytes(benchPerOp)
@@ -31,12 +79,12 @@ func benchRelay(b *testing.B, useTLS bool) {
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		for range benchPerOp / benchChunk {
-			if _, err := w.client.Write(chunk); err != nil {
+			if _, err := client.Write(chunk); err != nil {
 				b.Fatalf("write: %v", err)
 			}
 		}
 	}
-	peerCloseWrite(b, w.client)
+	peerCloseWrite(b, client)
 	d := <-drained
 	b.StopTimer()
 
@@ -46,10 +94,7 @@ func benchRelay(b *testing.B, useTLS bool) {
 	if want := int64(b.N) * benchPerOp; d.n != want {
 		b.Fatalf("backend got %d bytes, want %d", d.n, want)
 	}
-	w.backend.Close()
-	if r := w.wait(b); r.err != nil || r.st.BytesIn != d.n {
-		b.Fatalf("Relay = %+v, %v", r.st, r.err)
-	}
+	return d.n
 }
 
 type drainResult struct {

@@ -49,6 +49,7 @@ unit:
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzReadRequestHead -fuzztime 30s ./l4
 	$(GO) test -run '^$$' -fuzz FuzzScanKeyLines -fuzztime 30s ./cmd/sluice
+	$(GO) test -run '^$$' -fuzz FuzzPeekClientHello -fuzztime 30s ./tlsterm
 
 # Real peers: nginx and HAProxy reading sluice's PROXY headers, HAProxy
 # sending them to sluice, a WebSocket upgrade; installs what is missing with

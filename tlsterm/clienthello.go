@@ -28,7 +28,8 @@ const (
 // MaxHelloBytes is the most PeekClientHello peeks: one full TLS record of
 // 16 KiB and its 5-byte header. A ClientHello that needs more, counting the
 // header of every record it spans, is ErrHelloTooLarge. Real hellos are far
-// smaller: about 1.8 KiB with a post-quantum (X25519MLKEM768) key share.
+// smaller: a Go client's, with its post-quantum X25519MLKEM768 key share, is
+// about 1.5 KiB.
 //
 // The *bufio.Reader given to PeekClientHello must hold at least this many
 // bytes: make it with bufio.NewReaderSize(conn, MaxHelloBytes) or larger.

@@ -51,8 +51,8 @@ func helloCases() []helloCase {
 			alpn: []string{"http/1.1"},
 		},
 		{
-			// A 1,184-byte ML-KEM key share: the big hellos of Go 1.24+
-			// and current browsers.
+			// A 1,216-byte key share (ML-KEM-768 and X25519): the big
+			// hellos of Go 1.24+ and current browsers.
 			name: "X25519MLKEM768 key share",
 			cfg: &tls.Config{
 				ServerName:       "pq.example.com",

@@ -1,9 +1,14 @@
 package tlsterm_test
 
 import (
+	"bufio"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"log"
+	"net"
+	"slices"
+	"time"
 
 	"sluice/tlsterm"
 )
@@ -73,4 +78,45 @@ func ExampleParseCipherSuite() {
 	// TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
 	// cipher suite TLS_RSA_WITH_RC4_128_SHA is insecure: refused
 	// cipher suite TLS_AES_128_GCM_SHA256 is a TLS 1.3 suite: those are always on and not configurable
+}
+
+func ExamplePeekClientHello() {
+	// A client says hello on a conn (one end of a pipe here; a TCP conn
+	// accepted by a passthrough listener in production).
+	client, conn := net.Pipe()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer client.Close()
+		tls.Client(client, &tls.Config{
+			ServerName: "API.example.com",
+			NextProtos: []string{"h2", "http/1.1"},
+		}).Handshake() // fails when conn closes: there is no server here
+	}()
+
+	// Peek under a deadline, through a reader big enough for any hello.
+	conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReaderSize(conn, tlsterm.MaxHelloBytes)
+	hello, err := tlsterm.PeekClientHello(br)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("SNI:", hello.ServerName)
+	fmt.Println("ALPN:", hello.ALPN)
+	fmt.Println("offers TLSv1.3:", slices.Contains(hello.SupportedVersions, tls.VersionTLS13))
+
+	// Nothing was consumed: route on the hello, dial the backend and relay
+	// br, not conn, so the hello goes first, unchanged:
+	//
+	//	io.Copy(backend, br)
+	peeked, _ := io.ReadAll(io.LimitReader(br, int64(hello.Length)))
+	fmt.Println("hello still in br:", len(peeked) == hello.Length)
+
+	conn.Close()
+	<-done
+	// Output:
+	// SNI: api.example.com
+	// ALPN: [h2 http/1.1]
+	// offers TLSv1.3: true
+	// hello still in br: true
 }

@@ -1,7 +1,8 @@
 // Package tlsterm holds what sluice needs to terminate TLS: certificates
 // chosen by SNI, the *tls.Config built from an operator's options, the
 // handshake with its deadline, and a summary of the negotiated session for
-// routing, logs and PROXY TLVs. It owns no sockets and relays nothing.
+// routing, logs and PROXY TLVs. For passthrough routes it peeks at the
+// ClientHello without consuming it. It owns no sockets and relays nothing.
 package tlsterm
 
 import (

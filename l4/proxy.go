@@ -153,7 +153,7 @@ func warnUncoveredSNI(logger *slog.Logger, listener, path string, routes []Route
 // sockets already opened are closed.
 func (p *Proxy) Listen(ctx context.Context) error {
 	for i, lc := range p.cfg.Listeners {
-		ln, err := listen(ctx, lc.Address, lc.ReusePort)
+		ln, err := listen(ctx, lc.Address, lc.ReusePort, SocketOptions{})
 		if err != nil {
 			for _, l := range p.listeners {
 				l.Close()

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -22,6 +24,9 @@ const (
 	KeepAliveInterval = 15 * time.Second
 	KeepAliveCount    = 4
 )
+
+// maxKeepAlive is Linux's limit on TCP_KEEPIDLE.
+const maxKeepAlive = 32767 * time.Second
 
 // Bounds of a configured socket buffer size: below 1k a TCP window holds
 // less than one segment, and above 64m is more likely a typo than a plan.
@@ -128,4 +133,55 @@ func (d *socketDialer) DialContext(ctx context.Context, network, address string)
 		tc.SetNoDelay(d.noDelay)
 	}
 	return c, nil
+}
+
+// Size is a byte count, as nginx writes them: an integer (65536) or a
+// string with an optional k or m suffix for KiB or MiB ("64k", "1m").
+type Size int
+
+// UnmarshalTOML decodes an integer or a size string.
+func (s *Size) UnmarshalTOML(v any) error {
+	switch v := v.(type) {
+	case int64:
+		if v < 0 {
+			return fmt.Errorf("invalid size %d: must not be negative", v)
+		}
+		if v > maxSize {
+			return fmt.Errorf("invalid size %d: too large: expected at most \"64m\"", v)
+		}
+		*s = Size(v)
+		return nil
+	case string:
+		n, err := ParseSize(v)
+		if err != nil {
+			return err
+		}
+		*s = Size(n)
+		return nil
+	}
+	return fmt.Errorf("invalid size %v: expected a byte count such as 65536, \"64k\" or \"1m\"", v)
+}
+
+// maxSize bounds a parsed size: socket options are C ints.
+const maxSize = 1<<31 - 1
+
+// ParseSize parses a size such as "65536", "64k" or "1m" (k and m are KiB
+// and MiB, either case).
+func ParseSize(s string) (int, error) {
+	digits, mult := s, int64(1)
+	switch {
+	case strings.HasSuffix(s, "k"), strings.HasSuffix(s, "K"):
+		digits, mult = s[:len(s)-1], 1<<10
+	case strings.HasSuffix(s, "m"), strings.HasSuffix(s, "M"):
+		digits, mult = s[:len(s)-1], 1<<20
+	}
+	// Digits only: ParseInt would take a sign too.
+	if digits == "" || strings.Trim(digits, "0123456789") != "" {
+		return 0, fmt.Errorf("invalid size %q: expected a byte count such as 65536, \"64k\" or \"1m\"", s)
+	}
+	n, err := strconv.ParseInt(digits, 10, 64)
+	if err != nil || n > maxSize/mult {
+		return 0, fmt.Errorf("invalid size %q: too large: expected at most \"64m\"", s)
+	}
+	return int(n * mult), nil
 }

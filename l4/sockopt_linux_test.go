@@ -290,3 +290,42 @@ func TestUnixSocketOptions(t *testing.T) {
 		t.Fatalf("read %q, %v", buf, err)
 	}
 }
+
+// TestProxySocketOptions: the configuration reaches the sockets.
+func TestProxySocketOptions(t *testing.T) {
+	w := newWorld(t)
+	b := w.backend(echo)
+	cfg := w.simple(b.addr())
+	no := false
+	cfg.Listeners[0].RcvBuf = testRcvBuf
+	cfg.Listeners[0].HandshakeTimeout = Duration{2 * time.Second}
+	// reuse_port: a second 127.0.0.1:0 is allowed, and SO_REUSEPORT is
+	// still set next to the new options.
+	cfg.Listeners = append(cfg.Listeners, ListenerConfig{Name: "plain", ReusePort: true, Routes: cfg.Listeners[0].Routes})
+	cfg.Upstreams[0].NoDelay = &no
+	cfg.Upstreams[0].KeepAlive = &Duration{90 * time.Second}
+	cfg.Upstreams[0].SndBuf = testSndBuf
+	p, _ := w.serve(cfg)
+
+	for i, want := range []struct{ deferAccept, rcvBuf, reusePort int }{
+		{3, 2 * testRcvBuf, 0}, // TLS: deferred for 2s, which Linux reads back as 3
+		{0, 0, 1},              // plain: not deferred, default buffer
+	} {
+		ln := p.listeners[i].(syscall.Conn)
+		if got := getsockopt(t, ln, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); got != want.deferAccept {
+			t.Errorf("listener[%d]: TCP_DEFER_ACCEPT = %d, want %d", i, got, want.deferAccept)
+		}
+		if got := getsockopt(t, ln, unix.SOL_SOCKET, unix.SO_REUSEPORT); got != want.reusePort {
+			t.Errorf("listener[%d]: SO_REUSEPORT = %d, want %d", i, got, want.reusePort)
+		}
+		if got := getsockopt(t, ln, unix.SOL_SOCKET, unix.SO_RCVBUF); want.rcvBuf > 0 && got != want.rcvBuf {
+			t.Errorf("listener[%d]: SO_RCVBUF = %d, want %d", i, got, want.rcvBuf)
+		}
+	}
+
+	c := dialUpstream(t, p.servers[0].Routes[0].Upstream)
+	got := readTCPOptions(t, c.(*net.TCPConn))
+	if got.noDelay != 0 || got.keepIdle != 90 || got.sndBuf != 2*testSndBuf {
+		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s, SO_SNDBUF %d", got, 2*testSndBuf)
+	}
+}

@@ -47,6 +47,24 @@ type ListenerConfig struct {
 	// the kernel's accept queue. 0 means no limit.
 	MaxConnections int `toml:"max_connections"`
 
+	// Socket options of accepted connections (see SocketOptions). On a
+	// unix socket only RcvBuf and SndBuf apply.
+	//
+	// NoDelay sets TCP_NODELAY; default true.
+	NoDelay *bool `toml:"nodelay"`
+	// KeepAlive is the idle time before TCP keepalive probes start: unset
+	// means DefaultKeepAlive, "0s" turns keepalive off.
+	KeepAlive *Duration `toml:"keepalive"`
+	// RcvBuf and SndBuf set SO_RCVBUF and SO_SNDBUF; zero (unset) leaves
+	// the kernel default, which autotunes.
+	RcvBuf Size `toml:"rcvbuf"`
+	SndBuf Size `toml:"sndbuf"`
+	// Deferred sets TCP_DEFER_ACCEPT, for ProxyTimeout with AcceptProxy,
+	// else HandshakeTimeout. Default true when the client speaks first
+	// (the listener terminates TLS or accepts PROXY), false otherwise: on
+	// a plain listener the backend may be the one to speak first.
+	Deferred *bool `toml:"deferred"`
+
 	TLS    *TLSConfig    `toml:"tls"` // nil: plain TCP, no termination
 	Routes []RouteConfig `toml:"route"`
 }
@@ -95,6 +113,12 @@ type UpstreamConfig struct {
 	// FailTimeout. Defaults 1 and 10s, as in nginx; max_fails = 0 disables.
 	MaxFails    *int     `toml:"max_fails"`
 	FailTimeout Duration `toml:"fail_timeout"`
+
+	// Socket options of dialled connections, as for a listener's.
+	NoDelay   *bool     `toml:"nodelay"`
+	KeepAlive *Duration `toml:"keepalive"`
+	RcvBuf    Size      `toml:"rcvbuf"`
+	SndBuf    Size      `toml:"sndbuf"`
 }
 
 // Duration is a time.Duration written as a string such as "10s" or "1m30s".

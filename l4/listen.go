@@ -14,8 +14,10 @@ import (
 
 // listen opens a listening socket for a configured address: "host:port" or
 // "unix:/path". reusePort sets SO_REUSEPORT on TCP sockets. A stale unix
-// socket file (one nobody accepts on) is removed first.
-func listen(ctx context.Context, address string, reusePort bool) (net.Listener, error) {
+// socket file (one nobody accepts on) is removed first. The listener
+// applies so to the sockets it accepts; on a unix socket only the buffer
+// sizes apply.
+func listen(ctx context.Context, address string, reusePort bool, so SocketOptions) (net.Listener, error) {
 	if path, ok := strings.CutPrefix(address, "unix:"); ok {
 		if err := removeStaleSocket(ctx, path); err != nil {
 			return nil, err
@@ -25,28 +27,78 @@ func listen(ctx context.Context, address string, reusePort bool) (net.Listener, 
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}
-		return ln, nil
+		return &unixListener{UnixListener: ln.(*net.UnixListener), so: so}, nil
 	}
-	lc := net.ListenConfig{}
-	if reusePort {
-		lc.Control = func(network, address string, c syscall.RawConn) error {
-			var serr error
-			if err := c.Control(func(fd uintptr) {
-				serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
-			}); err != nil {
-				return err
-			}
-			if serr != nil {
-				return fmt.Errorf("set SO_REUSEPORT: %w", serr)
-			}
-			return nil
-		}
+	lc := net.ListenConfig{
+		// Buffer sizes and TCP_DEFER_ACCEPT go on the listening socket:
+		// accepted TCP sockets inherit the sizes, early enough for the
+		// window scale in the SYN-ACK to follow them. Keepalive is set on
+		// each accepted socket by net.
+		Control: func(_, _ string, c syscall.RawConn) error {
+			return control(c, func(fd int) error {
+				if reusePort {
+					if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEPORT, 1); err != nil {
+						return fmt.Errorf("set SO_REUSEPORT: %w", err)
+					}
+				}
+				if err := so.setBuffers(fd); err != nil {
+					return err
+				}
+				if so.DeferAccept > 0 {
+					return setDeferAccept(fd, so.DeferAccept)
+				}
+				return nil
+			})
+		},
 	}
+	lc.KeepAlive, lc.KeepAliveConfig = so.keepAlive()
 	ln, err := lc.Listen(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	return ln, nil
+	return &tcpListener{TCPListener: ln.(*net.TCPListener), noDelay: !so.Nagle}, nil
+}
+
+// tcpListener sets TCP_NODELAY on each accepted socket (net would set it
+// too; sluice says so itself), and returns the *net.TCPConn itself: never
+// a wrapper, since splice(2) and half-close need the concrete type.
+type tcpListener struct {
+	*net.TCPListener
+	noDelay bool
+}
+
+func (l *tcpListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptTCP()
+	if err != nil {
+		return nil, err
+	}
+	// Best effort, as in net: a socket that refuses options is dead, and
+	// its first read says so.
+	c.SetNoDelay(l.noDelay)
+	return c, nil
+}
+
+// unixListener sets the buffer sizes on each accepted socket, since unix
+// sockets, unlike TCP ones, do not inherit them from the listening socket.
+// It returns the *net.UnixConn itself.
+type unixListener struct {
+	*net.UnixListener
+	so SocketOptions // only RcvBuf and SndBuf apply
+}
+
+func (l *unixListener) Accept() (net.Conn, error) {
+	c, err := l.AcceptUnix()
+	if err != nil {
+		return nil, err
+	}
+	// Best effort, as for TCP_NODELAY.
+	if l.so.RcvBuf > 0 {
+		c.SetReadBuffer(l.so.RcvBuf)
+	}
+	if l.so.SndBuf > 0 {
+		c.SetWriteBuffer(l.so.SndBuf)
+	}
+	return c, nil
 }
 
 // removeStaleSocket deletes path if it is a unix socket that refuses

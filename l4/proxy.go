@@ -9,6 +9,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"time"
 
 	"sluice/splice"
 	"sluice/tlsterm"
@@ -48,6 +49,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			ConnectTimeout: uc.ConnectTimeout.Duration,
 			FailTimeout:    uc.FailTimeout.Duration,
 			MaxFails:       DefaultMaxFails,
+			Socket:         uc.socketOptions(),
 			Logger:         logger,
 		}
 		if uc.MaxFails != nil {
@@ -151,12 +153,58 @@ func warnUncoveredSNI(logger *slog.Logger, listener, path string, routes []Route
 	}
 }
 
+// socketOptions returns the options of the listener's sockets. Unless
+// deferred is set, TCP_DEFER_ACCEPT is on when the client speaks first
+// (TLS or a PROXY header), for as long as sluice itself waits for those
+// first bytes.
+func (lc *ListenerConfig) socketOptions() SocketOptions {
+	o := SocketOptions{
+		Nagle:     lc.NoDelay != nil && !*lc.NoDelay,
+		KeepAlive: keepAliveOption(lc.KeepAlive),
+		RcvBuf:    int(lc.RcvBuf),
+		SndBuf:    int(lc.SndBuf),
+	}
+	deferred := lc.TLS != nil || lc.AcceptProxy
+	if lc.Deferred != nil {
+		deferred = *lc.Deferred
+	}
+	if deferred {
+		o.DeferAccept = lc.HandshakeTimeout.or(DefaultHandshakeTimeout)
+		if lc.AcceptProxy {
+			o.DeferAccept = lc.ProxyTimeout.or(DefaultProxyTimeout)
+		}
+	}
+	return o
+}
+
+// socketOptions returns the options of the upstream's dialled sockets.
+func (uc *UpstreamConfig) socketOptions() SocketOptions {
+	return SocketOptions{
+		Nagle:     uc.NoDelay != nil && !*uc.NoDelay,
+		KeepAlive: keepAliveOption(uc.KeepAlive),
+		RcvBuf:    int(uc.RcvBuf),
+		SndBuf:    int(uc.SndBuf),
+	}
+}
+
+// keepAliveOption maps a keepalive key to SocketOptions.KeepAlive: unset
+// is the default, "0s" is off.
+func keepAliveOption(d *Duration) time.Duration {
+	switch {
+	case d == nil:
+		return 0
+	case d.Duration == 0:
+		return -1
+	}
+	return d.Duration
+}
+
 // Listen opens every listener's socket, so that an address in use or a
 // missing permission is reported before anything is served. On error, the
 // sockets already opened are closed.
 func (p *Proxy) Listen(ctx context.Context) error {
 	for i, lc := range p.cfg.Listeners {
-		ln, err := listen(ctx, lc.Address, lc.ReusePort)
+		ln, err := listen(ctx, lc.Address, lc.ReusePort, lc.socketOptions())
 		if err != nil {
 			for _, l := range p.listeners {
 				l.Close()

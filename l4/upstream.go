@@ -43,8 +43,12 @@ type Upstream struct {
 	SendProxy   int
 	MaxFails    int           // zero: never take a server out
 	FailTimeout time.Duration // zero: DefaultFailTimeout
-	Dialer      Dialer        // nil: a *net.Dialer
-	Logger      *slog.Logger  // nil: discard
+	// Dialer opens the connections; nil means one that applies Socket.
+	Dialer Dialer
+	// Socket holds the options of dialled sockets. They apply only when
+	// Dialer is nil: an injected Dialer sets its own.
+	Socket SocketOptions
+	Logger *slog.Logger // nil: discard
 
 	next atomic.Uint64 // round-robin cursor
 }
@@ -122,7 +126,7 @@ func (u *Upstream) failTimeout() time.Duration {
 
 func (u *Upstream) dialer() Dialer {
 	if u.Dialer == nil {
-		return &net.Dialer{}
+		return u.Socket.dialer()
 	}
 	return u.Dialer
 }

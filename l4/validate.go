@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"sluice/tlsterm"
 )
@@ -136,6 +137,24 @@ func (u *UpstreamConfig) validate(p string, es *errs) {
 	if u.MaxFails != nil && *u.MaxFails < 0 {
 		es.add(p+".max_fails", "must not be negative (0 disables passive health checks)")
 	}
+	validateSocket(p, u.KeepAlive, u.RcvBuf, u.SndBuf, es)
+}
+
+// validateSocket checks the socket option keys listeners and upstreams
+// share.
+func validateSocket(p string, keepalive *Duration, rcvbuf, sndbuf Size, es *errs) {
+	if keepalive != nil && keepalive.Duration != 0 && (keepalive.Duration < time.Second || keepalive.Duration > maxKeepAlive) {
+		es.add(p+".keepalive", "%s is out of range: expected from \"1s\" to \"%s\" (the kernel's limit), or \"0s\" to turn keepalive off",
+			keepalive.Duration, maxKeepAlive)
+	}
+	for _, b := range []struct {
+		key string
+		n   Size
+	}{{"rcvbuf", rcvbuf}, {"sndbuf", sndbuf}} {
+		if b.n != 0 && (b.n < MinBufferSize || b.n > MaxBufferSize) {
+			es.add(p+"."+b.key, "%d bytes is out of range: expected a size from \"1k\" to \"64m\", such as 65536, \"64k\" or \"1m\" (unset: the kernel default)", b.n)
+		}
+	}
 }
 
 func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs) {
@@ -145,6 +164,7 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 	if l.MaxConnections < 0 {
 		es.add(p+".max_connections", "must not be negative (0 means no limit)")
 	}
+	validateSocket(p, l.KeepAlive, l.RcvBuf, l.SndBuf, es)
 	if l.AcceptProxy && len(l.TrustedProxies) == 0 && !strings.HasPrefix(l.Address, "unix:") {
 		es.add(p+".trusted_proxies", "missing: accept_proxy needs the CIDRs of the load balancers allowed to send PROXY headers")
 	}

@@ -216,7 +216,128 @@ name = "app"
 servers = ["127.0.0.1:9000"]
 weights = [1]
 `,
-			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, max_fails, fail_timeout`},
+			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, max_fails, fail_timeout, nodelay, keepalive, rcvbuf, sndbuf`},
+		},
+		{
+			name: "misspelt socket option keys",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+rcvbuff = "64k"
+keep_alive = "30s"
+[[listener.route]]
+upstream = "app"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+no_delay = false
+`,
+			want: []string{
+				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, nodelay, keepalive, rcvbuf, sndbuf, deferred, tls, route)`,
+				`{{file}}:4: listener.keep_alive: unknown key: did you mean "keepalive"?`,
+				`{{file}}:11: upstream.no_delay: unknown key: did you mean "nodelay"?`,
+			},
+		},
+		{
+			name: "bad size",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+sndbuf = "64k"
+rcvbuf = "12q"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:4: listener.rcvbuf: invalid size "12q": expected a byte count such as 65536, "64k" or "1m"`},
+		},
+		{
+			name: "bad size in the second listener",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+rcvbuf = "64k"
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "127.0.0.1:8444"
+rcvbuf = "64 k"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:9: listener.rcvbuf: invalid size "64 k": expected a byte count such as 65536, "64k" or "1m"`},
+		},
+		{
+			name: "size as a float",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp + `sndbuf = 1.5
+`,
+			want: []string{`{{file}}:9: upstream.sndbuf: invalid size 1.5: expected a byte count such as 65536, "64k" or "1m"`},
+		},
+		{
+			name: "negative size",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+sndbuf = -65536
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:3: listener.sndbuf: invalid size -65536: must not be negative`},
+		},
+		{
+			name: "sizes out of range",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+rcvbuf = 64
+[[listener.route]]
+upstream = "app"
+` + upstreamApp + `sndbuf = "128m"
+`,
+			want: []string{
+				`{{file}}:10: upstream[0].sndbuf: 134217728 bytes is out of range: expected a size from "1k" to "64m", such as 65536, "64k" or "1m" (unset: the kernel default)`,
+				`{{file}}:3: listener[0].rcvbuf: 64 bytes is out of range: expected a size from "1k" to "64m"`,
+			},
+		},
+		{
+			name: "keepalive out of range",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+keepalive = "100ms"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:3: listener[0].keepalive: 100ms is out of range: expected from "1s" to "9h6m7s" (the kernel's limit), or "0s" to turn keepalive off`},
+		},
+		{
+			name: "keepalive negative",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp + `keepalive = "-1s"
+`,
+			want: []string{`{{file}}:9: upstream.keepalive: invalid duration "-1s": must not be negative`},
+		},
+		{
+			name: "nodelay as a string",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+nodelay = "on"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:3: listener.nodelay: wrong type: expected a boolean, found a string`},
+		},
+		{
+			name: "deferred as a number",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+deferred = 1
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:3: listener.deferred: wrong type: expected a boolean, found an integer`},
 		},
 		{
 			name: "bad duration",
@@ -704,6 +825,11 @@ name = "public"
 address = "127.0.0.1:8443"
 accept_proxy = true
 trusted_proxies = ["10.0.0.0/8", "::1"]
+nodelay = true
+keepalive = "30s"
+rcvbuf = "64k"
+sndbuf = 131072
+deferred = false
 
 [listener.tls]
 certificates = [
@@ -737,6 +863,10 @@ servers = ["127.0.0.1:9000", "localhost:https", "unix:/run/app.sock"]
 balance = "least_conn"
 send_proxy = "v2"
 max_fails = 0
+nodelay = false
+keepalive = "0s"
+rcvbuf = "1M"
+sndbuf = "256k"
 `)
 	msgs, stdout, err := checkConfig(t, file)
 	if err != nil {
@@ -744,6 +874,43 @@ max_fails = 0
 	}
 	if want := "sluice: configuration file " + file + " is ok\n"; stdout != want {
 		t.Errorf("stdout = %q, want %q", stdout, want)
+	}
+}
+
+// TestLoadConfigSocketOptions checks that each socket option key lands in
+// its field, in both forms a size may take.
+func TestLoadConfigSocketOptions(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sluice.toml")
+	writeFile(t, file, `[[listener]]
+address = "127.0.0.1:8443"
+nodelay = false
+keepalive = "45s"
+rcvbuf = "64k"
+sndbuf = 131072
+deferred = true
+[[listener.route]]
+upstream = "app"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+nodelay = true
+keepalive = "0s"
+rcvbuf = "2m"
+sndbuf = "32K"
+`)
+	cfg, _, err := loadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, u := cfg.Listeners[0], cfg.Upstreams[0]
+	if l.NoDelay == nil || *l.NoDelay || l.KeepAlive == nil || l.KeepAlive.Duration != 45*time.Second ||
+		l.RcvBuf != 64<<10 || l.SndBuf != 131072 || l.Deferred == nil || !*l.Deferred {
+		t.Errorf("listener: nodelay %v, keepalive %v, rcvbuf %d, sndbuf %d, deferred %v", l.NoDelay, l.KeepAlive, l.RcvBuf, l.SndBuf, l.Deferred)
+	}
+	if u.NoDelay == nil || !*u.NoDelay || u.KeepAlive == nil || u.KeepAlive.Duration != 0 ||
+		u.RcvBuf != 2<<20 || u.SndBuf != 32<<10 {
+		t.Errorf("upstream: nodelay %v, keepalive %v, rcvbuf %d, sndbuf %d", u.NoDelay, u.KeepAlive, u.RcvBuf, u.SndBuf)
 	}
 }
 

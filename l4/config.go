@@ -97,6 +97,10 @@ type RouteConfig struct {
 	WebSocket *bool    `toml:"websocket"` // true: only WebSocket upgrades; false: only others
 	ClientCN  []string `toml:"client_cn"` // verified client certificate CN is one of these
 	Upstream  string   `toml:"upstream"`
+	// Mode is "terminate" (the default on a listener with [listener.tls])
+	// or "passthrough": route on the ClientHello's server name and ALPN
+	// offer, and relay the TLS bytes untouched.
+	Mode string `toml:"mode"`
 	// IdleTimeout overrides the listener's for connections on this route.
 	IdleTimeout Duration `toml:"idle_timeout"`
 }

@@ -43,6 +43,7 @@ const (
 	reasonProxyHeader = "proxy_header"
 	reasonHandshake   = "handshake"
 	reasonPeek        = "peek"
+	reasonHello       = "client_hello"
 	reasonNoRoute     = "no_route"
 	reasonUpstream    = "upstream_unavailable"
 	reasonUpstreamIO  = "upstream_write"
@@ -57,8 +58,9 @@ type conn struct {
 
 	client, local net.Addr // as learnt from PROXY, else the socket's
 	tls           *tlsterm.Info
-	peeked        []byte  // bytes read by the peek, for the backend
-	headBuf       *[]byte // the pooled buffer peeked points into
+	hello         *tlsterm.Hello // the ClientHello of a passthrough connection
+	peeked        []byte         // bytes read by the peek, for the backend
+	headBuf       *[]byte        // the pooled buffer peeked points into
 	peekedLen     int64
 	route         *Route
 	backend       *Backend
@@ -138,7 +140,27 @@ func (c *conn) run(ctx context.Context) error {
 		}
 	}
 
-	if s.TLSConfig != nil {
+	var route *Route
+	if s.peeksHello() {
+		hello, r, rest, err := c.peekHello(prefix)
+		prefix = rest
+		switch {
+		case errors.Is(err, tlsterm.ErrNotTLS) && s.TLSConfig == nil:
+			// Not TLS on a plain listener: the plain routes decide.
+		case err != nil:
+			c.raw.Close()
+			c.reason = reasonHello
+			return err
+		case r == nil:
+			c.raw.Close()
+			c.reason = reasonNoRoute
+			return ErrNoRoute
+		case r.Passthrough:
+			route, c.hello = r, &hello
+		}
+	}
+
+	if route == nil && s.TLSConfig != nil {
 		// Over a splice.Transport, the relay can tell when crypto/tls holds
 		// no complete record, and wait for the socket with nothing held.
 		tc := tls.Server(splice.NewTransport(c.raw, prefix), s.TLSConfig)
@@ -153,10 +175,12 @@ func (c *conn) run(ctx context.Context) error {
 		cur = tc
 	}
 
-	route, err := c.selectRoute(cur, &prefix)
-	if err != nil {
-		cur.Close()
-		return err
+	if route == nil {
+		var err error
+		if route, err = c.selectRoute(cur, &prefix); err != nil {
+			cur.Close()
+			return err
+		}
 	}
 	c.route = route
 	up := route.Upstream
@@ -201,6 +225,25 @@ func (c *conn) relayDone(st splice.Stats, err error) {
 	c.stats = st
 	c.reason = string(st.Reason)
 	c.finish(err)
+}
+
+// peekHello peeks at the ClientHello, within the handshake timeout, and
+// returns it with the route it decides (see helloRoute). rest is every
+// byte read from the client so far, for the backend or the handshake.
+func (c *conn) peekHello(prefix []byte) (hello tlsterm.Hello, r *Route, rest []byte, err error) {
+	s := c.srv
+	pr := &prefixReader{prefix: prefix, r: c.raw}
+	br := s.getHelloReader(pr)
+	c.raw.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
+	hello, err = tlsterm.PeekClientHello(br)
+	c.raw.SetReadDeadline(time.Time{})
+	b, _ := br.Peek(br.Buffered())
+	rest = append(append(make([]byte, 0, len(b)+len(pr.prefix)), b...), pr.prefix...)
+	s.putHelloReader(br)
+	if err != nil {
+		return hello, nil, rest, fmt.Errorf("peek ClientHello: %w", err)
+	}
+	return hello, helloRoute(s.Routes, &hello), rest, nil
 }
 
 // selectRoute matches the routes, peeking at the first request head only if
@@ -284,7 +327,7 @@ func (c *conn) releasePeek() {
 func (c *conn) writePreamble(backend net.Conn, up *Upstream, prefix []byte) error {
 	var pre []byte
 	if up.SendProxy != 0 {
-		h, err := proxyHeader(up.SendProxy, c.client, c.local, c.tls, c.id)
+		h, err := proxyHeader(up.SendProxy, c.client, c.local, c.tls, c.hello, c.id)
 		if err != nil {
 			return err
 		}
@@ -325,6 +368,9 @@ func (c *conn) logAccess(err error) {
 		if c.tls.Resumed {
 			attrs = append(attrs, slog.Bool("resumed", true))
 		}
+	}
+	if c.hello != nil {
+		attrs = append(attrs, slog.String("sni", c.hello.ServerName), slog.String("mode", "passthrough"))
 	}
 	if c.route != nil {
 		attrs = append(attrs, slog.String("route", c.route.Name), slog.String("upstream", c.route.Upstream.Name))

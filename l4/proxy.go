@@ -101,6 +101,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 				ClientCN:    rc.ClientCN,
 				Upstream:    upstreams[rc.Upstream],
 				IdleTimeout: rc.IdleTimeout.Duration,
+				Passthrough: rc.Mode == "passthrough",
 			}
 			if r.Name == "" {
 				r.Name = fmt.Sprintf("%s#%d", name, j)

@@ -74,10 +74,17 @@ func trusted(addr net.Addr, prefixes []netip.Prefix) bool {
 // connection id of the access log) and PP2_TYPE_SSL with the TLS version,
 // cipher and the verified client certificate's CN. tls is nil for plain
 // listeners.
-func proxyHeader(version int, src, dst net.Addr, tls *tlsterm.Info, id string) ([]byte, error) {
+//
+// hello is the ClientHello of a passthrough connection (tls is nil then):
+// its server name goes out as PP2_TYPE_AUTHORITY, with no SSL TLV, since
+// sluice did not terminate that TLS.
+func proxyHeader(version int, src, dst net.Addr, tls *tlsterm.Info, hello *tlsterm.Hello, id string) ([]byte, error) {
 	h := proxyproto.HeaderProxyFromAddrs(byte(version), src, dst)
 	if version == 2 {
 		tlvs := []proxyproto.TLV{{Type: proxyproto.PP2_TYPE_UNIQUE_ID, Value: []byte(id)}}
+		if hello != nil && hello.ServerName != "" {
+			tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(hello.ServerName)})
+		}
 		if tls != nil {
 			if tls.SNI != "" {
 				tlvs = append(tlvs, proxyproto.TLV{Type: proxyproto.PP2_TYPE_AUTHORITY, Value: []byte(tls.SNI)})

@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"sluice/tlsterm"
 )
 
 // ErrNoRoute is the error for a connection that matched no route.
@@ -30,6 +32,10 @@ type Route struct {
 	WebSocket WebSocketMatch
 	ClientCN  []string
 	Upstream  *Upstream
+	// Passthrough routes match on the ClientHello (SNI, and ALPN against
+	// the protocols the client offers) and relay TLS without terminating
+	// it.
+	Passthrough bool
 	// IdleTimeout overrides the server's idle timeout when non-zero.
 	IdleTimeout time.Duration
 }
@@ -81,10 +87,35 @@ func matchSNI(patterns []string, name string) bool {
 	return false
 }
 
+// matchHello reports whether the route's SNI and ALPN matchers accept a
+// ClientHello: the server name asked for, and any protocol offered.
+func (r *Route) matchHello(h *tlsterm.Hello) bool {
+	if len(r.SNI) > 0 && !matchSNI(r.SNI, h.ServerName) {
+		return false
+	}
+	if len(r.ALPN) > 0 && !slices.ContainsFunc(h.ALPN, func(p string) bool { return slices.Contains(r.ALPN, p) }) {
+		return false
+	}
+	return true
+}
+
+// helloRoute returns the route a ClientHello decides: the first whose SNI
+// and ALPN matchers accept it. A terminating route means "terminate, then
+// route among the terminating routes"; nil means no route can match.
+func helloRoute(routes []Route, h *tlsterm.Hello) *Route {
+	for i := range routes {
+		if routes[i].matchHello(h) {
+			return &routes[i]
+		}
+	}
+	return nil
+}
+
 // selectRoute returns the first route that matches in, or nil.
+// Passthrough routes were decided on the ClientHello and are skipped.
 func selectRoute(routes []Route, in *matchInput) *Route {
 	for i := range routes {
-		if routes[i].match(in) {
+		if !routes[i].Passthrough && routes[i].match(in) {
 			return &routes[i]
 		}
 	}

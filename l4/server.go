@@ -1,9 +1,11 @@
 package l4
 
 import (
+	"bufio"
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/netip"
@@ -12,6 +14,7 @@ import (
 	"time"
 
 	"sluice/splice"
+	"sluice/tlsterm"
 )
 
 // ErrServerClosed is returned by Serve after Shutdown.
@@ -61,6 +64,8 @@ type Server struct {
 	active    atomic.Int64 // connections being handled, for logs
 	sem       chan struct{}
 	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
+	hellos    sync.Pool // *bufio.Reader of tlsterm.MaxHelloBytes, for ClientHello peeks
+	passRoute bool      // some route is a passthrough route: peek at ClientHellos
 	// ctx is the parent of every connection's context; cancel closes them
 	// all at the end of a drain.
 	ctx    context.Context
@@ -81,6 +86,9 @@ func (s *Server) init() {
 		if s.Logger == nil {
 			s.Logger = slog.New(slog.DiscardHandler)
 		}
+		for _, r := range s.Routes {
+			s.passRoute = s.passRoute || r.Passthrough
+		}
 	})
 }
 
@@ -91,6 +99,24 @@ func (s *Server) getHeadBuf() *[]byte {
 	}
 	b := make([]byte, maxHeadBytes)
 	return &b
+}
+
+// peeksHello reports whether connections start with a ClientHello peek.
+func (s *Server) peeksHello() bool { return s.passRoute }
+
+// getHelloReader returns a reader big enough for any ClientHello, reading r.
+func (s *Server) getHelloReader(r io.Reader) *bufio.Reader {
+	if br, ok := s.hellos.Get().(*bufio.Reader); ok {
+		br.Reset(r)
+		return br
+	}
+	return bufio.NewReaderSize(r, tlsterm.MaxHelloBytes)
+}
+
+// putHelloReader returns br to the pool, holding nothing of its conn.
+func (s *Server) putHelloReader(br *bufio.Reader) {
+	br.Reset(nil)
+	s.hellos.Put(br)
 }
 
 func (s *Server) proxyTimeout() time.Duration {

@@ -192,13 +192,31 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 		case !upstreams[r.Upstream]:
 			es.add(rp+".upstream", "no [[upstream]] is named %q: %s", r.Upstream, upstreamNames(upstreams))
 		}
-		if l.TLS == nil {
+		pass := r.Mode == "passthrough"
+		switch r.Mode {
+		case "", "passthrough":
+		case "terminate":
+			if l.TLS == nil {
+				es.add(rp+".mode", "\"terminate\" needs TLS: listener has no [listener.tls] table")
+			}
+		default:
+			es.add(rp+".mode", "want \"terminate\" or \"passthrough\", got %q", r.Mode)
+		}
+		if pass {
+			if r.WebSocket != nil {
+				es.add(rp+".websocket", "a passthrough route sees only the ClientHello: match on sni and alpn")
+			}
+			if len(r.ClientCN) > 0 {
+				es.add(rp+".client_cn", "a passthrough route sees only the ClientHello: match on sni and alpn")
+			}
+		}
+		if l.TLS == nil && !pass {
 			for _, m := range []struct {
 				key string
 				set bool
 			}{{"sni", len(r.SNI) > 0}, {"alpn", len(r.ALPN) > 0}, {"client_cn", len(r.ClientCN) > 0}} {
 				if m.set {
-					es.add(rp+"."+m.key, "needs TLS: listener has no [listener.tls] table")
+					es.add(rp+"."+m.key, "needs TLS: listener has no [listener.tls] table (or set mode = \"passthrough\")")
 				}
 			}
 		}
@@ -208,7 +226,7 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 			}
 		}
 		for k, a := range r.ALPN {
-			if l.TLS != nil && !slices.Contains(alpn, a) {
+			if l.TLS != nil && !pass && !slices.Contains(alpn, a) {
 				es.add(fmt.Sprintf("%s.alpn[%d]", rp, k), "%q is not offered by the listener (tls.alpn = %q), so this route could never match", a, alpn)
 			}
 		}

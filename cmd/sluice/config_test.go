@@ -193,7 +193,7 @@ address = "127.0.0.1:8444"
 upstrem = "app"
 ` + upstreamApp,
 			want: []string{
-				`{{file}}:7: listener.route.upstrem: unknown key: did you mean "upstream"? (expected one of name, sni, alpn, websocket, client_cn, upstream, idle_timeout)`,
+				`{{file}}:7: listener.route.upstrem: unknown key: did you mean "upstream"? (expected one of name, sni, alpn, websocket, client_cn, upstream, mode, idle_timeout)`,
 				`{{file}}:12: listener.route.upstrem: unknown key: did you mean "upstream"?`,
 			},
 		},
@@ -387,7 +387,7 @@ upstream = "ap"
 ` + upstreamApp,
 			want: []string{
 				`{{file}}:5: listener[0].route[0].upstream: no [[upstream]] is named "ap": expected one of "app"`,
-				`{{file}}:4: listener[0].route[0].sni: needs TLS: listener has no [listener.tls] table`,
+				`{{file}}:4: listener[0].route[0].sni: needs TLS: listener has no [listener.tls] table (or set mode = "passthrough")`,
 			},
 		},
 		{
@@ -532,6 +532,25 @@ upstream = "app"
 			want: []string{`{{file}}:3: listener[0].trusted_proxies: set without accept_proxy = true: it would have no effect`},
 		},
 		{
+			name: "passthrough route with matchers it cannot see",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+mode = "passthrough"
+websocket = true
+client_cn = ["x"]
+[[listener.route]]
+upstream = "app"
+mode = "bridge"
+` + upstreamApp,
+			want: []string{
+				`{{file}}:6: listener[0].route[0].websocket: a passthrough route sees only the ClientHello: match on sni and alpn`,
+				`{{file}}:7: listener[0].route[0].client_cn: a passthrough route sees only the ClientHello: match on sni and alpn`,
+				`{{file}}:10: listener[0].route[1].mode: want "terminate" or "passthrough", got "bridge"`,
+			},
+		},
+		{
 			name: "sni matcher on a plain listener",
 			doc: `[[listener]]
 address = "127.0.0.1:8080"
@@ -539,7 +558,7 @@ address = "127.0.0.1:8080"
 upstream = "app"
 sni = ["a.example.com"]
 ` + upstreamApp,
-			want: []string{`{{file}}:5: listener[0].route[0].sni: needs TLS: listener has no [listener.tls] table`},
+			want: []string{`{{file}}:5: listener[0].route[0].sni: needs TLS: listener has no [listener.tls] table (or set mode = "passthrough")`},
 		},
 		{
 			name: "bad sni patterns",

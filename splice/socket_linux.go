@@ -3,6 +3,7 @@ package splice
 import (
 	"errors"
 	"io"
+	"net"
 	"os"
 	"syscall"
 
@@ -137,4 +138,23 @@ func spliceOut(rc syscall.RawConn, pp *pipe) (int, error) {
 // kind of socket, so the direction should copy instead.
 func isSpliceUnsupported(err error) bool {
 	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EOPNOTSUPP)
+}
+
+// rawSocket returns the RawConn of a TCP or unix stream socket, nil for
+// anything else (wrappers included: their buffered bytes would be missed).
+func rawSocket(c net.Conn) syscall.RawConn {
+	var sc syscall.Conn
+	switch v := c.(type) {
+	case *net.TCPConn:
+		sc = v
+	case *net.UnixConn:
+		sc = v
+	default:
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	return rc
 }

@@ -64,25 +64,6 @@ func (t *Transport) CloseWrite() error {
 // NetConn returns the wrapped connection.
 func (t *Transport) NetConn() net.Conn { return t.Conn }
 
-// rawSocket returns the RawConn of a TCP or unix stream socket, nil for
-// anything else (wrappers included: their buffered bytes would be missed).
-func rawSocket(c net.Conn) syscall.RawConn {
-	var sc syscall.Conn
-	switch v := c.(type) {
-	case *net.TCPConn:
-		sc = v
-	case *net.UnixConn:
-		sc = v
-	default:
-		return nil
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
-		return nil
-	}
-	return rc
-}
-
 // wouldBlock is what a non-blocking read returns when nothing is queued. It
 // is a temporary timeout, so crypto/tls does not record it as the
 // connection's permanent error.

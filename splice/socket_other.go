@@ -1,0 +1,60 @@
+//go:build !linux
+
+package splice
+
+import (
+	"errors"
+	"net"
+	"syscall"
+)
+
+// Elsewhere than Linux every direction copies with blocking reads: no
+// splice(2), no non-blocking reads, no parking.
+
+var errUnsupported = errors.New("splice: not supported on this system")
+
+func rawSocket(net.Conn) syscall.RawConn                { return nil }
+func readNonblock(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
+func waitReadable(syscall.RawConn) error                { return errUnsupported }
+func spliceIn(syscall.RawConn, *pipe) (int, error)      { return 0, errUnsupported }
+func spliceOut(syscall.RawConn, *pipe) (int, error)     { return 0, errUnsupported }
+func isSpliceUnsupported(error) bool                    { return true }
+
+// PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
+// never used.
+type PipePool struct {
+	Size    int
+	MaxIdle int
+}
+
+type pipe struct{}
+
+func (p *PipePool) get() (*pipe, error) { return nil, errUnsupported }
+func (p *PipePool) put(*pipe)           {}
+
+// PipeStats counts a PipePool's pipes.
+type PipeStats struct{ InUse, Open int64 }
+
+// Stats reports no pipes.
+func (p *PipePool) Stats() PipeStats { return PipeStats{} }
+
+// Close does nothing.
+func (p *PipePool) Close() {}
+
+var defaultPipes PipePool
+
+// Parker parks idle relay directions on Linux; elsewhere NewParker fails
+// and relays keep their goroutines.
+type Parker struct{}
+
+// NewParker reports that parking is not supported here.
+func NewParker() (*Parker, error) { return nil, errUnsupported }
+
+// Close does nothing.
+func (p *Parker) Close() error { return nil }
+
+// Parked reports none.
+func (p *Parker) Parked() int { return 0 }
+
+func (p *Parker) add(*half) error { return errUnsupported }
+func (p *Parker) remove(*half)    {}

@@ -10,10 +10,14 @@ import (
 type Config struct {
 	// DrainTimeout bounds a graceful shutdown: live connections get this
 	// long to finish before they are closed. Default 30s.
-	DrainTimeout Duration         `toml:"drain_timeout"`
-	Log          LogConfig        `toml:"log"`
-	Listeners    []ListenerConfig `toml:"listener"`
-	Upstreams    []UpstreamConfig `toml:"upstream"`
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// GCPercent is the Go garbage collector's target (GOGC): how far the
+	// heap may grow past live memory before a collection. Default
+	// DefaultGCPercent; the GOGC environment variable, when set, wins.
+	GCPercent *int             `toml:"gc_percent"`
+	Log       LogConfig        `toml:"log"`
+	Listeners []ListenerConfig `toml:"listener"`
+	Upstreams []UpstreamConfig `toml:"upstream"`
 }
 
 // LogConfig selects the log format and level.
@@ -161,6 +165,21 @@ const (
 	DefaultFailTimeout      = 10 * time.Second
 	DefaultMaxFails         = 1
 )
+
+// DefaultGCPercent keeps sluice's heap close to its live memory. Most of
+// that memory is long-lived per-connection TLS state, so Go's default of
+// 100 would let RSS run to about twice it; 25 measured 14.9 against 19.9
+// KiB per idle TLS connection, with no CPU cost visible in the request,
+// bulk and handshake benchmarks.
+const DefaultGCPercent = 25
+
+// GCPercentOrDefault returns the configured GC target or the default.
+func (c *Config) GCPercentOrDefault() int {
+	if c.GCPercent == nil {
+		return DefaultGCPercent
+	}
+	return *c.GCPercent
+}
 
 // DrainTimeoutOrDefault returns the configured drain timeout or the default.
 func (c *Config) DrainTimeoutOrDefault() time.Duration { return c.DrainTimeout.or(DefaultDrainTimeout) }

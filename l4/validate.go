@@ -80,6 +80,10 @@ func (c *Config) Validate() error {
 		es.add("log.level", "unknown level %q: expected \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
 	}
 
+	if c.GCPercent != nil && (*c.GCPercent < 10 || *c.GCPercent > 1000) {
+		es.add("gc_percent", "%d is out of range: expected 10 to 1000 (Go's default is 100)", *c.GCPercent)
+	}
+
 	upstreams := make(map[string]bool)
 	first := make(map[string]string) // upstream name → path of its first definition
 	for i, u := range c.Upstreams {

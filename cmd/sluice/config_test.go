@@ -161,7 +161,7 @@ address = "127.0.0.1:8443"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, log, listener, upstream)`},
+			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, gc_percent, log, listener, upstream)`},
 		},
 		{
 			name: "unknown key in listener.tls",
@@ -551,6 +551,16 @@ mode = "bridge"
 			},
 		},
 		{
+			name: "gc_percent out of range",
+			doc: `gc_percent = 5
+[[listener]]
+address = "127.0.0.1:8080"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:1: gc_percent: 5 is out of range: expected 10 to 1000 (Go's default is 100)`},
+		},
+		{
 			name: "sni matcher on a plain listener",
 			doc: `[[listener]]
 address = "127.0.0.1:8080"
@@ -785,7 +795,7 @@ alpn = ["h2"]
 client-auth = "none"
 `,
 			want: []string{
-				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, log, listener, upstream`,
+				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, gc_percent, log, listener, upstream`,
 				`{{file}}:3: listener.adress: unknown key: did you mean "address"?`,
 				`{{file}}:6: listener.tls.client-auth: unknown key: did you mean "client_auth"?`,
 			},

@@ -18,6 +18,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"runtime/debug"
 	"os/signal"
 	"syscall"
 	"time"
@@ -87,6 +88,9 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if *check {
 		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", *configPath)
 		return nil
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(cfg.GCPercentOrDefault())
 	}
 	// A listen error (address in use, permission) names its address key:
 	// point at it in the file like the other configuration errors.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -19,7 +18,8 @@ type holdReport struct {
 }
 
 // runHold is hold mode (S4): it opens cfg.conns TLS connections to
-// cfg.addr, completing each handshake and then sending nothing, prints
+// cfg.addr (plain TCP ones with cfg.plain), completing each handshake and
+// then sending nothing, prints
 // READY, holds them until stdin reaches EOF or cfg.timeout expires, closes
 // them and prints DONE. A goroutine per connection blocks in a 1-byte read
 // to notice connections the peer closes. It returns an error only if it
@@ -33,11 +33,11 @@ func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 	}
 	d := newDialer(cfg, host, nil)
 
-	conns := make([]*tls.Conn, cfg.conns)
+	conns := make([]net.Conn, cfg.conns)
 	var closing atomic.Bool // set before we close the connections ourselves
 	var byPeer atomic.Int64
 	var readers sync.WaitGroup
-	watch := func(c *tls.Conn) {
+	watch := func(c net.Conn) {
 		var b [1]byte
 		for {
 			if _, err := c.Read(b[:]); err != nil {
@@ -49,7 +49,13 @@ func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 		}
 	}
 	ready := openAll(ctx, cfg, stderr, func(ctx context.Context, i int) error {
-		c, err := d.dialTLS(ctx, cfg.addr)
+		var c net.Conn
+		var err error
+		if cfg.plain {
+			c, err = d.dialTCP(ctx, cfg.addr)
+		} else {
+			c, err = d.dialTLS(ctx, cfg.addr)
+		}
 		if err != nil {
 			return err
 		}

@@ -57,6 +57,7 @@ import (
 type config struct {
 	mode        string        // "hold" or "ws"
 	addr        string        // hold: host:port of the TLS listener
+	plain       bool          // hold: plain TCP connections, no TLS
 	url         string        // ws: ws:// or wss:// URL of the echo endpoint
 	sni         string        // TLS server name; "" derives it from addr/url
 	conns       int           // connections to open
@@ -112,6 +113,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.mode, "mode", "", "`hold` (idle TLS connections) or ws (WebSocket echo)")
 	fs.StringVar(&cfg.addr, "addr", "", "hold: TLS `host:port` to connect to")
+	fs.BoolVar(&cfg.plain, "plain", false, "hold: plain TCP connections instead of TLS")
 	fs.StringVar(&cfg.url, "url", "", "ws: WebSocket `URL` (wss://host:port/echo)")
 	fs.StringVar(&cfg.sni, "sni", "", "TLS server `name` (default: the host of -addr/-url, or localhost if that is an IP address)")
 	fs.IntVar(&cfg.conns, "conns", 1000, "connections to open")

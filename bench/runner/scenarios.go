@@ -67,7 +67,13 @@ func scenarios() []*scenario {
 			id: "S4", title: "idle TLS connections held after the handshake",
 			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
 			applies: all, fresh: true,
-			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p) },
+			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p, false) },
+		},
+		{
+			id: "S4p", title: "idle plain TCP connections (the passthrough and plain data path)",
+			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			applies: plain, fresh: true,
+			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p, true) },
 		},
 		{
 			id: "S5", title: "long-lived wss:// connections, a fraction echoing",
@@ -201,11 +207,18 @@ func (l *loadgenRun) finish() {
 	}
 }
 
-// hold is S4: N idle TLS connections, RSS per connection.
-func (r *runner) hold(p *peer) (metrics, error) {
+// hold is S4 (S4p with plain): N idle TLS (plain TCP) connections, RSS
+// per connection.
+func (r *runner) hold(p *peer, plain bool) (metrics, error) {
 	before := p.rss()
-	lg, err := r.loadgen("-mode", "hold", "-addr", fmt.Sprintf("127.0.0.1:%d", p.data(r).TLS),
-		"-conns", fmt.Sprint(r.conns), "-timeout", "120s", "-src", r.srcRange)
+	port := p.data(r).TLS
+	args := []string{"-mode", "hold", "-conns", fmt.Sprint(r.conns), "-timeout", "120s", "-src", r.srcRange}
+	if plain {
+		port = p.data(r).Plain
+		args = append(args, "-plain")
+	}
+	args = append(args, "-addr", fmt.Sprintf("127.0.0.1:%d", port))
+	lg, err := r.loadgen(args...)
 	if err != nil {
 		return nil, err
 	}
@@ -220,6 +233,7 @@ func (r *runner) hold(p *peer) (metrics, error) {
 	// Give the terminator a moment to finish its side of the last
 	// connections (the backend connect follows the handshake).
 	settle(p)
+	time.Sleep(r.idleWait)
 	after := p.rss()
 	m := metrics{"failed": float64(ready.Failed), "open_s": ready.OpenSeconds}
 	if ready.Opened > 0 {

@@ -127,27 +127,41 @@ func (h *half) drainCopy() (halfResult, bool) {
 			w, werr := h.dst.conn.Write(buf[:n])
 			h.counter.Add(int64(w))
 			if werr != nil {
-				return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}, true
+				return h.writeFailed(werr), true
 			}
 		}
-		switch {
-		case rerr == nil:
-			continue
-		case rerr == io.EOF:
-			return halfResult{eof: true, peer: h.srcPeer}, true
-		case rerr == errWouldBlock:
-			return halfResult{}, false
-		case isTimeout(rerr):
-			// The read deadline passed, perhaps long ago while the half
-			// was parked: bytes may be queued all the same.
-			if res, done := h.timedOut(); done {
-				return res, true
-			}
-			h.armRead(h.span())
-			continue
+		if res, more, done := h.readEnded(rerr); !more {
+			return res, done
 		}
-		return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, true
 	}
+}
+
+// readEnded sorts out what a read from the source returned: more=true to
+// read again (no error, or a read deadline that passed while bytes may be
+// queued all the same, perhaps long ago while the half was parked);
+// otherwise done=false to go and wait (nothing queued) or done=true with
+// the direction's end.
+func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
+	switch {
+	case rerr == nil:
+		return halfResult{}, true, false
+	case rerr == io.EOF:
+		return halfResult{eof: true, peer: h.srcPeer}, false, true
+	case rerr == errWouldBlock:
+		return halfResult{}, false, false
+	case isTimeout(rerr):
+		if res, done := h.timedOut(); done {
+			return res, false, true
+		}
+		h.armRead(h.span())
+		return halfResult{}, true, false
+	}
+	return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, false, true
+}
+
+// writeFailed is the end of the direction after a write to dst failed.
+func (h *half) writeFailed(werr error) halfResult {
+	return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}
 }
 
 // read reads from the source: without waiting when the source has a socket
@@ -172,30 +186,23 @@ func (h *half) drainSplice() (halfResult, bool) {
 	defer h.r.pipes.put(pp)
 	for {
 		_, rerr := spliceIn(h.src.sock, pp)
-		switch {
-		case rerr == nil:
-		case rerr == io.EOF:
-			return halfResult{eof: true, peer: h.srcPeer}, true
-		case rerr == errWouldBlock:
-			return halfResult{}, false
-		case isTimeout(rerr):
-			if res, done := h.timedOut(); done {
-				return res, true
+		if rerr != nil {
+			if isSpliceUnsupported(rerr) {
+				h.splice = false
+				return halfResult{}, false
 			}
-			h.armRead(h.span())
+			res, more, done := h.readEnded(rerr)
+			if !more {
+				return res, done
+			}
 			continue
-		case isSpliceUnsupported(rerr):
-			h.splice = false
-			return halfResult{}, false
-		default:
-			return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, true
 		}
 		h.r.touch()
 		h.armWrite()
 		w, werr := spliceOut(h.dst.sock, pp)
 		h.counter.Add(int64(w))
 		if werr != nil {
-			return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}, true
+			return h.writeFailed(werr), true
 		}
 	}
 }

@@ -89,6 +89,13 @@ func (h *half) loop() (res halfResult, parked bool) {
 		if res, done := h.drain(); done {
 			return res, false
 		}
+		// A direction that has moved nothing yet parks at once rather
+		// than after ParkAfter: most directions of a new connection wait
+		// for their peer's first bytes, and a burst of new connections
+		// would otherwise hold two goroutines each for that long.
+		if h.fresh() && h.park() {
+			return halfResult{}, true
+		}
 		res, done, park := h.wait()
 		if done {
 			return res, false
@@ -97,6 +104,11 @@ func (h *half) loop() (res halfResult, parked bool) {
 			return halfResult{}, true
 		}
 	}
+}
+
+// fresh reports whether the half may park and has not moved a byte yet.
+func (h *half) fresh() bool {
+	return h.r.parker != nil && h.counter.Load() == 0
 }
 
 func (h *half) drain() (halfResult, bool) {

@@ -48,7 +48,10 @@ type Options struct {
 	Pipes *PipePool
 
 	// Parker, if set, takes over directions that have been idle for
-	// ParkAfter, so that an idle connection holds no goroutine. Nil: idle
+	// ParkAfter, so that an idle connection holds no goroutine. A
+	// direction that has not moved a byte yet parks as soon as its source
+	// has nothing queued (a socket source, from the start), so a burst of
+	// new connections does not hold goroutines either. Nil: idle
 	// directions wait on their own goroutines.
 	Parker *Parker
 	// ParkAfter is how long a direction waits on its goroutine before it
@@ -142,7 +145,7 @@ func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, 
 // Start is Relay without waiting: it starts the two directions and returns
 // at once; done is called, on the goroutine that finished last, after both
 // directions have ended and both connections are closed. With opts.Parker
-// set, a connection idle for opts.ParkAfter holds no goroutine at all.
+// set, an idle connection holds no goroutine at all (see Options.Parker).
 func Start(ctx context.Context, client, backend net.Conn, opts Options, done func(Stats, error)) {
 	r := &relay{
 		idle:      opts.idleTimeout(),
@@ -173,8 +176,16 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		r.halves[dir] = newHalf(r, direction(dir), opts.NoSplice)
 	}
 	r.stopCtx = context.AfterFunc(ctx, r.cancel)
-	go r.halves[toBackend].copyHalf()
-	go r.halves[toClient].copyHalf()
+	for _, h := range r.halves {
+		// A socket has nothing buffered above it: its direction can park
+		// before it has run at all, and the Parker starts it as soon as
+		// the socket has bytes (level-triggered: including bytes already
+		// queued). Other sources must first be read until they would block.
+		if h.src.raw && h.fresh() && h.park() {
+			continue
+		}
+		go h.copyHalf()
+	}
 }
 
 type direction int

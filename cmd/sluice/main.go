@@ -105,6 +105,16 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.Signal) error {
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve() }()
+	trimCtx, stopTrim := context.WithCancel(context.Background())
+	trimDone := make(chan struct{})
+	go func() {
+		defer close(trimDone)
+		(&trimmer{logger: logger}).run(trimCtx)
+	}()
+	defer func() {
+		stopTrim()
+		<-trimDone
+	}()
 	logger.Info("sluice started", "version", version, "pid", os.Getpid())
 
 	for {

@@ -67,7 +67,7 @@ bench:
 # A quick pass over every scenario (1 run, 2 s, 300 connections) that checks
 # the suite itself works; its results go to a scratch directory.
 bench-smoke:
-	bash bench/run.sh -reps 1 -duration 2s -ws-duration 3s -conns 300 -out $$(mktemp -d)
+	bash bench/run.sh -reps 1 -duration 2s -ws-duration 3s -idle-wait 1s -conns 300 -out $$(mktemp -d)
 
 # The k6 versions of the workloads, when k6 is installed.
 bench-k6:

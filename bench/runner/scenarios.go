@@ -65,13 +65,13 @@ func scenarios() []*scenario {
 		},
 		{
 			id: "S4", title: "idle TLS connections held after the handshake",
-			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per idle connection", false}, {"kib_per_conn_open", "RSS KiB per connection right after opening", false}, {"failed", "failed connections", false}},
 			applies: all, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p, false) },
 		},
 		{
 			id: "S4p", title: "idle plain TCP connections (the passthrough and plain data path)",
-			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per idle connection", false}, {"kib_per_conn_open", "RSS KiB per connection right after opening", false}, {"failed", "failed connections", false}},
 			applies: plain, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) { return r.hold(p, true) },
 		},
@@ -233,10 +233,15 @@ func (r *runner) hold(p *peer, plain bool) (metrics, error) {
 	// Give the terminator a moment to finish its side of the last
 	// connections (the backend connect follows the handshake).
 	settle(p)
+	opened := p.rss()
+	// Then the figure that matters for idle connections: after they have
+	// been idle for a while, once what the opening burst used transiently
+	// has been given back (or not).
 	time.Sleep(r.idleWait)
 	after := p.rss()
 	m := metrics{"failed": float64(ready.Failed), "open_s": ready.OpenSeconds}
 	if ready.Opened > 0 {
+		m["kib_per_conn_open"] = float64(opened-before) / 1024 / float64(ready.Opened)
 		m["kib_per_conn"] = float64(after-before) / 1024 / float64(ready.Opened)
 	}
 	return m, nil

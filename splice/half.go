@@ -46,6 +46,10 @@ type half struct {
 
 	// Touched only by the goroutine running the half.
 	readArm, writeArm deadlineArm
+	batching          bool      // SO_RCVLOWAT raised on src (see batch.go)
+	rateStart         time.Time // start of the window rateBytes counts in
+	rateBytes         int64
+	emptyFlushes      int // flushes in a row that found nothing
 
 	// Guarded by r.mu.
 	parked bool
@@ -86,8 +90,18 @@ func (h *half) copyHalf() {
 // parked=true if the half handed itself to the Parker.
 func (h *half) loop() (res halfResult, parked bool) {
 	for {
+		before := h.counter.Load()
 		if res, done := h.drain(); done {
 			return res, false
+		}
+		if h.src.sock != nil {
+			h.pace(h.counter.Load() - before)
+		}
+		if h.batching {
+			if res, done := h.waitBatch(); done {
+				return res, false
+			}
+			continue
 		}
 		// A direction that has moved nothing yet parks at once rather
 		// than after ParkAfter: most directions of a new connection wait

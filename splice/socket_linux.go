@@ -158,3 +158,15 @@ func rawSocket(c net.Conn) syscall.RawConn {
 	}
 	return rc
 }
+
+// setRcvLowat sets the socket's SO_RCVLOWAT: how many bytes must be queued
+// before it reports readable.
+func setRcvLowat(rc syscall.RawConn, n int) error {
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
+	}); err != nil {
+		return err
+	}
+	return serr
+}

@@ -19,6 +19,7 @@ func waitReadable(syscall.RawConn) error                { return errUnsupported 
 func spliceIn(syscall.RawConn, *pipe) (int, error)      { return 0, errUnsupported }
 func spliceOut(syscall.RawConn, *pipe) (int, error)     { return 0, errUnsupported }
 func isSpliceUnsupported(error) bool                    { return true }
+func setRcvLowat(syscall.RawConn, int) error            { return errUnsupported }
 
 // PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
 // never used.

@@ -1,0 +1,82 @@
+package splice
+
+import "time"
+
+// Receive batching. A direction that moves bytes as fast as its source can
+// send them is woken for every few tens of KiB that arrive: on loopback or a
+// fast LAN that is tens of thousands of wake-ups a second per connection,
+// and each one that crosses CPUs costs an inter-processor interrupt, paid
+// on the sender's CPU (in a virtual machine, an exit too). A streaming
+// direction therefore raises SO_RCVLOWAT on its source, so that the kernel
+// wakes it only once batchLowat bytes are queued (or at EOF, an error or
+// the peer's close), and bounds how long fewer bytes may wait by a
+// batchFlush read deadline. Once a flush finds nothing the stream has
+// paused: the low-water mark goes back to 1 and every byte wakes the
+// direction at once again, as latency-sensitive traffic needs. Parked
+// directions never batch (the Parker's epoll honours SO_RCVLOWAT too).
+const (
+	// batchLowat is SO_RCVLOWAT while batching (Linux caps it at half the
+	// socket's receive buffer limit).
+	batchLowat = 512 << 10
+	// batchEnter bytes moved within batchWindow start batching: about
+	// 50 MB/s.
+	batchEnter  = 512 << 10
+	batchWindow = 10 * time.Millisecond
+	// batchFlush is the longest queued bytes wait while batching.
+	batchFlush = time.Millisecond
+	// batchQuiet flushes in a row that find nothing end batching.
+	batchQuiet = 2
+)
+
+// pace is told how many bytes the last drain moved, and starts or stops
+// batching.
+func (h *half) pace(moved int64) {
+	if h.batching {
+		if moved > 0 {
+			h.emptyFlushes = 0
+		} else if h.emptyFlushes++; h.emptyFlushes >= batchQuiet {
+			h.setBatching(false)
+		}
+		return
+	}
+	if moved == 0 {
+		return
+	}
+	now := time.Now()
+	if now.Sub(h.rateStart) > batchWindow {
+		h.rateStart, h.rateBytes = now, 0
+	}
+	h.rateBytes += moved
+	if h.rateBytes >= batchEnter {
+		h.setBatching(true)
+	}
+}
+
+// setBatching sets the source's SO_RCVLOWAT. If raising it fails, the
+// direction does not batch; if lowering it fails, the socket is closed or
+// broken and the next read says so.
+func (h *half) setBatching(on bool) {
+	lowat := 1
+	if on {
+		lowat = batchLowat
+	}
+	if err := setRcvLowat(h.src.sock, lowat); err != nil && on {
+		return
+	}
+	h.batching = on
+	h.rateStart, h.rateBytes, h.emptyFlushes = time.Time{}, 0, 0
+	// The read deadline in force was set for the other mode.
+	h.readArm = deadlineArm{}
+}
+
+// waitBatch is wait while batching: until batchLowat bytes are queued, the
+// source ends, or batchFlush passes, whichever is first. The next drain
+// finds out which.
+func (h *half) waitBatch() (res halfResult, done bool) {
+	h.src.conn.SetReadDeadline(time.Now().Add(batchFlush))
+	h.readArm = deadlineArm{}
+	if err := waitReadable(h.src.sock); err != nil && !isTimeout(err) {
+		return halfResult{err: benignOrNil(err), peer: h.srcPeer}, true
+	}
+	return halfResult{}, false
+}

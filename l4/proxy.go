@@ -42,8 +42,9 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	ids := NewConnIDs()
 	buffers := &splice.BufferPool{}
 
+	limits := KernelBufferLimits()
 	upstreams := make(map[string]*Upstream, len(cfg.Upstreams))
-	for _, uc := range cfg.Upstreams {
+	for i, uc := range cfg.Upstreams {
 		u := &Upstream{
 			Name:           uc.Name,
 			ConnectTimeout: uc.ConnectTimeout.Duration,
@@ -52,6 +53,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			Socket:         uc.socketOptions(),
 			Logger:         logger,
 		}
+		warnBufferCaps(logger, fmt.Sprintf("upstream[%d]", i), u.Socket, limits)
 		if uc.MaxFails != nil {
 			u.MaxFails = *uc.MaxFails
 		}
@@ -128,6 +130,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			p.storePath = append(p.storePath, path+".tls")
 			warnUncoveredSNI(logger, name, path, lc.Routes, store)
 		}
+		warnBufferCaps(logger, path, lc.socketOptions(), limits)
 		p.servers = append(p.servers, s)
 	}
 	if err := errors.Join(es...); err != nil {

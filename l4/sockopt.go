@@ -3,6 +3,7 @@ package l4
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"strconv"
 	"strings"
@@ -62,6 +63,27 @@ type SocketOptions struct {
 	// data, or after about this long (whole seconds, rounded up). Zero:
 	// off. Only for protocols in which the client speaks first.
 	DeferAccept time.Duration
+}
+
+// BufferLimits are the kernel's caps on SO_RCVBUF and SO_SNDBUF
+// (net.core.rmem_max and wmem_max); zero means unknown.
+type BufferLimits struct{ RcvMax, SndMax int }
+
+// warnBufferCaps logs, naming the key at path, each buffer size that the
+// kernel will silently cut down to its limit.
+func warnBufferCaps(logger *slog.Logger, path string, o SocketOptions, lim BufferLimits) {
+	for _, b := range []struct {
+		key, sysctl string
+		size, max   int
+	}{
+		{"rcvbuf", "net.core.rmem_max", o.RcvBuf, lim.RcvMax},
+		{"sndbuf", "net.core.wmem_max", o.SndBuf, lim.SndMax},
+	} {
+		if b.size > 0 && b.max > 0 && b.size > b.max {
+			logger.Warn("socket buffer size above the kernel's limit; the kernel caps it there (raise "+b.sysctl+" to allow it)",
+				"key", path+"."+b.key, "size", b.size, "limit", b.max)
+		}
+	}
 }
 
 // keepAlive returns the keepalive fields of a net.Dialer or

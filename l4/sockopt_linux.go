@@ -2,6 +2,9 @@ package l4
 
 import (
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -16,4 +19,18 @@ func setDeferAccept(fd int, d time.Duration) error {
 		return fmt.Errorf("set TCP_DEFER_ACCEPT %d: %w", secs, err)
 	}
 	return nil
+}
+
+// KernelBufferLimits reads net.core.rmem_max and wmem_max; a value it
+// cannot read is zero (unknown).
+func KernelBufferLimits() BufferLimits {
+	read := func(name string) int {
+		b, err := os.ReadFile("/proc/sys/net/core/" + name)
+		if err != nil {
+			return 0
+		}
+		n, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+		return n
+	}
+	return BufferLimits{RcvMax: read("rmem_max"), SndMax: read("wmem_max")}
 }

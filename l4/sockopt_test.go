@@ -1,7 +1,9 @@
 package l4
 
 import (
+	"bytes"
 	"errors"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -190,4 +192,38 @@ func flattenErrors(err error) []error {
 		return j.Unwrap()
 	}
 	return []error{err}
+}
+
+func TestWarnBufferCaps(t *testing.T) {
+	lim := BufferLimits{RcvMax: 212992, SndMax: 4 << 20}
+	for _, tc := range []struct {
+		name string
+		o    SocketOptions
+		lim  BufferLimits
+		want []string // keys warned about
+	}{
+		{"unset", SocketOptions{}, lim, nil},
+		{"within", SocketOptions{RcvBuf: 212992, SndBuf: 1 << 20}, lim, nil},
+		{"rcvbuf over", SocketOptions{RcvBuf: 1 << 20}, lim, []string{"upstream[2].rcvbuf"}},
+		{"both over", SocketOptions{RcvBuf: 1 << 20, SndBuf: 8 << 20}, lim, []string{"upstream[2].rcvbuf", "upstream[2].sndbuf"}},
+		{"limits unknown", SocketOptions{RcvBuf: 64 << 20}, BufferLimits{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var buf bytes.Buffer
+			logger := slog.New(slog.NewTextHandler(&buf, nil))
+			warnBufferCaps(logger, "upstream[2]", tc.o, tc.lim)
+			lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+			if buf.Len() == 0 {
+				lines = nil
+			}
+			if len(lines) != len(tc.want) {
+				t.Fatalf("logged %q, want warnings for %q", lines, tc.want)
+			}
+			for i, k := range tc.want {
+				if !strings.Contains(lines[i], "level=WARN") || !strings.Contains(lines[i], "key="+k) {
+					t.Errorf("line %q, want a warning naming %s", lines[i], k)
+				}
+			}
+		})
+	}
 }

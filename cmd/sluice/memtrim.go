@@ -3,7 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
-	"runtime/debug"
+	"runtime"
 	"runtime/metrics"
 	"time"
 )
@@ -11,23 +11,29 @@ import (
 // A burst of new connections leaves memory behind in the Go runtime: each
 // connection's setup runs on a goroutine whose stack grows to 8 KiB or more
 // while it dials or handshakes, and ends once the relay starts (an idle
-// relay holds no goroutine). After the burst those stacks sit free in the
-// heap, counted in RSS, and the runtime's own scavenger returns them only
-// once a GC recomputes its goal, which an idle process may not run for two
-// minutes. The trimmer notices spare memory that has stopped being drawn
-// down and hands it back at once (a GC and a scavenge, as HAProxy trims its
-// allocator after releasing pools).
+// relay holds no goroutine). After the burst those stacks sit with dead
+// goroutines or free in the heap, counted in RSS. The runtime's scavenger
+// returns free memory to the OS, but towards a goal it recomputes only at
+// the end of a GC cycle, and a process whose connections have gone idle
+// allocates nothing and may not run a GC for two minutes. The trimmer
+// notices that case (much spare memory, no GC for a while) and runs one
+// GC, which frees the dead goroutines' stacks and lets the scavenger
+// return the lot in the background. A process that keeps allocating runs
+// GCs of its own and is left alone; there is no forced scavenge, whose
+// pause would stall every connection.
 
 // memSample is what the trimmer reads from the runtime.
 type memSample struct {
-	free   uint64 // heap memory free and not yet returned to the OS
-	stacks uint64 // heap memory reserved for goroutine stacks, used or not
-	inUse  uint64 // stack memory in use at the last GC
-	live   uint64 // live heap at the last GC
+	free     uint64 // heap memory free and not yet returned to the OS
+	stacks   uint64 // heap memory reserved for goroutine stacks, used or not
+	inUse    uint64 // stack memory scanned (in use) at the last GC
+	live     uint64 // live heap at the last GC
+	gcCycles uint64 // GC cycles completed
 }
 
-// spare is free memory the runtime holds: free heap pages and stack space
-// beyond what goroutines used at the last GC.
+// spare estimates free memory the runtime holds: free heap pages and stack
+// space beyond what goroutines used at the last GC (an overestimate while
+// many goroutines are alive; see trimmer.done).
 func (s memSample) spare() uint64 {
 	sp := s.free
 	if s.stacks > s.inUse {
@@ -36,56 +42,77 @@ func (s memSample) spare() uint64 {
 	return sp
 }
 
-// trimmer decides when returning memory is worth a forced GC. The zero
-// value has the defaults; read and trim are the runtime's unless set.
+// trimmer decides when a GC is worth forcing. The zero value has the
+// defaults; read and gc are the runtime's unless set.
 type trimmer struct {
-	every   time.Duration // how often to look; 0 means 1s
-	minGap  time.Duration // between trims; 0 means 10s, doubled while trims return little
-	minKeep uint64        // smallest spare worth a trim; 0 means 16 MiB
-	logger  *slog.Logger
-	read    func() memSample
-	trim    func()
+	every    time.Duration // how often to look; 0 means 1s
+	quiet    time.Duration // no GC for this long first; 0 means 2s
+	minGap   time.Duration // between forced GCs; 0 means 10s, doubled while they return little
+	minSpare uint64        // smallest spare worth a GC; 0 means 16 MiB
+	logger   *slog.Logger
+	read     func() memSample
+	gc       func()
 
-	prev    uint64 // spare at the last look
-	last    time.Time
+	cycles  uint64    // GC cycles at the last look
+	lastGC  time.Time // when a GC was last seen to complete
+	last    time.Time // when the trimmer last forced one
+	before  uint64    // spare when it did
+	lowest  uint64    // the least spare seen since
 	gap     time.Duration
 	trimmed bool
 }
 
-// due reports whether to trim now: spare memory is large in absolute terms
-// and against the live heap (a forced GC costs in proportion to the live
-// heap), it is not being drawn down (the burst is over), and the last trim
-// was long enough ago.
+// due reports whether to force a GC now: spare memory is large in absolute
+// terms and against the live heap (a GC costs in proportion to the live
+// heap), no GC has run for t.quiet, and the last forced one was long
+// enough ago.
 func (t *trimmer) due(s memSample, now time.Time) bool {
-	sp := s.spare()
-	prev := t.prev
-	t.prev = sp
 	if t.gap == 0 {
 		t.gap = t.gapMin()
 	}
-	if sp < t.minSpare() || sp < s.live/4 || sp < prev {
+	if s.gcCycles != t.cycles || t.lastGC.IsZero() {
+		t.cycles, t.lastGC = s.gcCycles, now
+	}
+	sp := s.spare()
+	t.lowest = min(t.lowest, sp)
+	if sp < t.spareMin() || sp < s.live/4 || now.Sub(t.lastGC) < t.quietFor() {
 		return false
 	}
-	return !t.trimmed || now.Sub(t.last) >= t.gap
-}
-
-// done records a trim that released released bytes: a trim that returned
-// little means the spare estimate is off (say, many busy goroutines with
-// big stacks), so the next one waits longer.
-func (t *trimmer) done(released uint64, now time.Time) {
-	t.trimmed, t.last = true, now
-	if released < t.minSpare()/2 {
-		t.gap = min(2*t.gap, 5*time.Minute)
-	} else {
-		t.gap = t.gapMin()
+	if !t.trimmed {
+		return true
 	}
+	if now.Sub(t.last) < t.gap {
+		return false
+	}
+	// The last forced GC should have let the scavenger return most of
+	// what was spare then. If it did not, the estimate is off (many live
+	// goroutines with big stacks, say): wait longer before the next.
+	if t.lowest+t.spareMin()/2 > t.before {
+		t.gap = min(2*t.gap, 5*time.Minute)
+		t.last = now
+		return false
+	}
+	t.gap = t.gapMin()
+	return true
 }
 
-func (t *trimmer) minSpare() uint64 {
-	if t.minKeep == 0 {
+// done records a forced GC.
+func (t *trimmer) done(s memSample, now time.Time) {
+	t.trimmed, t.last, t.before, t.lowest = true, now, s.spare(), s.spare()
+}
+
+func (t *trimmer) spareMin() uint64 {
+	if t.minSpare == 0 {
 		return 16 << 20
 	}
-	return t.minKeep
+	return t.minSpare
+}
+
+func (t *trimmer) quietFor() time.Duration {
+	if t.quiet == 0 {
+		return 2 * time.Second
+	}
+	return t.quiet
 }
 
 func (t *trimmer) gapMin() time.Duration {
@@ -101,12 +128,12 @@ func (t *trimmer) run(ctx context.Context) {
 	if every == 0 {
 		every = time.Second
 	}
-	read, trim := t.read, t.trim
+	read, gc := t.read, t.gc
 	if read == nil {
 		read = readMemSample
 	}
-	if trim == nil {
-		trim = debug.FreeOSMemory
+	if gc == nil {
+		gc = runtime.GC
 	}
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -119,14 +146,11 @@ func (t *trimmer) run(ctx context.Context) {
 			if !t.due(s, now) {
 				continue
 			}
-			trim()
-			after := read()
-			released := s.spare() - min(after.spare(), s.spare())
-			t.done(released, now)
-			t.prev = after.spare()
+			gc()
+			t.done(s, now)
 			if t.logger != nil {
-				t.logger.Debug("returned spare memory to the OS", "spare_mib", s.spare()>>20,
-					"released_mib", released>>20, "took", time.Since(now).Round(time.Millisecond))
+				t.logger.Debug("forced a GC so that spare memory goes back to the OS",
+					"spare_mib", s.spare()>>20, "live_mib", s.live>>20, "took", time.Since(now).Round(time.Millisecond))
 			}
 		}
 	}
@@ -137,6 +161,7 @@ var memMetrics = [...]string{
 	"/memory/classes/heap/stacks:bytes",
 	"/gc/scan/stack:bytes",
 	"/gc/heap/live:bytes",
+	"/gc/cycles/total:gc-cycles",
 }
 
 func readMemSample() memSample {
@@ -151,5 +176,5 @@ func readMemSample() memSample {
 		}
 		return s[i].Value.Uint64()
 	}
-	return memSample{free: u(0), stacks: u(1), inUse: u(2), live: u(3)}
+	return memSample{free: u(0), stacks: u(1), inUse: u(2), live: u(3), gcCycles: u(4)}
 }

@@ -13,44 +13,60 @@ func TestTrimmerDue(t *testing.T) {
 	type look struct {
 		s    memSample
 		at   time.Duration // after t0
-		want bool
-		// released, if set, records a trim that returned this much.
-		released uint64
+		want bool          // a forced GC; the test records it with done
 	}
-	burst := memSample{free: 40 * mib, stacks: 30 * mib, inUse: 1 * mib, live: 30 * mib}
+	// After a burst: free heap and dead goroutines' stacks, no GC running.
+	burst := memSample{free: 40 * mib, stacks: 30 * mib, inUse: 1 * mib, live: 30 * mib, gcCycles: 7}
+	// What the scavenger leaves once a GC has set its goal.
+	after := memSample{free: 2 * mib, stacks: 1 * mib, inUse: 1 * mib, live: 30 * mib, gcCycles: 8}
 	for _, tc := range []struct {
 		name  string
 		looks []look
 	}{
 		{"small spare is kept", []look{
 			{s: memSample{free: 4 * mib, live: 8 * mib}},
-			{s: memSample{free: 4 * mib, live: 8 * mib}, at: time.Second},
+			{s: memSample{free: 4 * mib, live: 8 * mib}, at: time.Minute},
 		}},
 		{"spare small against the live heap is kept", []look{
 			{s: memSample{free: 20 * mib, live: 200 * mib}},
-			{s: memSample{free: 20 * mib, live: 200 * mib}, at: time.Second},
+			{s: memSample{free: 20 * mib, live: 200 * mib}, at: time.Minute},
 		}},
 		{"stacks in use are not spare", []look{
 			{s: memSample{free: 1 * mib, stacks: 80 * mib, inUse: 79 * mib, live: 8 * mib}},
-			{s: memSample{free: 1 * mib, stacks: 80 * mib, inUse: 79 * mib, live: 8 * mib}, at: time.Second},
+			{s: memSample{free: 1 * mib, stacks: 80 * mib, inUse: 79 * mib, live: 8 * mib}, at: time.Minute},
 		}},
-		{"trims once the burst's spare stops shrinking", []look{
-			{s: memSample{free: 90 * mib, live: 30 * mib}, want: true, released: 90 * mib},
-			{s: memSample{free: 60 * mib, live: 30 * mib}, at: 11 * time.Second}, // being reused
-			{s: memSample{free: 50 * mib, live: 30 * mib}, at: 11 * time.Second}, // still
-			{s: memSample{free: 50 * mib, live: 30 * mib}, at: 12 * time.Second, want: true},
+		{"waits for the GCs to stop", []look{
+			{s: burst},
+			{s: burst, at: time.Second},
+			{s: withCycles(burst, 8), at: 2 * time.Second}, // a GC of the process's own
+			{s: withCycles(burst, 8), at: 3 * time.Second},
+			{s: withCycles(burst, 8), at: 4 * time.Second, want: true},
 		}},
-		{"not again within the gap", []look{
-			{s: burst, want: true, released: 60 * mib},
-			{s: burst, at: 5 * time.Second},
-			{s: burst, at: 10 * time.Second, want: true},
+		{"a busy process is left alone", []look{
+			{s: withCycles(burst, 1)},
+			{s: withCycles(burst, 2), at: time.Second},
+			{s: withCycles(burst, 3), at: 2 * time.Second},
+			{s: withCycles(burst, 4), at: 3 * time.Second},
+			{s: withCycles(burst, 5), at: 4 * time.Second},
 		}},
-		{"a trim that returned little doubles the gap", []look{
-			{s: burst, want: true, released: 1 * mib},
-			{s: burst, at: 10 * time.Second},
-			{s: burst, at: 19 * time.Second},
-			{s: burst, at: 20 * time.Second, want: true, released: 60 * mib},
-			{s: burst, at: 30 * time.Second, want: true},
+		{"again after the gap when it helped", []look{
+			{s: burst},
+			{s: burst, at: 2 * time.Second, want: true},
+			{s: after, at: 3 * time.Second},
+			{s: withCycles(burst, 9), at: 4 * time.Second}, // a second burst
+			{s: withCycles(burst, 9), at: 8 * time.Second},
+			{s: withCycles(burst, 9), at: 12 * time.Second, want: true},
+		}},
+		{"backs off while it does not help", []look{
+			{s: burst},
+			{s: burst, at: 2 * time.Second, want: true},
+			{s: withCycles(burst, 8), at: 3 * time.Second},  // its GC, and no less spare
+			{s: withCycles(burst, 8), at: 12 * time.Second}, // so the gap doubles to 20s
+			{s: withCycles(burst, 8), at: 31 * time.Second},
+			{s: withCycles(burst, 8), at: 32 * time.Second}, // and to 40s
+			{s: withCycles(burst, 8), at: 71 * time.Second},
+			{s: withCycles(after, 8), at: 72 * time.Second}, // returned after all
+			{s: withCycles(burst, 8), at: 73 * time.Second, want: true},
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -61,37 +77,43 @@ func TestTrimmerDue(t *testing.T) {
 					t.Fatalf("look %d (%+v at %v): due = %v, want %v", i, l.s, l.at, got, l.want)
 				}
 				if l.want {
-					tr.done(l.released, now)
+					tr.done(l.s, now)
 				}
 			}
 		})
 	}
 }
 
-// TestTrimmerRun drives the loop with scripted samples: it trims when the
-// samples say so, once, and stops with its context.
+func withCycles(s memSample, n uint64) memSample {
+	s.gcCycles = n
+	return s
+}
+
+// TestTrimmerRun drives the loop with scripted samples: it forces a GC
+// when they say so, once, and stops with its context.
 func TestTrimmerRun(t *testing.T) {
 	const mib = 1 << 20
 	var (
-		mu      sync.Mutex
-		trimmed bool
+		mu     sync.Mutex
+		forced bool
 	)
-	trims := make(chan struct{}, 10)
+	gcs := make(chan struct{}, 10)
 	tr := &trimmer{
 		every: time.Millisecond,
+		quiet: time.Millisecond,
 		read: func() memSample {
 			mu.Lock()
 			defer mu.Unlock()
-			if trimmed {
-				return memSample{free: 0, live: 30 * mib}
+			if forced {
+				return memSample{free: 0, live: 30 * mib, gcCycles: 2}
 			}
-			return memSample{free: 64 * mib, live: 30 * mib}
+			return memSample{free: 64 * mib, live: 30 * mib, gcCycles: 1}
 		},
-		trim: func() {
+		gc: func() {
 			mu.Lock()
-			trimmed = true
+			forced = true
 			mu.Unlock()
-			trims <- struct{}{}
+			gcs <- struct{}{}
 		},
 	}
 	ctx, cancel := context.WithCancel(context.Background())
@@ -101,9 +123,9 @@ func TestTrimmerRun(t *testing.T) {
 		tr.run(ctx)
 	}()
 	select {
-	case <-trims:
+	case <-gcs:
 	case <-time.After(10 * time.Second):
-		t.Fatal("no trim with 64 MiB spare")
+		t.Fatal("no GC forced with 64 MiB spare")
 	}
 	cancel()
 	select {
@@ -111,7 +133,7 @@ func TestTrimmerRun(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after cancel")
 	}
-	if n := len(trims); n != 0 {
-		t.Fatalf("%d more trims after the spare was returned", n)
+	if n := len(gcs); n != 0 {
+		t.Fatalf("%d more GCs forced after the spare was returned", n)
 	}
 }

@@ -69,7 +69,7 @@ func run() error {
 	flag.StringVar(&r.loadCPU, "load-cpu", "1", "CPU for load generators and backends")
 	flag.DurationVar(&r.duration, "duration", 8*time.Second, "length of each wrk run")
 	flag.DurationVar(&r.wsDuration, "ws-duration", 15*time.Second, "length of each WebSocket echo phase")
-	flag.DurationVar(&r.idleWait, "idle-wait", 5*time.Second, "S4/S4p: keep the connections idle this long after they settle, then read RSS again")
+	flag.DurationVar(&r.idleWait, "idle-wait", 10*time.Second, "S4/S4p: keep the connections idle this long after they settle, then read RSS again")
 	flag.IntVar(&r.reps, "reps", 3, "repetitions of each scenario per peer")
 	flag.IntVar(&r.conns, "conns", 10000, "connections for S4 and S5 (capped by the fd limit)")
 	flag.StringVar(&r.srcRange, "src", "127.0.0.2-127.0.0.40", "client source addresses for S4/S5")

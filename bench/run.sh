@@ -24,7 +24,7 @@ if [ "$(nproc)" -lt 2 ]; then
 	exit 1
 fi
 
-go build -o bin/sluice ./cmd/sluice
+go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/sluice ./cmd/sluice
 go build -o bin/loadgen ./bench/loadgen
 go build -o bin/bench-runner ./bench/runner
 

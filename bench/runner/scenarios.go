@@ -93,7 +93,7 @@ func scenarios() []*scenario {
 			},
 		},
 		{
-			id: "S6b", title: "TLS passthrough (plain TCP listener to a TLS backend), 1 MiB bodies (vs direct)",
+			id: "S6b", title: "TLS passthrough to a TLS backend (sluice: a passthrough route; the peers: plain TCP), 1 MiB bodies (vs direct)",
 			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
 			applies: plain,
 			run: func(r *runner, p *peer) (metrics, error) {

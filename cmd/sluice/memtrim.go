@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"runtime"
 	"runtime/metrics"
+	"syscall"
 	"time"
 )
 
@@ -16,19 +17,22 @@ import (
 // returns free memory to the OS, but towards a goal it recomputes only at
 // the end of a GC cycle, and a process whose connections have gone idle
 // allocates nothing and may not run a GC for two minutes. The trimmer
-// notices that case (much spare memory, no GC for a while) and runs one
-// GC, which frees the dead goroutines' stacks and lets the scavenger
-// return the lot in the background. A process that keeps allocating runs
-// GCs of its own and is left alone; there is no forced scavenge, whose
-// pause would stall every connection.
+// notices that case (much spare memory, no GC and next to no CPU used for
+// a while) and runs one GC, which frees the dead goroutines' stacks and
+// lets the scavenger return the lot in the background. A process that is
+// serving traffic is left alone: a GC of a large heap on one CPU costs
+// milliseconds of latency, and such a process runs GCs of its own (the
+// runtime forces one every two minutes anyway). There is no forced
+// scavenge either, whose pause would stall every connection.
 
 // memSample is what the trimmer reads from the runtime.
 type memSample struct {
-	free     uint64 // heap memory free and not yet returned to the OS
-	stacks   uint64 // heap memory reserved for goroutine stacks, used or not
-	inUse    uint64 // stack memory scanned (in use) at the last GC
-	live     uint64 // live heap at the last GC
-	gcCycles uint64 // GC cycles completed
+	free     uint64        // heap memory free and not yet returned to the OS
+	stacks   uint64        // heap memory reserved for goroutine stacks, used or not
+	inUse    uint64        // stack memory scanned (in use) at the last GC
+	live     uint64        // live heap at the last GC
+	gcCycles uint64        // GC cycles completed
+	cpu      time.Duration // CPU time the process has used (user + system)
 }
 
 // spare estimates free memory the runtime holds: free heap pages and stack
@@ -46,7 +50,7 @@ func (s memSample) spare() uint64 {
 // defaults; read and gc are the runtime's unless set.
 type trimmer struct {
 	every    time.Duration // how often to look; 0 means 1s
-	quiet    time.Duration // no GC for this long first; 0 means 2s
+	quiet    time.Duration // no GC and no load for this long first; 0 means 2s
 	minGap   time.Duration // between forced GCs; 0 means 10s, doubled while they return little
 	minSpare uint64        // smallest spare worth a GC; 0 means 16 MiB
 	logger   *slog.Logger
@@ -55,6 +59,9 @@ type trimmer struct {
 
 	cycles  uint64    // GC cycles at the last look
 	lastGC  time.Time // when a GC was last seen to complete
+	prevAt  time.Time // the last look
+	prevCPU time.Duration
+	idle    time.Time // since when the process has used under maxLoad of a CPU
 	last    time.Time // when the trimmer last forced one
 	before  uint64    // spare when it did
 	lowest  uint64    // the least spare seen since
@@ -62,10 +69,13 @@ type trimmer struct {
 	trimmed bool
 }
 
+// maxLoad is the share of one CPU under which the process counts as idle.
+const maxLoad = 0.02
+
 // due reports whether to force a GC now: spare memory is large in absolute
 // terms and against the live heap (a GC costs in proportion to the live
-// heap), no GC has run for t.quiet, and the last forced one was long
-// enough ago.
+// heap), for t.quiet no GC has run and the process has been all but idle,
+// and the last forced GC was long enough ago.
 func (t *trimmer) due(s memSample, now time.Time) bool {
 	if t.gap == 0 {
 		t.gap = t.gapMin()
@@ -73,9 +83,13 @@ func (t *trimmer) due(s memSample, now time.Time) bool {
 	if s.gcCycles != t.cycles || t.lastGC.IsZero() {
 		t.cycles, t.lastGC = s.gcCycles, now
 	}
+	if t.prevAt.IsZero() || float64(s.cpu-t.prevCPU) > maxLoad*float64(now.Sub(t.prevAt)) {
+		t.idle = now
+	}
+	t.prevAt, t.prevCPU = now, s.cpu
 	sp := s.spare()
 	t.lowest = min(t.lowest, sp)
-	if sp < t.spareMin() || sp < s.live/4 || now.Sub(t.lastGC) < t.quietFor() {
+	if sp < t.spareMin() || sp < s.live/4 || now.Sub(t.lastGC) < t.quietFor() || now.Sub(t.idle) < t.quietFor() {
 		return false
 	}
 	if !t.trimmed {
@@ -176,5 +190,15 @@ func readMemSample() memSample {
 		}
 		return s[i].Value.Uint64()
 	}
-	return memSample{free: u(0), stacks: u(1), inUse: u(2), live: u(3), gcCycles: u(4)}
+	return memSample{free: u(0), stacks: u(1), inUse: u(2), live: u(3), gcCycles: u(4), cpu: processCPU()}
+}
+
+// processCPU is the CPU time the process has used; zero if unknown (then
+// the process always looks idle).
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -49,6 +49,14 @@ func TestTrimmerDue(t *testing.T) {
 			{s: withCycles(burst, 4), at: 3 * time.Second},
 			{s: withCycles(burst, 5), at: 4 * time.Second},
 		}},
+		{"a serving process is left alone", []look{
+			{s: withCPU(burst, 0)},
+			{s: withCPU(burst, 50*time.Millisecond), at: time.Second}, // 5% of a CPU
+			{s: withCPU(burst, 100*time.Millisecond), at: 2 * time.Second},
+			{s: withCPU(burst, 150*time.Millisecond), at: 3 * time.Second},
+			{s: withCPU(burst, 160*time.Millisecond), at: 4 * time.Second}, // 1% since 3s: idle
+			{s: withCPU(burst, 165*time.Millisecond), at: 5 * time.Second, want: true},
+		}},
 		{"again after the gap when it helped", []look{
 			{s: burst},
 			{s: burst, at: 2 * time.Second, want: true},
@@ -82,6 +90,11 @@ func TestTrimmerDue(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withCPU(s memSample, d time.Duration) memSample {
+	s.cpu = d
+	return s
 }
 
 func withCycles(s memSample, n uint64) memSample {

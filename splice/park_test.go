@@ -39,7 +39,10 @@ func parkWorld(t *testing.T, tr transport, cfg worldConfig) (*world, *BufferPool
 	t.Cleanup(func() { p.Close() })
 	t.Cleanup(pipes.Close)
 	opts := cfg.opts
-	opts.Buffers, opts.Pipes, opts.Parker, opts.ParkAfter = buffers, pipes, p, parkAfter
+	opts.Buffers, opts.Pipes, opts.Parker = buffers, pipes, p
+	if opts.ParkAfter == 0 {
+		opts.ParkAfter = parkAfter
+	}
 	trCfg := tr.cfg(opts)
 	trCfg.park = false // this Parker, with this ParkAfter
 	trCfg.wrapClient = cfg.wrapClient
@@ -129,6 +132,30 @@ func TestParkHoldsNothing(t *testing.T) {
 			closeBothEOF(t, w)
 			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
 			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkFresh: a relay's directions park as soon as their sources have
+// nothing queued, before they have moved a byte, without waiting
+// ParkAfter (an hour here); traffic resumes them exactly; and once a
+// direction has moved bytes it waits ParkAfter on its goroutine again.
+func TestParkFresh(t *testing.T) {
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{ParkAfter: time.Hour}})
+			waitParked(t, w, 2)
+			checkPoolsIdle(t, buffers, pipes, nil)
+			up, down := payload(64<<10), payload(32<<10)
+			if err := exchange(w, up, down); err != nil {
+				t.Fatal(err)
+			}
+			if !eventually(func() bool { return w.parker.Parked() == 0 && copyHalfGoroutines() == 2 }) {
+				t.Fatalf("after traffic: %d parked, %d running; want both directions waiting on goroutines",
+					w.parker.Parked(), copyHalfGoroutines())
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: int64(len(up)), BytesOut: int64(len(down)), Reason: ClientClosed})
 		})
 	}
 }

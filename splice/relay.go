@@ -126,7 +126,10 @@ type Stats struct {
 // bytes move. A *tls.Conn whose transport is a Transport is read without
 // waiting, so that it too waits with nothing borrowed; over any other
 // transport, and for other connection types, a direction waits in a
-// blocking read that holds its buffer.
+// blocking read that holds its buffer. A direction that streams raises
+// SO_RCVLOWAT on its source so that it is woken per half MiB rather than
+// per segment, never letting bytes wait more than a millisecond (see
+// batch.go).
 //
 // The returned error is nil for ordinary endings (EOF, resets and the like,
 // which are what clients do every day) and for idle timeouts; it carries the

@@ -26,12 +26,21 @@ func readNonblock(rc syscall.RawConn, p []byte) (int, error) {
 	}); rerr != nil {
 		return 0, rerr
 	}
+	return readOutcome("read", n, err, len(p))
+}
+
+// readOutcome reports what a non-blocking call that read want bytes from
+// a socket returned, as a read does: errWouldBlock for EAGAIN, io.EOF
+// when it moved nothing, its error as an *os.SyscallError named op.
+// (The calls themselves stay inline in their RawConn callbacks: a shared
+// callback would cost another allocation on every read.)
+func readOutcome(op string, n int, err error, want int) (int, error) {
 	switch {
 	case err == unix.EAGAIN:
 		return 0, errWouldBlock
 	case err != nil:
-		return 0, os.NewSyscallError("read", err)
-	case n == 0 && len(p) > 0:
+		return 0, os.NewSyscallError(op, err)
+	case n == 0 && want > 0:
 		return 0, io.EOF
 	}
 	return n, nil
@@ -90,13 +99,8 @@ func spliceIn(rc syscall.RawConn, pp *pipe) (int, error) {
 	}); rerr != nil {
 		return 0, rerr
 	}
-	switch {
-	case err == unix.EAGAIN:
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, os.NewSyscallError("splice", err)
-	case n == 0:
-		return 0, io.EOF
+	if n, err = readOutcome("splice", n, err, pp.size); err != nil {
+		return 0, err
 	}
 	pp.data += n
 	return n, nil

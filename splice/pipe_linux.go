@@ -109,6 +109,11 @@ func (p *PipePool) put(pp *pipe) {
 		}
 		p.mu.Unlock()
 	}
+	p.close(pp)
+}
+
+// close closes both ends of a pipe that leaves the pool for good.
+func (p *PipePool) close(pp *pipe) {
 	unix.Close(pp.r)
 	unix.Close(pp.w)
 	p.open.Add(-1)
@@ -133,8 +138,6 @@ func (p *PipePool) Close() {
 	p.free = nil
 	p.mu.Unlock()
 	for _, pp := range free {
-		unix.Close(pp.r)
-		unix.Close(pp.w)
-		p.open.Add(-1)
+		p.close(pp)
 	}
 }

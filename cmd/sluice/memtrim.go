@@ -62,11 +62,10 @@ type trimmer struct {
 	prevAt  time.Time // the last look
 	prevCPU time.Duration
 	idle    time.Time // since when the process has used under maxLoad of a CPU
-	last    time.Time // when the trimmer last forced one
+	last    time.Time // when the trimmer last forced one; zero: never
 	before  uint64    // spare when it did
 	lowest  uint64    // the least spare seen since
 	gap     time.Duration
-	trimmed bool
 }
 
 // maxLoad is the share of one CPU under which the process counts as idle.
@@ -92,7 +91,7 @@ func (t *trimmer) due(s memSample, now time.Time) bool {
 	if sp < t.spareMin() || sp < s.live/4 || now.Sub(t.lastGC) < t.quietFor() || now.Sub(t.idle) < t.quietFor() {
 		return false
 	}
-	if !t.trimmed {
+	if t.last.IsZero() {
 		return true
 	}
 	if now.Sub(t.last) < t.gap {
@@ -112,7 +111,7 @@ func (t *trimmer) due(s memSample, now time.Time) bool {
 
 // done records a forced GC.
 func (t *trimmer) done(s memSample, now time.Time) {
-	t.trimmed, t.last, t.before, t.lowest = true, now, s.spare(), s.spare()
+	t.last, t.before, t.lowest = now, s.spare(), s.spare()
 }
 
 func (t *trimmer) spareMin() uint64 {

@@ -12,21 +12,9 @@ import (
 // rcvLowat reads c's SO_RCVLOWAT.
 func rcvLowat(tb testing.TB, c *net.TCPConn) int {
 	tb.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var n int
-	var gerr error
-	if err := rc.Control(func(fd uintptr) {
-		n, gerr = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT)
-	}); err != nil {
-		tb.Fatal(err)
-	}
-	if gerr != nil {
-		tb.Fatal(gerr)
-	}
-	return n
+	return sockInt(tb, c, func(fd int) (int, error) {
+		return unix.GetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT)
+	})
 }
 
 // TestPace drives the batching decision with drains of given sizes and

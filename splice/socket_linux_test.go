@@ -61,17 +61,23 @@ func eventually(cond func() bool) bool {
 // inq is how many bytes c's socket has received and nobody has read yet.
 func inq(tb testing.TB, c *net.TCPConn) int {
 	tb.Helper()
+	return sockInt(tb, c, func(fd int) (int, error) { return unix.IoctlGetInt(fd, unix.SIOCINQ) })
+}
+
+// sockInt reads an int from c's socket with get, failing the test on error.
+func sockInt(tb testing.TB, c *net.TCPConn, get func(fd int) (int, error)) int {
+	tb.Helper()
 	rc, err := c.SyscallConn()
 	if err != nil {
 		tb.Fatal(err)
 	}
 	var n int
-	var ierr error
-	if err := rc.Control(func(fd uintptr) { n, ierr = unix.IoctlGetInt(int(fd), unix.SIOCINQ) }); err != nil {
+	var gerr error
+	if err := rc.Control(func(fd uintptr) { n, gerr = get(int(fd)) }); err != nil {
 		tb.Fatal(err)
 	}
-	if ierr != nil {
-		tb.Fatal(ierr)
+	if gerr != nil {
+		tb.Fatal(gerr)
 	}
 	return n
 }

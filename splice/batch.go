@@ -10,9 +10,10 @@ import "time"
 // direction therefore raises SO_RCVLOWAT on its source, so that the kernel
 // wakes it only once batchLowat bytes are queued (or at EOF, an error or
 // the peer's close), and bounds how long fewer bytes may wait by a
-// batchFlush read deadline. Once a flush finds nothing the stream has
-// paused: the low-water mark goes back to 1 and every byte wakes the
-// direction at once again, as latency-sensitive traffic needs. Parked
+// batchFlush read deadline. Once flushes have found nothing for about
+// 10 ms the stream has paused: the low-water mark goes back to 1 and every
+// byte wakes the direction at once again, as latency-sensitive traffic
+// needs. Parked
 // directions never batch (the Parker's epoll honours SO_RCVLOWAT too).
 const (
 	// batchLowat is SO_RCVLOWAT while batching (Linux caps it at half the
@@ -24,8 +25,13 @@ const (
 	batchWindow = 10 * time.Millisecond
 	// batchFlush is the longest queued bytes wait while batching.
 	batchFlush = time.Millisecond
-	// batchQuiet flushes in a row that find nothing end batching.
-	batchQuiet = 2
+	// batchQuiet flushes in a row that find nothing (about 10 ms without
+	// a byte) end batching. Fewer would end it in the gaps of a
+	// request-response stream: a download that asks for its next chunk
+	// only once it has the last one waits a round trip through the
+	// client, several milliseconds when the client's CPU is busy, and
+	// each restart relays up to batchEnter bytes unbatched.
+	batchQuiet = 10
 )
 
 // pace is told how many bytes the last drain moved, and starts or stops

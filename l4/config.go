@@ -51,18 +51,8 @@ type ListenerConfig struct {
 	// the kernel's accept queue. 0 means no limit.
 	MaxConnections int `toml:"max_connections"`
 
-	// Socket options of accepted connections (see SocketOptions). On a
-	// unix socket only RcvBuf and SndBuf apply.
-	//
-	// NoDelay sets TCP_NODELAY; default true.
-	NoDelay *bool `toml:"nodelay"`
-	// KeepAlive is the idle time before TCP keepalive probes start: unset
-	// means DefaultKeepAlive, "0s" turns keepalive off.
-	KeepAlive *Duration `toml:"keepalive"`
-	// RcvBuf and SndBuf set SO_RCVBUF and SO_SNDBUF; zero (unset) leaves
-	// the kernel default, which autotunes.
-	RcvBuf Size `toml:"rcvbuf"`
-	SndBuf Size `toml:"sndbuf"`
+	// Socket options of accepted connections.
+	SocketConfig
 	// Deferred sets TCP_DEFER_ACCEPT, for ProxyTimeout with AcceptProxy,
 	// else HandshakeTimeout. Default true when the client speaks first
 	// (the listener terminates TLS or accepts PROXY), false otherwise: on
@@ -122,11 +112,28 @@ type UpstreamConfig struct {
 	MaxFails    *int     `toml:"max_fails"`
 	FailTimeout Duration `toml:"fail_timeout"`
 
-	// Socket options of dialled connections, as for a listener's.
-	NoDelay   *bool     `toml:"nodelay"`
+	// Socket options of dialled connections.
+	SocketConfig
+}
+
+// SocketConfig holds the socket option keys listeners and upstreams share
+// (see SocketOptions); embedded, its keys sit in their tables. On a unix
+// socket only RcvBuf and SndBuf apply.
+type SocketConfig struct {
+	// NoDelay sets TCP_NODELAY; default true.
+	NoDelay *bool `toml:"nodelay"`
+	// KeepAlive is the idle time before TCP keepalive probes start: unset
+	// means DefaultKeepAlive, "0s" turns keepalive off.
 	KeepAlive *Duration `toml:"keepalive"`
-	RcvBuf    Size      `toml:"rcvbuf"`
-	SndBuf    Size      `toml:"sndbuf"`
+	// KeepAliveInterval is the time between unanswered probes, default
+	// DefaultKeepAliveInterval; after KeepAliveCount of them (default
+	// DefaultKeepAliveCount) the kernel resets the connection.
+	KeepAliveInterval Duration `toml:"keepalive_interval"`
+	KeepAliveCount    int      `toml:"keepalive_count"`
+	// RcvBuf and SndBuf set SO_RCVBUF and SO_SNDBUF; zero (unset) leaves
+	// the kernel default, which autotunes.
+	RcvBuf Size `toml:"rcvbuf"`
+	SndBuf Size `toml:"sndbuf"`
 }
 
 // Duration is a time.Duration written as a string such as "10s" or "1m30s".

@@ -9,7 +9,6 @@ import (
 	"net"
 	"strings"
 	"sync"
-	"time"
 
 	"sluice/splice"
 	"sluice/tlsterm"
@@ -162,12 +161,7 @@ func warnUncoveredSNI(logger *slog.Logger, listener, path string, routes []Route
 // (TLS or a PROXY header), for as long as sluice itself waits for those
 // first bytes.
 func (lc *ListenerConfig) socketOptions() SocketOptions {
-	o := SocketOptions{
-		Nagle:     lc.NoDelay != nil && !*lc.NoDelay,
-		KeepAlive: keepAliveOption(lc.KeepAlive),
-		RcvBuf:    int(lc.RcvBuf),
-		SndBuf:    int(lc.SndBuf),
-	}
+	o := lc.SocketConfig.options()
 	deferred := lc.TLS != nil || lc.AcceptProxy
 	if lc.Deferred != nil {
 		deferred = *lc.Deferred
@@ -183,24 +177,26 @@ func (lc *ListenerConfig) socketOptions() SocketOptions {
 
 // socketOptions returns the options of the upstream's dialled sockets.
 func (uc *UpstreamConfig) socketOptions() SocketOptions {
-	return SocketOptions{
-		Nagle:     uc.NoDelay != nil && !*uc.NoDelay,
-		KeepAlive: keepAliveOption(uc.KeepAlive),
-		RcvBuf:    int(uc.RcvBuf),
-		SndBuf:    int(uc.SndBuf),
-	}
+	return uc.SocketConfig.options()
 }
 
-// keepAliveOption maps a keepalive key to SocketOptions.KeepAlive: unset
-// is the default, "0s" is off.
-func keepAliveOption(d *Duration) time.Duration {
-	switch {
-	case d == nil:
-		return 0
-	case d.Duration == 0:
-		return -1
+// options maps the keys to SocketOptions: unset keys are zero (the
+// defaults), and keepalive = "0s" is a negative KeepAlive (off).
+func (sc SocketConfig) options() SocketOptions {
+	o := SocketOptions{
+		Nagle:             sc.NoDelay != nil && !*sc.NoDelay,
+		KeepAliveInterval: sc.KeepAliveInterval.Duration,
+		KeepAliveCount:    sc.KeepAliveCount,
+		RcvBuf:            int(sc.RcvBuf),
+		SndBuf:            int(sc.SndBuf),
 	}
-	return d.Duration
+	if sc.KeepAlive != nil {
+		o.KeepAlive = sc.KeepAlive.Duration
+		if o.KeepAlive == 0 {
+			o.KeepAlive = -1
+		}
+	}
+	return o
 }
 
 // Listen opens every listener's socket, so that an address in use or a

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -13,21 +14,25 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Keepalive timing. Probes start after DefaultKeepAlive without a packet
-// and repeat every KeepAliveInterval; after KeepAliveCount unanswered
-// probes the kernel resets the connection. So a peer that vanished (power
-// loss, a NAT or firewall that forgot the flow) is noticed within
-// 60s + 4×15s = 2 minutes, where Linux's own defaults take 2h11m, and
-// quiet long-lived connections such as WebSockets keep their NAT and
-// conntrack entries alive.
+// Default keepalive timing. Probes start after DefaultKeepAlive without a
+// packet and repeat every DefaultKeepAliveInterval; after
+// DefaultKeepAliveCount unanswered probes the kernel resets the
+// connection. So a peer that vanished (power loss, a NAT or firewall that
+// forgot the flow) is noticed within 60s + 4×15s = 2 minutes, where
+// Linux's own defaults take 2h11m, and quiet long-lived connections such
+// as WebSockets keep their NAT and conntrack entries alive.
 const (
-	DefaultKeepAlive  = 60 * time.Second
-	KeepAliveInterval = 15 * time.Second
-	KeepAliveCount    = 4
+	DefaultKeepAlive         = 60 * time.Second
+	DefaultKeepAliveInterval = 15 * time.Second
+	DefaultKeepAliveCount    = 4
 )
 
-// maxKeepAlive is Linux's limit on TCP_KEEPIDLE.
-const maxKeepAlive = 32767 * time.Second
+// Linux's limits on TCP_KEEPIDLE and TCP_KEEPINTVL (seconds) and on
+// TCP_KEEPCNT.
+const (
+	maxKeepAlive      = 32767 * time.Second
+	maxKeepAliveCount = 127
+)
 
 // Bounds of a configured socket buffer size: below 1k a TCP window holds
 // less than one segment, and above 64m is more likely a typo than a plan.
@@ -49,6 +54,12 @@ type SocketOptions struct {
 	// probes start. Zero means DefaultKeepAlive; negative turns keepalive
 	// off. Linux counts it in whole seconds, rounded up.
 	KeepAlive time.Duration
+	// KeepAliveInterval is the time between unanswered probes (zero:
+	// DefaultKeepAliveInterval, whole seconds as KeepAlive), and
+	// KeepAliveCount how many go unanswered before the kernel resets the
+	// connection (zero: DefaultKeepAliveCount).
+	KeepAliveInterval time.Duration
+	KeepAliveCount    int
 	// RcvBuf and SndBuf set SO_RCVBUF and SO_SNDBUF, in bytes. Zero leaves
 	// the kernel default, which autotunes each socket's buffers within
 	// net.ipv4.tcp_rmem and tcp_wmem; setting a size turns autotuning off
@@ -92,11 +103,12 @@ func (o SocketOptions) keepAlive() (time.Duration, net.KeepAliveConfig) {
 	if o.KeepAlive < 0 {
 		return -1, net.KeepAliveConfig{}
 	}
-	idle := o.KeepAlive
-	if idle == 0 {
-		idle = DefaultKeepAlive
+	return 0, net.KeepAliveConfig{
+		Enable:   true,
+		Idle:     cmp.Or(o.KeepAlive, DefaultKeepAlive),
+		Interval: cmp.Or(o.KeepAliveInterval, DefaultKeepAliveInterval),
+		Count:    cmp.Or(o.KeepAliveCount, DefaultKeepAliveCount),
 	}
-	return 0, net.KeepAliveConfig{Enable: true, Idle: idle, Interval: KeepAliveInterval, Count: KeepAliveCount}
 }
 
 // setBuffers sets SO_RCVBUF and SO_SNDBUF on fd, those of them that o sets.

@@ -67,6 +67,12 @@ func checkTCPOptions(t *testing.T, got, ref tcpOptions, so SocketOptions) {
 	case so.KeepAlive > 0:
 		want.keepIdle = int(so.KeepAlive / time.Second)
 	}
+	if so.KeepAlive >= 0 && so.KeepAliveInterval > 0 {
+		want.keepIntvl = int(so.KeepAliveInterval / time.Second)
+	}
+	if so.KeepAlive >= 0 && so.KeepAliveCount > 0 {
+		want.keepCnt = so.KeepAliveCount
+	}
 	if so.RcvBuf > 0 {
 		want.rcvBuf = 2 * so.RcvBuf
 	}
@@ -92,8 +98,9 @@ var socketOptionCases = []struct {
 	{"nagle", SocketOptions{Nagle: true}},
 	{"keepalive 30s", SocketOptions{KeepAlive: 30 * time.Second}},
 	{"keepalive off", SocketOptions{KeepAlive: -1}},
+	{"keepalive timing", SocketOptions{KeepAliveInterval: 7 * time.Second, KeepAliveCount: 9}},
 	{"buffers", SocketOptions{RcvBuf: testRcvBuf, SndBuf: testSndBuf}},
-	{"all", SocketOptions{Nagle: true, KeepAlive: 2 * time.Minute, RcvBuf: testRcvBuf, SndBuf: testSndBuf, DeferAccept: 3 * time.Second}},
+	{"all", SocketOptions{Nagle: true, KeepAlive: 2 * time.Minute, KeepAliveInterval: 3 * time.Second, KeepAliveCount: 2, RcvBuf: testRcvBuf, SndBuf: testSndBuf, DeferAccept: 3 * time.Second}},
 }
 
 // TestListenSocketOptions reads the options back from a connection the
@@ -304,6 +311,8 @@ func TestProxySocketOptions(t *testing.T) {
 	cfg.Listeners = append(cfg.Listeners, ListenerConfig{Name: "plain", ReusePort: true, Routes: cfg.Listeners[0].Routes})
 	cfg.Upstreams[0].NoDelay = &no
 	cfg.Upstreams[0].KeepAlive = &Duration{90 * time.Second}
+	cfg.Upstreams[0].KeepAliveInterval = Duration{20 * time.Second}
+	cfg.Upstreams[0].KeepAliveCount = 6
 	cfg.Upstreams[0].SndBuf = testSndBuf
 	p, _ := w.serve(cfg)
 
@@ -325,7 +334,7 @@ func TestProxySocketOptions(t *testing.T) {
 
 	c := dialUpstream(t, p.servers[0].Routes[0].Upstream)
 	got := readTCPOptions(t, c.(*net.TCPConn))
-	if got.noDelay != 0 || got.keepIdle != 90 || got.sndBuf != 2*testSndBuf {
-		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s, SO_SNDBUF %d", got, 2*testSndBuf)
+	if got.noDelay != 0 || got.keepIdle != 90 || got.keepIntvl != 20 || got.keepCnt != 6 || got.sndBuf != 2*testSndBuf {
+		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s then every 20s 6 times, SO_SNDBUF %d", got, 2*testSndBuf)
 	}
 }

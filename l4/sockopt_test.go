@@ -101,18 +101,20 @@ func TestConfigSocketOptions(t *testing.T) {
 		{name: "TLS, deferred = false", l: ListenerConfig{TLS: tlsOn, Deferred: &no}, want: SocketOptions{}},
 		{name: "plain, deferred = true", l: ListenerConfig{Deferred: &yes},
 			want: SocketOptions{DeferAccept: DefaultHandshakeTimeout}},
-		{name: "nodelay = true", l: ListenerConfig{NoDelay: &yes}, want: SocketOptions{}},
-		{name: "nodelay = false", l: ListenerConfig{NoDelay: &no}, want: SocketOptions{Nagle: true}},
-		{name: "keepalive", l: ListenerConfig{KeepAlive: &Duration{30 * time.Second}}, want: SocketOptions{KeepAlive: 30 * time.Second}},
-		{name: "keepalive = 0s: off", l: ListenerConfig{KeepAlive: &Duration{}}, want: SocketOptions{KeepAlive: -1}},
-		{name: "buffers", l: ListenerConfig{RcvBuf: 64 << 10, SndBuf: 1 << 20}, want: SocketOptions{RcvBuf: 64 << 10, SndBuf: 1 << 20}},
+		{name: "nodelay = true", l: ListenerConfig{SocketConfig: SocketConfig{NoDelay: &yes}}, want: SocketOptions{}},
+		{name: "nodelay = false", l: ListenerConfig{SocketConfig: SocketConfig{NoDelay: &no}}, want: SocketOptions{Nagle: true}},
+		{name: "keepalive", l: ListenerConfig{SocketConfig: SocketConfig{KeepAlive: &Duration{30 * time.Second}}}, want: SocketOptions{KeepAlive: 30 * time.Second}},
+		{name: "keepalive = 0s: off", l: ListenerConfig{SocketConfig: SocketConfig{KeepAlive: &Duration{}}}, want: SocketOptions{KeepAlive: -1}},
+		{name: "keepalive timing", l: ListenerConfig{SocketConfig: SocketConfig{KeepAliveInterval: Duration{5 * time.Second}, KeepAliveCount: 9}},
+			want: SocketOptions{KeepAliveInterval: 5 * time.Second, KeepAliveCount: 9}},
+		{name: "buffers", l: ListenerConfig{SocketConfig: SocketConfig{RcvBuf: 64 << 10, SndBuf: 1 << 20}}, want: SocketOptions{RcvBuf: 64 << 10, SndBuf: 1 << 20}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if got := tc.l.socketOptions(); got != tc.want {
 				t.Errorf("listener: got %+v, want %+v", got, tc.want)
 			}
 			// An upstream has the same keys but deferred.
-			u := UpstreamConfig{NoDelay: tc.l.NoDelay, KeepAlive: tc.l.KeepAlive, RcvBuf: tc.l.RcvBuf, SndBuf: tc.l.SndBuf}
+			u := UpstreamConfig{SocketConfig: tc.l.SocketConfig}
 			want := tc.want
 			want.DeferAccept = 0
 			if got := u.socketOptions(); got != want {
@@ -134,6 +136,8 @@ func TestValidateSocketOptions(t *testing.T) {
 			c.Listeners[0].KeepAlive = &Duration{time.Second}
 			c.Upstreams[0].RcvBuf, c.Upstreams[0].SndBuf = 64<<10, 1<<20
 			c.Upstreams[0].KeepAlive = &Duration{maxKeepAlive}
+			c.Listeners[0].KeepAliveInterval, c.Listeners[0].KeepAliveCount = Duration{time.Second}, 1
+			c.Upstreams[0].KeepAliveInterval, c.Upstreams[0].KeepAliveCount = Duration{maxKeepAlive}, maxKeepAliveCount
 		}},
 		{name: "keepalive 0s turns it off", edit: func(c *Config) {
 			c.Listeners[0].KeepAlive, c.Upstreams[0].KeepAlive = &Duration{}, &Duration{}
@@ -155,6 +159,22 @@ func TestValidateSocketOptions(t *testing.T) {
 		}, want: []string{
 			`upstream[0].keepalive: 10h0m0s is out of range: expected from "1s" to "9h6m7s" (the kernel's limit), or "0s" to turn keepalive off`,
 			`listener[0].keepalive: 500ms is out of range: expected from "1s" to "9h6m7s"`,
+		}},
+		{name: "keepalive timing out of range", edit: func(c *Config) {
+			c.Listeners[0].KeepAliveInterval, c.Listeners[0].KeepAliveCount = Duration{100 * time.Millisecond}, 128
+			c.Upstreams[0].KeepAliveInterval, c.Upstreams[0].KeepAliveCount = Duration{10 * time.Hour}, -1
+		}, want: []string{
+			`upstream[0].keepalive_interval: 10h0m0s is out of range: expected from "1s" to "9h6m7s" (the kernel's limit); unset: 15s`,
+			`upstream[0].keepalive_count: -1 is out of range: expected from 1 to 127 (the kernel's limit); unset: 4`,
+			`listener[0].keepalive_interval: 100ms is out of range`,
+			`listener[0].keepalive_count: 128 is out of range`,
+		}},
+		{name: "keepalive timing with keepalive off", edit: func(c *Config) {
+			c.Listeners[0].KeepAlive, c.Listeners[0].KeepAliveCount = &Duration{}, 3
+			c.Upstreams[0].KeepAlive, c.Upstreams[0].KeepAliveInterval = &Duration{}, Duration{time.Second}
+		}, want: []string{
+			`upstream[0].keepalive: "0s" turns keepalive off, so keepalive_interval and keepalive_count would have no effect`,
+			`listener[0].keepalive: "0s" turns keepalive off`,
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

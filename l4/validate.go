@@ -141,20 +141,30 @@ func (u *UpstreamConfig) validate(p string, es *errs) {
 	if u.MaxFails != nil && *u.MaxFails < 0 {
 		es.add(p+".max_fails", "must not be negative (0 disables passive health checks)")
 	}
-	validateSocket(p, u.KeepAlive, u.RcvBuf, u.SndBuf, es)
+	u.SocketConfig.validate(p, es)
 }
 
-// validateSocket checks the socket option keys listeners and upstreams
-// share.
-func validateSocket(p string, keepalive *Duration, rcvbuf, sndbuf Size, es *errs) {
-	if keepalive != nil && keepalive.Duration != 0 && (keepalive.Duration < time.Second || keepalive.Duration > maxKeepAlive) {
+// validate checks the socket option keys of the listener or upstream at
+// path p.
+func (sc SocketConfig) validate(p string, es *errs) {
+	off := sc.KeepAlive != nil && sc.KeepAlive.Duration == 0
+	if sc.KeepAlive != nil && !off && (sc.KeepAlive.Duration < time.Second || sc.KeepAlive.Duration > maxKeepAlive) {
 		es.add(p+".keepalive", "%s is out of range: expected from \"1s\" to \"%s\" (the kernel's limit), or \"0s\" to turn keepalive off",
-			keepalive.Duration, maxKeepAlive)
+			sc.KeepAlive.Duration, maxKeepAlive)
+	}
+	if d := sc.KeepAliveInterval.Duration; d != 0 && (d < time.Second || d > maxKeepAlive) {
+		es.add(p+".keepalive_interval", "%s is out of range: expected from \"1s\" to \"%s\" (the kernel's limit); unset: %s", d, maxKeepAlive, DefaultKeepAliveInterval)
+	}
+	if n := sc.KeepAliveCount; n != 0 && (n < 1 || n > maxKeepAliveCount) {
+		es.add(p+".keepalive_count", "%d is out of range: expected from 1 to %d (the kernel's limit); unset: %d", n, maxKeepAliveCount, DefaultKeepAliveCount)
+	}
+	if off && (sc.KeepAliveInterval.Duration != 0 || sc.KeepAliveCount != 0) {
+		es.add(p+".keepalive", "\"0s\" turns keepalive off, so keepalive_interval and keepalive_count would have no effect: remove them, or set keepalive to the idle time before the first probe")
 	}
 	for _, b := range []struct {
 		key string
 		n   Size
-	}{{"rcvbuf", rcvbuf}, {"sndbuf", sndbuf}} {
+	}{{"rcvbuf", sc.RcvBuf}, {"sndbuf", sc.SndBuf}} {
 		if b.n != 0 && (b.n < MinBufferSize || b.n > MaxBufferSize) {
 			es.add(p+"."+b.key, "%d bytes is out of range: expected a size from \"1k\" to \"64m\", such as 65536, \"64k\" or \"1m\" (unset: the kernel default)", b.n)
 		}
@@ -168,7 +178,7 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 	if l.MaxConnections < 0 {
 		es.add(p+".max_connections", "must not be negative (0 means no limit)")
 	}
-	validateSocket(p, l.KeepAlive, l.RcvBuf, l.SndBuf, es)
+	l.SocketConfig.validate(p, es)
 	if l.AcceptProxy && len(l.TrustedProxies) == 0 && !strings.HasPrefix(l.Address, "unix:") {
 		es.add(p+".trusted_proxies", "missing: accept_proxy needs the CIDRs of the load balancers allowed to send PROXY headers")
 	}

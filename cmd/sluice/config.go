@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"os"
 	"reflect"
 	"regexp"
@@ -142,22 +143,47 @@ func knownKeys(t reflect.Type, path []string) []string {
 		t, path = f.Type, path[1:]
 	}
 	var keys []string
-	for f := range t.Fields() {
-		if k, _, _ := strings.Cut(f.Tag.Get("toml"), ","); k != "" && k != "-" && f.IsExported() {
-			keys = append(keys, k)
-		}
+	for f := range tomlFields(t) {
+		keys = append(keys, tomlKey(f))
 	}
 	return keys
 }
 
 // fieldByKey finds the field of struct type t tagged with TOML key k.
 func fieldByKey(t reflect.Type, k string) (reflect.StructField, bool) {
-	for f := range t.Fields() {
-		if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == k {
+	for f := range tomlFields(t) {
+		if tomlKey(f) == k {
 			return f, true
 		}
 	}
 	return reflect.StructField{}, false
+}
+
+// tomlFields yields the fields of struct type t that carry a TOML key, in
+// declaration order, those of an untagged embedded struct in its place (its
+// keys sit in the same table, as the decoder sees them).
+func tomlFields(t reflect.Type) iter.Seq[reflect.StructField] {
+	return func(yield func(reflect.StructField) bool) {
+		for f := range t.Fields() {
+			if f.Anonymous && tomlKey(f) == "" && f.Type.Kind() == reflect.Struct {
+				for g := range tomlFields(f.Type) {
+					if !yield(g) {
+						return
+					}
+				}
+				continue
+			}
+			if k := tomlKey(f); k != "" && k != "-" && f.IsExported() && !yield(f) {
+				return
+			}
+		}
+	}
+}
+
+// tomlKey is the key in f's toml tag.
+func tomlKey(f reflect.StructField) string {
+	k, _, _ := strings.Cut(f.Tag.Get("toml"), ",")
+	return k
 }
 
 // editDistance is the number of single-byte insertions, deletions,

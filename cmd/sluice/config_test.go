@@ -216,7 +216,7 @@ name = "app"
 servers = ["127.0.0.1:9000"]
 weights = [1]
 `,
-			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, max_fails, fail_timeout, nodelay, keepalive, rcvbuf, sndbuf`},
+			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, max_fails, fail_timeout, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf`},
 		},
 		{
 			name: "misspelt socket option keys",
@@ -231,11 +231,13 @@ upstream = "app"
 name = "app"
 servers = ["127.0.0.1:9000"]
 no_delay = false
+keepalive_cnt = 3
 `,
 			want: []string{
-				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, nodelay, keepalive, rcvbuf, sndbuf, deferred, tls, route)`,
+				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf, deferred, tls, route)`,
 				`{{file}}:4: listener.keep_alive: unknown key: did you mean "keepalive"?`,
 				`{{file}}:11: upstream.no_delay: unknown key: did you mean "nodelay"?`,
+				`{{file}}:12: upstream.keepalive_cnt: unknown key: did you mean "keepalive_count"?`,
 			},
 		},
 		{
@@ -914,6 +916,8 @@ func TestLoadConfigSocketOptions(t *testing.T) {
 address = "127.0.0.1:8443"
 nodelay = false
 keepalive = "45s"
+keepalive_interval = "5s"
+keepalive_count = 3
 rcvbuf = "64k"
 sndbuf = 131072
 deferred = true
@@ -934,8 +938,10 @@ sndbuf = "32K"
 	}
 	l, u := cfg.Listeners[0], cfg.Upstreams[0]
 	if l.NoDelay == nil || *l.NoDelay || l.KeepAlive == nil || l.KeepAlive.Duration != 45*time.Second ||
+		l.KeepAliveInterval.Duration != 5*time.Second || l.KeepAliveCount != 3 ||
 		l.RcvBuf != 64<<10 || l.SndBuf != 131072 || l.Deferred == nil || !*l.Deferred {
-		t.Errorf("listener: nodelay %v, keepalive %v, rcvbuf %d, sndbuf %d, deferred %v", l.NoDelay, l.KeepAlive, l.RcvBuf, l.SndBuf, l.Deferred)
+		t.Errorf("listener: nodelay %v, keepalive %v every %v ×%d, rcvbuf %d, sndbuf %d, deferred %v",
+			l.NoDelay, l.KeepAlive, l.KeepAliveInterval, l.KeepAliveCount, l.RcvBuf, l.SndBuf, l.Deferred)
 	}
 	if u.NoDelay == nil || !*u.NoDelay || u.KeepAlive == nil || u.KeepAlive.Duration != 0 ||
 		u.RcvBuf != 2<<20 || u.SndBuf != 32<<10 {

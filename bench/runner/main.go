@@ -166,7 +166,7 @@ func run() error {
 			}
 		}
 		if sc.direct != nil {
-			n++
+			n *= 2 // a direct run before each peer's
 		}
 		total += n * r.reps
 	}
@@ -180,18 +180,22 @@ func run() error {
 			order := slices.Clone(ps)
 			k := rep % len(order)
 			order = append(order[k:], order[:k]...)
-			if sc.direct != nil {
-				done++
-				fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: direct\n", done, total, sc.id, rep+1)
-				m, err := sc.direct(&r)
-				if err != nil {
-					return fmt.Errorf("%s direct: %w", sc.id, err)
-				}
-				res.samples[sc.id]["direct"] = append(res.samples[sc.id]["direct"], m)
-			}
 			for _, p := range order {
 				if !sc.applies(p) {
 					continue
+				}
+				// A direct run right before each peer's pairs them: the
+				// machine's speed drifts by several percent within a
+				// minute, more than a proxy's cost to measure.
+				var direct metrics
+				if sc.direct != nil {
+					done++
+					fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: direct, before %s\n", done, total, sc.id, rep+1, p.name)
+					var err error
+					if direct, err = sc.direct(&r); err != nil {
+						return fmt.Errorf("%s direct: %w", sc.id, err)
+					}
+					res.samples[sc.id]["direct"] = append(res.samples[sc.id]["direct"], direct)
 				}
 				done++
 				fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: %s (elapsed %s)\n", done, total, sc.id, rep+1, p.name,
@@ -205,6 +209,9 @@ func run() error {
 				m, err := sc.run(&r, p)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", sc.id, p.name, err)
+				}
+				if direct != nil && direct["mib_s"] > 0 {
+					m["pct_direct"] = 100 * m["mib_s"] / direct["mib_s"]
 				}
 				res.samples[sc.id][p.name] = append(res.samples[sc.id][p.name], m)
 			}

@@ -43,6 +43,23 @@ func (res *results) median(sc, peer, key string) float64 {
 	return (v[len(v)/2-1] + v[len(v)/2]) / 2
 }
 
+// spread is the lowest and highest value of one metric over a peer's runs;
+// NaN when absent.
+func (res *results) spread(sc, peer, key string) (lo, hi float64) {
+	lo, hi = math.NaN(), math.NaN()
+	for _, m := range res.samples[sc][peer] {
+		if x, ok := m[key]; ok {
+			if math.IsNaN(lo) || x < lo {
+				lo = x
+			}
+			if math.IsNaN(hi) || x > hi {
+				hi = x
+			}
+		}
+	}
+	return lo, hi
+}
+
 // advantage is how many times better sluice is than other on a metric:
 // above 1 sluice is better, below 1 worse, whichever way the metric runs.
 func advantage(mi metricInfo, sluice, other float64) float64 {
@@ -163,12 +180,9 @@ func (res *results) write(dir string) error {
 			b.WriteString("\n")
 		}
 		if _, ok := res.samples[sc.id]["direct"]; ok {
-			for _, mi := range sc.metrics {
-				if mi.key == "mib_s" {
-					fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput.\n",
-						fmtPct(res.median(sc.id, "sluice", "mib_s")/res.median(sc.id, "direct", "mib_s")))
-				}
-			}
+			lo, hi := res.spread(sc.id, "sluice", "pct_direct")
+			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
+				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))
 		}
 		b.WriteString("\n")
 	}

@@ -83,7 +83,7 @@ func scenarios() []*scenario {
 		},
 		{
 			id: "S6a", title: "plain TCP proxying, 1 MiB bodies (vs direct to the backend)",
-			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
+			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"pct_direct", "% of direct (paired runs)", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
 			applies: plain,
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c8", fmt.Sprintf("http://127.0.0.1:%d/1m", p.data(r).Plain))
@@ -94,7 +94,7 @@ func scenarios() []*scenario {
 		},
 		{
 			id: "S6b", title: "TLS passthrough to a TLS backend (sluice: a passthrough route; the peers: plain TCP), 1 MiB bodies (vs direct)",
-			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
+			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"pct_direct", "% of direct (paired runs)", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
 			applies: plain,
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", p.data(r).Pass))

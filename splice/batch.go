@@ -13,8 +13,8 @@ import "time"
 // batchFlush read deadline. Once flushes have found nothing for about
 // 10 ms the stream has paused: the low-water mark goes back to 1 and every
 // byte wakes the direction at once again, as latency-sensitive traffic
-// needs. Parked
-// directions never batch (the Parker's epoll honours SO_RCVLOWAT too).
+// needs. Parked directions never batch (the Parker's epoll honours
+// SO_RCVLOWAT too).
 const (
 	// batchLowat is SO_RCVLOWAT while batching (Linux caps it at half the
 	// socket's receive buffer limit).

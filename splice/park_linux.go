@@ -114,14 +114,9 @@ func (p *Parker) add(h *half) error {
 		Fd:     int32(uint32(tok)),
 		Pad:    int32(uint32(tok >> 32)),
 	}
-	var cerr error
-	// Inside Control the descriptor cannot be closed and reused under us.
-	err := h.src.sock.Control(func(fd uintptr) {
-		cerr = unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, int(fd), &ev)
+	err := control(h.src.sock, func(fd int) error {
+		return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	})
-	if err == nil {
-		err = cerr
-	}
 	if err != nil {
 		p.mu.Lock()
 		delete(p.parked, tok)

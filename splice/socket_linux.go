@@ -166,11 +166,17 @@ func rawSocket(c net.Conn) syscall.RawConn {
 // setRcvLowat sets the socket's SO_RCVLOWAT: how many bytes must be queued
 // before it reports readable.
 func setRcvLowat(rc syscall.RawConn, n int) error {
-	var serr error
-	if err := rc.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
-	}); err != nil {
+	return control(rc, func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_RCVLOWAT, n)
+	})
+}
+
+// control runs f on rc's descriptor, which cannot be closed and reused
+// meanwhile, and returns the error of either.
+func control(rc syscall.RawConn, f func(fd int) error) error {
+	var ferr error
+	if err := rc.Control(func(fd uintptr) { ferr = f(int(fd)) }); err != nil {
 		return err
 	}
-	return serr
+	return ferr
 }

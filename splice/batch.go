@@ -70,6 +70,10 @@ func (h *half) setBatching(on bool) {
 		return
 	}
 	h.batching = on
+	h.drained = shortRead{off: on}
+	if h.src.tr != nil {
+		h.src.tr.drained = shortRead{off: on}
+	}
 	h.rateStart, h.rateBytes, h.emptyFlushes = time.Time{}, 0, 0
 	// The read deadline in force was set for the other mode.
 	h.readArm = deadlineArm{}

@@ -49,7 +49,8 @@ type half struct {
 	batching          bool      // SO_RCVLOWAT raised on src (see batch.go)
 	rateStart         time.Time // start of the window rateBytes counts in
 	rateBytes         int64
-	emptyFlushes      int // flushes in a row that found nothing
+	emptyFlushes      int       // flushes in a row that found nothing
+	drained           shortRead // the last read from src took all it had
 
 	// Guarded by r.mu.
 	parked bool
@@ -194,7 +195,7 @@ func (h *half) writeFailed(werr error) halfResult {
 // to wait on, blocking otherwise.
 func (h *half) read(p []byte) (int, error) {
 	if h.src.raw {
-		return readNonblock(h.src.sock, p)
+		return h.drained.read(h.src.sock, p)
 	}
 	return h.src.conn.Read(p) // a *tls.Conn over a non-blocking Transport, or blocking
 }

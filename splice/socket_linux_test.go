@@ -43,6 +43,75 @@ func TestWaitReadableQueued(t *testing.T) {
 	}
 }
 
+// TestShortRead: right after a read that returned less than it asked for,
+// shortRead says "would block" without reading, once, even if bytes have
+// arrived meanwhile; the wait that follows must then end at once, and
+// the next read gets them. A read that filled its buffer is no reason to
+// guess.
+func TestShortRead(t *testing.T) {
+	c, peer := tcpPair(t)
+	rc, err := c.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s shortRead
+	var b [8]byte
+	arrived := func(n int) {
+		t.Helper()
+		if !eventually(func() bool { return inq(t, c) == n }) {
+			t.Fatalf("%d bytes did not arrive", n)
+		}
+	}
+
+	mustWrite(t, peer, []byte("abc"))
+	arrived(3)
+	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
+		t.Fatalf("first read: %d, %v; want 3 bytes", n, err)
+	}
+	mustWrite(t, peer, []byte("def"))
+	arrived(3)
+	if n, err := s.read(rc, b[:]); n != 0 || err != errWouldBlock {
+		t.Fatalf("read after a short read: %d, %v; want errWouldBlock", n, err)
+	}
+	if inq(t, c) != 3 {
+		t.Fatal("the guess consumed bytes")
+	}
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	if err := waitReadable(rc); err != nil {
+		t.Fatalf("wait with bytes queued after the guess: %v", err)
+	}
+	if n, err := s.read(rc, b[:]); n != 3 || err != nil || string(b[:3]) != "def" {
+		t.Fatalf("read after the wait: %d %q, %v; want \"def\"", n, b[:n], err)
+	}
+
+	if _, err := s.read(rc, b[:]); err != errWouldBlock {
+		t.Fatalf("read after the short one: %v, want errWouldBlock", err)
+	}
+	mustWrite(t, peer, []byte("0123456789abcdef"))
+	arrived(16)
+	for i := range 2 {
+		if n, err := s.read(rc, b[:]); n != len(b) || err != nil {
+			t.Fatalf("full read %d: %d, %v; want %d bytes", i, n, err, len(b))
+		}
+	}
+	if n, err := s.read(rc, b[:]); err != errWouldBlock {
+		t.Fatalf("read of an empty socket: %d, %v; want errWouldBlock", n, err)
+	}
+
+	// While batching there is no guess.
+	s = shortRead{off: true}
+	mustWrite(t, peer, []byte("ghi"))
+	arrived(3)
+	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
+		t.Fatalf("batching, first read: %d, %v; want 3 bytes", n, err)
+	}
+	mustWrite(t, peer, []byte("jkl"))
+	arrived(3)
+	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
+		t.Fatalf("batching, read after a short read: %d, %v; want 3 bytes", n, err)
+	}
+}
+
 // eventually polls cond until it holds and reports whether it did within
 // testTimeout. It polls a condition the test cannot be told about; it
 // synchronises nothing (the millisecond between polls only spares the CPU).

@@ -24,7 +24,8 @@ type Transport struct {
 	net.Conn
 	sock     syscall.RawConn // nil: not a socket; reads always block
 	prefix   []byte
-	nonblock bool // set by the relay direction that reads this transport
+	nonblock bool      // set by the relay direction that reads this transport
+	drained  shortRead // the last read took all the socket had
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -47,7 +48,7 @@ func (t *Transport) Read(p []byte) (int, error) {
 		return n, nil
 	}
 	if t.nonblock {
-		return readNonblock(t.sock, p)
+		return t.drained.read(t.sock, p)
 	}
 	return t.Conn.Read(p)
 }

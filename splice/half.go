@@ -50,6 +50,7 @@ type half struct {
 	rateStart         time.Time // start of the window rateBytes counts in
 	rateBytes         int64
 	emptyFlushes      int       // flushes in a row that found nothing
+	lastMoved         time.Time // when the last bytes were read
 	drained           shortRead // the last read from src took all it had
 
 	// Guarded by r.mu.
@@ -149,8 +150,7 @@ func (h *half) drainCopy() (halfResult, bool) {
 		}
 		n, rerr := h.read(buf)
 		if n > 0 {
-			h.r.touch()
-			h.armWrite()
+			h.moving(time.Now())
 			w, werr := h.dst.conn.Write(buf[:n])
 			h.counter.Add(int64(w))
 			if werr != nil {
@@ -224,8 +224,7 @@ func (h *half) drainSplice() (halfResult, bool) {
 			}
 			continue
 		}
-		h.r.touch()
-		h.armWrite()
+		h.moving(time.Now())
 		w, werr := spliceOut(h.dst.sock, pp)
 		h.counter.Add(int64(w))
 		if werr != nil {
@@ -300,16 +299,19 @@ func (h *half) armRead(span time.Duration) bool {
 	return true
 }
 
-// armWrite bounds the coming write by the inactivity timeout. It is armed
-// just before a write, not with the read deadline: bytes that arrive at
-// the end of a long quiet read must still get a whole period to be
-// written.
-func (h *half) armWrite() {
+// moving records that bytes were read at now and are about to be written:
+// the relay is active, and the write is bounded by the inactivity timeout.
+// The write deadline is armed just before a write, not with the read
+// deadline: bytes that arrive at the end of a long quiet read must still
+// get a whole period to be written.
+func (h *half) moving(now time.Time) {
+	h.r.touchAt(now)
+	h.lastMoved = now
 	t := h.r.timeout()
 	if t <= 0 {
 		return
 	}
-	if now := time.Now(); h.writeArm.due(now, t) {
+	if h.writeArm.due(now, t) {
 		h.dst.conn.SetWriteDeadline(now.Add(t))
 	}
 }

@@ -238,7 +238,9 @@ type relay struct {
 	results []halfResult
 }
 
-func (r *relay) touch() { r.last.Store(time.Now().UnixNano()) }
+func (r *relay) touch() { r.touchAt(time.Now()) }
+
+func (r *relay) touchAt(now time.Time) { r.last.Store(now.UnixNano()) }
 
 // quiet is how long nothing has moved in either direction.
 func (r *relay) quiet() time.Duration { return time.Since(time.Unix(0, r.last.Load())) }

@@ -56,23 +56,31 @@ func TestShortRead(t *testing.T) {
 	}
 	var s shortRead
 	var b [8]byte
-	arrived := func(n int) {
+	// send writes p from the peer and waits until all of it is queued.
+	send := func(p string) {
 		t.Helper()
-		if !eventually(func() bool { return inq(t, c) == n }) {
-			t.Fatalf("%d bytes did not arrive", n)
+		mustWrite(t, peer, []byte(p))
+		if !eventually(func() bool { return inq(t, c) == len(p) }) {
+			t.Fatalf("%q did not arrive", p)
+		}
+	}
+	// expect reads once: want is the bytes it must return, "" for
+	// errWouldBlock.
+	expect := func(step, want string) {
+		t.Helper()
+		n, err := s.read(rc, b[:])
+		if want == "" && (n != 0 || err != errWouldBlock) {
+			t.Fatalf("%s: %d bytes, %v; want errWouldBlock", step, n, err)
+		}
+		if want != "" && (err != nil || string(b[:n]) != want) {
+			t.Fatalf("%s: %q, %v; want %q", step, b[:n], err, want)
 		}
 	}
 
-	mustWrite(t, peer, []byte("abc"))
-	arrived(3)
-	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
-		t.Fatalf("first read: %d, %v; want 3 bytes", n, err)
-	}
-	mustWrite(t, peer, []byte("def"))
-	arrived(3)
-	if n, err := s.read(rc, b[:]); n != 0 || err != errWouldBlock {
-		t.Fatalf("read after a short read: %d, %v; want errWouldBlock", n, err)
-	}
+	send("abc")
+	expect("first read", "abc")
+	send("def")
+	expect("read after a short read", "")
 	if inq(t, c) != 3 {
 		t.Fatal("the guess consumed bytes")
 	}
@@ -80,36 +88,20 @@ func TestShortRead(t *testing.T) {
 	if err := waitReadable(rc); err != nil {
 		t.Fatalf("wait with bytes queued after the guess: %v", err)
 	}
-	if n, err := s.read(rc, b[:]); n != 3 || err != nil || string(b[:3]) != "def" {
-		t.Fatalf("read after the wait: %d %q, %v; want \"def\"", n, b[:n], err)
-	}
+	expect("read after the wait", "def")
+	expect("read after that short one", "")
 
-	if _, err := s.read(rc, b[:]); err != errWouldBlock {
-		t.Fatalf("read after the short one: %v, want errWouldBlock", err)
-	}
-	mustWrite(t, peer, []byte("0123456789abcdef"))
-	arrived(16)
-	for i := range 2 {
-		if n, err := s.read(rc, b[:]); n != len(b) || err != nil {
-			t.Fatalf("full read %d: %d, %v; want %d bytes", i, n, err, len(b))
-		}
-	}
-	if n, err := s.read(rc, b[:]); err != errWouldBlock {
-		t.Fatalf("read of an empty socket: %d, %v; want errWouldBlock", n, err)
-	}
+	send("0123456789abcdef")
+	expect("full read", "01234567")
+	expect("read after a full read", "89abcdef")
+	expect("read of an empty socket", "")
 
 	// While batching there is no guess.
 	s = shortRead{off: true}
-	mustWrite(t, peer, []byte("ghi"))
-	arrived(3)
-	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
-		t.Fatalf("batching, first read: %d, %v; want 3 bytes", n, err)
-	}
-	mustWrite(t, peer, []byte("jkl"))
-	arrived(3)
-	if n, err := s.read(rc, b[:]); n != 3 || err != nil {
-		t.Fatalf("batching, read after a short read: %d, %v; want 3 bytes", n, err)
-	}
+	send("ghi")
+	expect("batching, first read", "ghi")
+	send("jkl")
+	expect("batching, read after a short read", "jkl")
 }
 
 // eventually polls cond until it holds and reports whether it did within

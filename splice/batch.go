@@ -48,7 +48,7 @@ func (h *half) pace(moved int64) {
 	if moved == 0 {
 		return
 	}
-	now := h.lastMoved // read just now: the drain that moved them has ended
+	now := time.Now()
 	if now.Sub(h.rateStart) > batchWindow {
 		h.rateStart, h.rateBytes = now, 0
 	}

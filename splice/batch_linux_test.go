@@ -25,9 +25,6 @@ func TestPace(t *testing.T) {
 	h := &half{src: &ep}
 	step := func(moved int64, wantBatching bool) {
 		t.Helper()
-		if moved > 0 {
-			h.lastMoved = time.Now() // as the drain that moved them does
-		}
 		h.pace(moved)
 		want := 1
 		if wantBatching {

@@ -50,7 +50,6 @@ type half struct {
 	rateStart         time.Time // start of the window rateBytes counts in
 	rateBytes         int64
 	emptyFlushes      int       // flushes in a row that found nothing
-	lastMoved         time.Time // when the last bytes were read
 	drained           shortRead // the last read from src took all it had
 
 	// Guarded by r.mu.
@@ -306,7 +305,6 @@ func (h *half) armRead(span time.Duration) bool {
 // get a whole period to be written.
 func (h *half) moving(now time.Time) {
 	h.r.touchAt(now)
-	h.lastMoved = now
 	t := h.r.timeout()
 	if t <= 0 {
 		return

@@ -14,8 +14,8 @@ import "syscall"
 // A batching direction does not guess (off): there the read after a short
 // one takes what arrived while the last bytes were written, where waiting
 // would sleep until the batch is full. Spliced directions do not guess
-// either: they batch whenever they stream, and what a splice moves is also
-// bounded by the pipe's slots.
+// either (until they fall back to copying): they batch whenever they
+// stream, and what a splice moves is also bounded by the pipe's slots.
 type shortRead struct{ empty, off bool }
 
 // read is readNonblock, except right after a short read.

@@ -48,12 +48,13 @@ func readOutcome(op string, n int, err error, want int) (int, error) {
 
 // waitReadable parks the goroutine on Go's netpoller until the socket
 // reports readable, the read deadline passes or the conn is closed. The
-// caller has just seen EAGAIN; whether bytes really are queued is for its
-// next read to find out, not assumed from the wake-up.
+// caller has just seen EAGAIN, or a short read (see shortRead); whether
+// bytes really are queued is for its next read to find out, not assumed
+// from the wake-up.
 //
 // RawConn.Read begins by forgetting the readiness the netpoller has
-// recorded for the socket. Bytes that arrived since the caller's EAGAIN may
-// have had their (edge-triggered) event taken already, so the socket is
+// recorded for the socket. Bytes that arrived since the caller's last read
+// may have had their (edge-triggered) event taken already, so the socket is
 // asked directly before sleeping: otherwise they would wait for the peer's
 // next bytes, which may never come.
 func waitReadable(rc syscall.RawConn) error {

@@ -25,18 +25,24 @@ type results struct {
 	samples           map[string]map[string][]metrics // scenario → peer → runs
 }
 
-// median of one metric over a peer's runs; NaN when absent.
-func (res *results) median(sc, peer, key string) float64 {
+// values of one metric over a peer's runs, sorted; nil when absent.
+func (res *results) values(sc, peer, key string) []float64 {
 	var v []float64
 	for _, m := range res.samples[sc][peer] {
 		if x, ok := m[key]; ok {
 			v = append(v, x)
 		}
 	}
+	slices.Sort(v)
+	return v
+}
+
+// median of one metric over a peer's runs; NaN when absent.
+func (res *results) median(sc, peer, key string) float64 {
+	v := res.values(sc, peer, key)
 	if len(v) == 0 {
 		return math.NaN()
 	}
-	slices.Sort(v)
 	if len(v)%2 == 1 {
 		return v[len(v)/2]
 	}
@@ -46,18 +52,11 @@ func (res *results) median(sc, peer, key string) float64 {
 // spread is the lowest and highest value of one metric over a peer's runs;
 // NaN when absent.
 func (res *results) spread(sc, peer, key string) (lo, hi float64) {
-	lo, hi = math.NaN(), math.NaN()
-	for _, m := range res.samples[sc][peer] {
-		if x, ok := m[key]; ok {
-			if math.IsNaN(lo) || x < lo {
-				lo = x
-			}
-			if math.IsNaN(hi) || x > hi {
-				hi = x
-			}
-		}
+	v := res.values(sc, peer, key)
+	if len(v) == 0 {
+		return math.NaN(), math.NaN()
 	}
-	return lo, hi
+	return v[0], v[len(v)-1]
 }
 
 // advantage is how many times better sluice is than other on a metric:

@@ -8,31 +8,17 @@ import "time"
 // and each one that crosses CPUs costs an inter-processor interrupt, paid
 // on the sender's CPU (in a virtual machine, an exit too). A streaming
 // direction therefore raises SO_RCVLOWAT on its source, so that the kernel
-// wakes it only once its low-water mark is queued (or at EOF, an error or
+// wakes it only once batchLowat bytes are queued (or at EOF, an error or
 // the peer's close), and bounds how long fewer bytes may wait by a
 // batchFlush read deadline. Once flushes have found nothing for about
 // 10 ms the stream has paused: the low-water mark goes back to 1 and every
 // byte wakes the direction at once again, as latency-sensitive traffic
 // needs. Parked directions never batch (the Parker's epoll honours
 // SO_RCVLOWAT too).
-//
-// The mark depends on who pays for the bytes. A copying direction (TLS on
-// either side, or no splice) spends its own CPU on every byte, so it starts
-// as soon as batchLowat is queued: waiting for the deadline with work
-// queued would idle the CPU it is bound by. A spliced direction costs sluice
-// a few system calls per wake-up whatever it moves, while each wake-up
-// costs the sender's CPU too; its mark, spliceBatchLowat, is more than one
-// connection brings within batchFlush below 2 GB/s, so the deadline wakes
-// it, about once a millisecond.
 const (
-	// batchLowat is SO_RCVLOWAT while a copying direction batches,
-	// spliceBatchLowat while a spliced one does (Linux caps either at half
-	// the socket's receive buffer limit). In the benchmark's passthrough
-	// bulk run (S6b), 2 MiB rather than 512 KiB took sluice from 93% to 95%
-	// of a direct connection; in its TLS bulk run (S2), copying, it cost
-	// about 3% of the throughput.
-	batchLowat       = 512 << 10
-	spliceBatchLowat = 2 << 20
+	// batchLowat is SO_RCVLOWAT while batching (Linux caps it at half the
+	// socket's receive buffer limit).
+	batchLowat = 512 << 10
 	// batchEnter bytes moved within batchWindow start batching: about
 	// 50 MB/s.
 	batchEnter  = 512 << 10
@@ -78,7 +64,7 @@ func (h *half) pace(moved int64) {
 func (h *half) setBatching(on bool) {
 	lowat := 1
 	if on {
-		lowat = h.lowat()
+		lowat = batchLowat
 	}
 	if err := setRcvLowat(h.src.sock, lowat); err != nil && on {
 		return
@@ -91,14 +77,6 @@ func (h *half) setBatching(on bool) {
 	h.rateStart, h.rateBytes, h.emptyFlushes = time.Time{}, 0, 0
 	// The read deadline in force was set for the other mode.
 	h.readArm = deadlineArm{}
-}
-
-// lowat is the direction's SO_RCVLOWAT while it batches.
-func (h *half) lowat() int {
-	if h.splice {
-		return spliceBatchLowat
-	}
-	return batchLowat
 }
 
 // waitBatch is wait while batching: until batchLowat bytes are queued, the

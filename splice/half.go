@@ -206,7 +206,7 @@ func (h *half) drainSplice() (halfResult, bool) {
 	pp, err := h.r.pipes.get()
 	if err != nil {
 		// Out of descriptors, most likely: copy instead, for good.
-		h.copyInstead()
+		h.splice = false
 		return h.drainCopy()
 	}
 	defer h.r.pipes.put(pp)
@@ -214,7 +214,7 @@ func (h *half) drainSplice() (halfResult, bool) {
 		_, rerr := spliceIn(h.src.sock, pp)
 		if rerr != nil {
 			if isSpliceUnsupported(rerr) {
-				h.copyInstead()
+				h.splice = false
 				return halfResult{}, false
 			}
 			res, more, done := h.readEnded(rerr)
@@ -229,15 +229,6 @@ func (h *half) drainSplice() (halfResult, bool) {
 		if werr != nil {
 			return h.writeFailed(werr), true
 		}
-	}
-}
-
-// copyInstead turns the direction into a copying one for good, with a
-// copying direction's low-water mark if it batches.
-func (h *half) copyInstead() {
-	h.splice = false
-	if h.batching {
-		h.setBatching(true)
 	}
 }
 

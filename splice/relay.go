@@ -127,9 +127,9 @@ type Stats struct {
 // waiting, so that it too waits with nothing borrowed; over any other
 // transport, and for other connection types, a direction waits in a
 // blocking read that holds its buffer. A direction that streams raises
-// SO_RCVLOWAT on its source so that it is woken per half MiB (copying) or
-// about once a millisecond (splicing) rather than per segment, never
-// letting bytes wait more than a millisecond (see batch.go).
+// SO_RCVLOWAT on its source so that it is woken per half MiB rather than
+// per segment, never letting bytes wait more than a millisecond (see
+// batch.go).
 //
 // The returned error is nil for ordinary endings (EOF, resets and the like,
 // which are what clients do every day) and for idle timeouts; it carries the

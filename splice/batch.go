@@ -86,7 +86,7 @@ func (h *half) waitBatch() (res halfResult, done bool) {
 	h.src.conn.SetReadDeadline(time.Now().Add(batchFlush))
 	h.readArm = deadlineArm{}
 	if err := waitReadable(h.src.sock); err != nil && !isTimeout(err) {
-		return halfResult{err: benignOrNil(err), peer: h.srcPeer}, true
+		return stopped(h.srcPeer, err), true
 	}
 	return halfResult{}, false
 }

@@ -21,7 +21,8 @@ func rcvLowat(tb testing.TB, c *net.TCPConn) int {
 // checks the source socket's SO_RCVLOWAT after each.
 func TestPace(t *testing.T) {
 	c, _ := tcpPair(t)
-	ep := newEndpoint(c)
+	var ep endpoint
+	ep.init(c)
 	h := &half{src: &ep}
 	step := func(moved int64, wantBatching bool) {
 		t.Helper()

@@ -2,6 +2,7 @@ package splice
 
 import (
 	"crypto/tls"
+	"errors"
 	"io"
 	"net"
 	"sync/atomic"
@@ -17,20 +18,22 @@ type endpoint struct {
 	sock syscall.RawConn
 	raw  bool       // conn is the socket itself: nothing buffered above it
 	tr   *Transport // conn is a *tls.Conn over tr
+	// finSent: the relay has half-closed conn (see resetSeen).
+	finSent atomic.Bool
 }
 
-func newEndpoint(c net.Conn) endpoint {
-	e := endpoint{conn: c}
+// init sets e up for c, a socket or a *tls.Conn over a Transport.
+func (e *endpoint) init(c net.Conn) {
+	e.conn = c
 	if rc := rawSocket(c); rc != nil {
 		e.sock, e.raw = rc, true
-		return e
+		return
 	}
 	if tc, ok := c.(*tls.Conn); ok {
 		if tr, ok := tc.NetConn().(*Transport); ok && tr.sock != nil {
 			e.sock, e.tr = tr.sock, tr
 		}
 	}
-	return e
 }
 
 // half is one direction of a relay. Its goroutine runs copyHalf; a parked
@@ -171,8 +174,8 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 	switch {
 	case rerr == nil:
 		return halfResult{}, true, false
-	case rerr == io.EOF:
-		return halfResult{eof: true, peer: h.srcPeer}, false, true
+	case rerr == io.EOF, errors.Is(rerr, io.ErrUnexpectedEOF):
+		return halfResult{end: h.srcEnded(rerr), peer: h.srcPeer}, false, true
 	case rerr == errWouldBlock:
 		return halfResult{}, false, false
 	case isTimeout(rerr):
@@ -182,13 +185,23 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 		h.armRead(h.span())
 		return halfResult{}, true, false
 	}
-	return halfResult{err: benignOrNil(rerr), peer: h.srcPeer}, false, true
+	return stopped(h.srcPeer, rerr), false, true
+}
+
+// srcEnded says how the source's stream ended when a read found its end
+// (io.EOF; from crypto/tls, io.ErrUnexpectedEOF too).
+func (h *half) srcEnded(rerr error) End {
+	if h.src.sock != nil && !h.src.finSent.Load() && resetSeen(h.src.sock) {
+		return EndReset
+	}
+	if rerr != io.EOF || (h.src.tr != nil && h.src.tr.eof) {
+		return EndTruncated // see Transport.eof
+	}
+	return EndClosed
 }
 
 // writeFailed is the end of the direction after a write to dst failed.
-func (h *half) writeFailed(werr error) halfResult {
-	return halfResult{idle: isTimeout(werr), err: benignOrNil(werr), peer: h.dstPeer}
-}
+func (h *half) writeFailed(werr error) halfResult { return stopped(h.dstPeer, werr) }
 
 // read reads from the source: without waiting when the source has a socket
 // to wait on, blocking otherwise.
@@ -249,7 +262,7 @@ func (h *half) wait() (res halfResult, done, park bool) {
 		return halfResult{}, false, false
 	}
 	if !isTimeout(err) {
-		return halfResult{err: benignOrNil(err), peer: h.srcPeer}, true, false
+		return stopped(h.srcPeer, err), true, false
 	}
 	if res, done := h.timedOut(); done {
 		return res, true, false

@@ -91,7 +91,17 @@ func TestRelayBackpressure(t *testing.T) {
 			}
 			w.backend.Close()
 			expectEnd(t, w.client)
-			checkResult(t, w.wait(t), Stats{BytesIn: sent, Reason: ClientClosed})
+			want := Stats{BytesIn: sent, Reason: ClientClosed}
+			if tr.tls {
+				want.Reason = ClientTruncated // no close_notify
+			}
+			r := w.wait(t)
+			if tr.plainTLS && r.st.Reason == ClientClosed {
+				// Without a Transport the relay sees a bare FIN only when
+				// it cuts a record (see Transport.eof).
+				want.Reason = ClientClosed
+			}
+			checkResult(t, r, want)
 			checkPoolsIdle(t, buffers, pipes, nil)
 		})
 	}
@@ -144,8 +154,8 @@ const poolTestTimeout = 500 * time.Millisecond
 
 var endings = []ending{
 	{name: "eof", end: endBothEOF, want: ClientClosed},
-	{name: "client_reset", end: endClientReset, want: ClientClosed},
-	{name: "backend_reset", end: endBackendReset, want: BackendClosed},
+	{name: "client_reset", end: endClientReset, want: ClientReset},
+	{name: "backend_reset", end: endBackendReset, want: BackendReset},
 	{name: "cancel", end: func(w *world) error { w.cancel(); return nil }, want: Canceled},
 	{name: "idle", opts: Options{IdleTimeout: poolTestTimeout}, end: func(*world) error { return nil }, want: IdleTimeout},
 	{name: "half_close_timeout", opts: Options{HalfCloseTimeout: poolTestTimeout}, end: endHalfOpen, want: IdleTimeout},
@@ -181,13 +191,13 @@ func endHalfOpen(w *world) error {
 func endClientReset(w *world) error {
 	w.clientRaw.SetLinger(0)
 	w.clientRaw.Close()
-	return readEnd(w.backend)
+	return readReset(w.backend)
 }
 
 func endBackendReset(w *world) error {
 	w.backend.SetLinger(0)
 	w.backend.Close()
-	return readEnd(w.client)
+	return readReset(w.client)
 }
 
 // closeWriteErr is peerCloseWrite for goroutines other than the test's.
@@ -281,7 +291,7 @@ func runEnding(errc, moved chan<- error, start <-chan struct{}, w *world, e endi
 			return errors.New("Relay did not return")
 		}
 		want := Stats{BytesIn: up, BytesOut: down, Reason: e.want}
-		if r := *w.result; r.st != want || r.err != nil {
+		if r := *w.result; !sameStats(r.st, want) || r.err != nil {
 			return fmt.Errorf("Relay = %+v, %v; want %+v, nil", r.st, r.err, want)
 		}
 		return nil

@@ -92,16 +92,32 @@ const (
 	ClientClosed Reason = "client_closed"
 	// BackendClosed: both directions finished and the backend finished first.
 	BackendClosed Reason = "backend_closed"
+	// ClientTruncated: both directions finished, and the client finished
+	// first, over TLS without close_notify (see EndTruncated).
+	ClientTruncated Reason = "client_truncated"
 	// IdleTimeout: nothing moved for IdleTimeout (or HalfCloseTimeout).
 	IdleTimeout Reason = "idle_timeout"
-	// ClientError: reading from or writing to the client failed.
+	// ClientReset and BackendReset: that peer reset the connection.
+	ClientReset  Reason = "client_reset"
+	BackendReset Reason = "backend_reset"
+	// ClientError: reading from or writing to the client failed otherwise.
 	ClientError Reason = "client_error"
-	// BackendError: reading from or writing to the backend failed.
+	// BackendError: reading from or writing to the backend failed otherwise.
 	BackendError Reason = "backend_error"
 	// Canceled: the context was cancelled (for example at the end of a
 	// graceful shutdown).
 	Canceled Reason = "canceled"
 )
+
+// Aborted reports whether a relay that ended for this reason aborted both
+// connections (Abort) rather than closing them cleanly.
+func (r Reason) Aborted() bool {
+	switch r {
+	case ClientClosed, BackendClosed, ClientTruncated:
+		return false
+	}
+	return true
+}
 
 // Stats reports what one relay moved and why it ended.
 type Stats struct {
@@ -111,14 +127,24 @@ type Stats struct {
 	BytesOut int64
 	// Reason is why the relay ended.
 	Reason Reason
+	// ClientEnd and BackendEnd say how each peer's stream ended.
+	ClientEnd, BackendEnd End
 }
 
 // Relay copies client→backend and backend→client until both directions are
 // done, then closes both connections. When one side sends EOF, the other side
 // is half-closed (CloseWrite; for a *tls.Conn that is close_notify followed
-// by a TCP FIN) and the opposite direction goes on. A real error on either
-// side closes both connections at once so the other direction unblocks.
-// Cancelling ctx closes both connections.
+// by a TCP FIN) and the opposite direction goes on. An abort stays an abort:
+// a reset or error on either side, a timeout and a cancellation of ctx
+// abort both connections at once (see Abort), so neither peer can take a
+// cut stream for a complete one.
+//
+// A TLS client whose stream ends without close_notify has truncated it by
+// TLS's rules, but browsers and HTTP clients often end an ordinary exchange
+// that way; the backend sees a FIN, as for close_notify, so that it can
+// still finish its answer, and Stats says EndTruncated. Protocols that
+// care (WebSocket, HTTP) frame their messages and tell a cut message
+// themselves.
 //
 // Each direction picks its path from the concrete connections: between two
 // sockets (*net.TCPConn, *net.UnixConn) it splices through a pipe borrowed
@@ -168,8 +194,8 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 	if r.parkAfter <= 0 {
 		r.parkAfter = DefaultParkAfter
 	}
-	r.ends[clientPeer] = newEndpoint(client)
-	r.ends[backendPeer] = newEndpoint(backend)
+	r.ends[clientPeer].init(client)
+	r.ends[backendPeer].init(backend)
 	r.touch()
 	// Deadlines from earlier phases (handshake, peek) must not leak into the
 	// relay; the directions set their own when a timeout is in force.
@@ -208,11 +234,27 @@ const (
 
 // halfResult is what one direction reports when it stops.
 type halfResult struct {
-	eof  bool  // the source sent EOF
+	end  End   // how peer's stream ended; "" when it did not (a timeout, our close)
 	idle bool  // stopped by the idle or half-close timeout
 	err  error // unexpected error; nil for EOF and benign endings
 	peer peer  // the end whose read or write stopped the copy
 	rank int32 // 1 for the direction whose copy stopped first, 2 for the other
+}
+
+// stopped returns the result of a read or write on p that failed with
+// err.
+func stopped(p peer, err error) halfResult {
+	return halfResult{end: endOf(err), idle: isTimeout(err), err: benignOrNil(err), peer: p}
+}
+
+// eof reports whether the source ended its stream: the direction ends
+// with a half-close, not an abort.
+func (res halfResult) eof() bool { return res.end.clean() }
+
+// failed reports whether the direction ended on a timeout, a reset or an
+// error, rather than with EOF or because the relay closed its conns.
+func (res halfResult) failed() bool {
+	return res.idle || res.err != nil || (res.end != "" && !res.eof())
 }
 
 type relay struct {
@@ -245,26 +287,31 @@ func (r *relay) touchAt(now time.Time) { r.last.Store(now.UnixNano()) }
 // quiet is how long nothing has moved in either direction.
 func (r *relay) quiet() time.Duration { return time.Since(time.Unix(0, r.last.Load())) }
 
-func (r *relay) closeBoth() { r.once.Do(r.closeConns) }
+// closeBoth closes both connections cleanly, once both directions ended
+// with EOF.
+func (r *relay) closeBoth() { r.once.Do(func() { r.closeConns(net.Conn.Close) }) }
 
-// cancel closes both conns because ctx is done. The relay counts as
+// abortBoth aborts both connections (see Abort).
+func (r *relay) abortBoth() { r.once.Do(func() { r.closeConns(Abort) }) }
+
+// cancel aborts both conns because ctx is done. The relay counts as
 // Canceled only if the cancellation is what tore it down: a relay already
 // closing after an error keeps that error and its reason.
 func (r *relay) cancel() {
 	r.once.Do(func() {
 		r.canceled.Store(true)
-		r.closeConns()
+		r.closeConns(Abort)
 	})
 }
 
-// closeConns closes both connections and resumes parked directions, which
-// then find their sockets closed and stop.
-func (r *relay) closeConns() {
+// closeConns closes both connections with closeFn and resumes parked
+// directions, which then find their sockets closed and stop.
+func (r *relay) closeConns(closeFn func(net.Conn) error) {
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()
-	r.ends[clientPeer].conn.Close()
-	r.ends[backendPeer].conn.Close()
+	closeFn(r.ends[clientPeer].conn)
+	closeFn(r.ends[backendPeer].conn)
 	for _, h := range r.halves {
 		h.unpark()
 	}
@@ -286,16 +333,17 @@ func (r *relay) finish(h *half, res halfResult) {
 	// other direction; the order of the calls alone cannot tell who was
 	// first.
 	res.rank = r.stopped.Add(1)
-	if res.eof {
+	if res.eof() {
 		// Clean EOF from the source: tell the destination we are done
 		// writing. From now on the remaining direction, which reads from
 		// dst, runs under the half-close timeout; shorten the deadline it
 		// may be waiting on, or wake it if it is parked.
+		h.dst.finSent.Store(true)
 		if err := closeWrite(h.dst.conn); err != nil {
-			res.eof = false
-			res.peer = h.dstPeer
-			res.err = benignOrNil(err)
-			r.closeBoth()
+			rank := res.rank
+			res = stopped(h.dstPeer, err)
+			res.rank = rank
+			r.abortBoth()
 		} else {
 			r.halfDone.Store(true)
 			if t := r.timeout(); t > 0 {
@@ -304,7 +352,7 @@ func (r *relay) finish(h *half, res halfResult) {
 			r.halves[1-h.dir].unpark()
 		}
 	} else {
-		r.closeBoth()
+		r.abortBoth()
 	}
 	r.mu.Lock()
 	r.results = append(r.results, res)
@@ -323,7 +371,20 @@ func (r *relay) complete() {
 	if second.rank < first.rank {
 		first, second = second, first
 	}
-	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second)}
+	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second),
+		ClientEnd: EndCut, BackendEnd: EndCut}
+	// The first word on a peer is the truth about it: after a reset, the
+	// other direction's failure on the same peer is only its echo.
+	for _, res := range []halfResult{second, first} {
+		if res.end == "" {
+			continue
+		}
+		if res.peer == clientPeer {
+			st.ClientEnd = res.end
+		} else {
+			st.BackendEnd = res.end
+		}
+	}
 	var err error
 	if st.Reason != Canceled {
 		err = first.err
@@ -337,21 +398,28 @@ func (r *relay) complete() {
 // reason derives why the relay ended from the two half results, in the order
 // their copies stopped (see halfResult.rank).
 func (r *relay) reason(first, second halfResult) Reason {
-	if first.eof && (second.idle || second.err != nil) {
+	if first.eof() && second.failed() {
 		// One side closed cleanly, then the other direction failed: the
 		// failure is the news.
 		first = second
 	}
+	client := first.peer == clientPeer
 	switch {
 	case r.canceled.Load():
 		return Canceled
 	case first.idle:
 		return IdleTimeout
-	case first.err != nil && first.peer == clientPeer:
+	case first.end == EndReset && client:
+		return ClientReset
+	case first.end == EndReset:
+		return BackendReset
+	case first.err != nil && client:
 		return ClientError
 	case first.err != nil:
 		return BackendError
-	case first.peer == clientPeer:
+	case first.end == EndTruncated && client:
+		return ClientTruncated
+	case client:
 		return ClientClosed
 	default:
 		return BackendClosed

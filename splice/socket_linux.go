@@ -164,6 +164,25 @@ func rawSocket(c net.Conn) syscall.RawConn {
 	return rc
 }
 
+// resetSeen reports whether a TCP socket whose read has just found the end
+// of its stream was in fact reset. A socket reports a RST's error once, to
+// whichever call comes first (a write in the other direction, say); reads
+// after it find an end of stream, as for a FIN. The state tells them
+// apart: a FIN leaves the socket in CLOSE_WAIT, a RST in CLOSE. It is
+// only asked before sluice has sent its own FIN on the socket, after which
+// CLOSE is also where a clean end leads.
+func resetSeen(rc syscall.RawConn) bool {
+	var state uint8
+	control(rc, func(fd int) error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil {
+			state = info.State
+		}
+		return err
+	})
+	return state == unix.BPF_TCP_CLOSE
+}
+
 // setRcvLowat sets the socket's SO_RCVLOWAT: how many bytes must be queued
 // before it reports readable.
 func setRcvLowat(rc syscall.RawConn, n int) error {

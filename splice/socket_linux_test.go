@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"io"
 	"net"
 	"testing"
 	"time"
@@ -141,4 +142,37 @@ func sockInt(tb testing.TB, c *net.TCPConn, get func(fd int) (int, error)) int {
 		tb.Fatal(gerr)
 	}
 	return n
+}
+
+// TestResetSeen: a socket reports a RST's error to one call only; a read
+// after it finds an end of stream, which resetSeen must tell from a FIN.
+func TestResetSeen(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		end  func(tb testing.TB, peer *net.TCPConn)
+		want bool
+	}{
+		{"fin", func(tb testing.TB, peer *net.TCPConn) { peer.CloseWrite() }, false},
+		{"reset", func(tb testing.TB, peer *net.TCPConn) { reset(tb, peer) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, peer := tcpPair(t)
+			tc.end(t, peer)
+			rc := rawSocket(c)
+			// Wait for the end to arrive, then let a write take the error,
+			// as the relay's other direction may.
+			if err := waitReadable(rc); err != nil {
+				t.Fatal(err)
+			}
+			c.Write([]byte("x"))
+			c.Write([]byte("x"))
+			var b [8]byte
+			if _, err := readNonblock(rc, b[:]); err != io.EOF {
+				t.Fatalf("read = %v, want EOF", err)
+			}
+			if got := resetSeen(rc); got != tc.want {
+				t.Errorf("resetSeen = %v, want %v", got, tc.want)
+			}
+		})
+	}
 }

@@ -20,6 +20,7 @@ func spliceIn(syscall.RawConn, *pipe) (int, error)      { return 0, errUnsupport
 func spliceOut(syscall.RawConn, *pipe) (int, error)     { return 0, errUnsupported }
 func isSpliceUnsupported(error) bool                    { return true }
 func setRcvLowat(syscall.RawConn, int) error            { return errUnsupported }
+func resetSeen(syscall.RawConn) bool                    { return false }
 
 // PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
 // never used.

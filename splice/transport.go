@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"io"
 	"net"
 	"syscall"
 )
@@ -26,6 +27,10 @@ type Transport struct {
 	prefix   []byte
 	nonblock bool      // set by the relay direction that reads this transport
 	drained  shortRead // the last read took all the socket had
+	// eof: a read of the socket found the end of stream. crypto/tls reads
+	// io.EOF both after close_notify and after a bare FIN at a record
+	// boundary; only the second reads the socket's end.
+	eof bool
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -47,10 +52,17 @@ func (t *Transport) Read(p []byte) (int, error) {
 		}
 		return n, nil
 	}
+	var n int
+	var err error
 	if t.nonblock {
-		return t.drained.read(t.sock, p)
+		n, err = t.drained.read(t.sock, p)
+	} else {
+		n, err = t.Conn.Read(p)
 	}
-	return t.Conn.Read(p)
+	if err == io.EOF {
+		t.eof = true
+	}
+	return n, err
 }
 
 // CloseWrite half-closes the socket (sends a FIN), or closes conn if it

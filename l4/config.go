@@ -97,6 +97,10 @@ type RouteConfig struct {
 	Mode string `toml:"mode"`
 	// IdleTimeout overrides the listener's for connections on this route.
 	IdleTimeout Duration `toml:"idle_timeout"`
+	// ServerFirst: the protocol behind this route lets the server speak
+	// first, so a client that has sent nothing when a WebSocket peek ends
+	// is relayed here rather than closed.
+	ServerFirst bool `toml:"server_first"`
 }
 
 // UpstreamConfig is one [[upstream]] pool.

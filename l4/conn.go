@@ -43,6 +43,7 @@ const (
 	reasonProxyHeader = "proxy_header"
 	reasonHandshake   = "handshake"
 	reasonPeek        = "peek"
+	reasonSilent      = "client_silent"
 	reasonHello       = "client_hello"
 	reasonNoRoute     = "no_route"
 	reasonUpstream    = "upstream_unavailable"
@@ -87,14 +88,44 @@ func (c *conn) serve(ctx context.Context) {
 	if log.Enabled(ctx, slog.LevelDebug) {
 		log.Debug("conn open", "conn", c.id, "client", c.client.String(), "listener", c.srv.Name)
 	}
-	if err := c.run(ctx); err != nil {
-		if ctx.Err() != nil {
-			// Cut by the end of a drain before its relay began: that, not
-			// the phase it was in, is why it ended.
-			c.reason, err = string(splice.Canceled), nil
-		}
-		c.finish(err)
+	// The PROXY header, the handshake and the peeks wait on deadlines,
+	// not on ctx. Until the relay (which watches ctx itself), cancelling
+	// ctx aborts the socket, so that a forced shutdown does not wait for
+	// their timeouts.
+	stop := context.AfterFunc(ctx, func() { splice.Abort(c.raw) })
+	cur, prefix, route, err := c.open(ctx)
+	switch {
+	case err != nil:
+		c.end(ctx, stop, err)
+	case route == nil && c.tls != nil && c.srv.peeksHead:
+		// The handshake grew this goroutine's stack to about 16 KiB, which
+		// it would keep while the peek waits for the client's first
+		// bytes; a fresh goroutine waits with a small one.
+		go c.proceed(ctx, stop, cur, prefix, nil)
+	default:
+		c.proceed(ctx, stop, cur, prefix, route)
 	}
+}
+
+// proceed carries the connection from its route to its relay, and ends it
+// if it fails on the way.
+func (c *conn) proceed(ctx context.Context, stop func() bool, cur net.Conn, prefix []byte, route *Route) {
+	if err := c.connect(ctx, stop, cur, prefix, route); err != nil {
+		c.end(ctx, stop, err)
+	}
+}
+
+// end finishes a connection that failed before its relay; its sockets are
+// closed.
+func (c *conn) end(ctx context.Context, stop func() bool, err error) {
+	stop()
+	c.releasePeek()
+	if ctx.Err() != nil {
+		// Cut by the end of a drain before its relay began: that, not
+		// the phase it was in, is why it ended.
+		c.reason, err = string(splice.Canceled), nil
+	}
+	c.finish(err)
 }
 
 // finish logs the connection and releases what it held.
@@ -106,32 +137,27 @@ func (c *conn) finish(err error) {
 	c.srv.connDone()
 }
 
-// run does the work up to the relay. It returns nil once the relay has
-// started (the relay calls finish when it ends); on error, the connection
-// is closed and finish is the caller's.
-func (c *conn) run(ctx context.Context) error {
+// open reads the PROXY header, peeks at the ClientHello and terminates TLS,
+// as the listener asks. It returns the connection as the backend's bytes
+// will be read from it (the socket or the TLS conn over it), the bytes
+// already read from it, and the route if the ClientHello decided one. On
+// error, the socket is closed.
+func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Route, err error) {
 	s := c.srv
-	// The PROXY header and the peek wait on deadlines, not on ctx. Until the
-	// relay (which watches ctx itself), cancelling ctx closes the socket, so
-	// that a forced shutdown does not wait for their timeouts.
-	stop := context.AfterFunc(ctx, func() { c.raw.Close() })
-	defer stop()
-	defer c.releasePeek()
-	var cur net.Conn = c.raw
+	cur = c.raw
 	// prefix holds bytes read past a PROXY header: the start of the
 	// client's stream, for the TLS handshake or the backend.
-	var prefix []byte
 	if s.AcceptProxy {
 		if !trusted(c.raw.RemoteAddr(), s.TrustedProxies) {
-			c.raw.Close()
+			splice.Abort(c.raw)
 			c.reason = reasonUntrusted
-			return ErrUntrustedProxy
+			return nil, nil, nil, ErrUntrustedProxy
 		}
 		h, rest, err := readProxyHeader(c.raw, s.proxyTimeout())
 		if err != nil {
-			c.raw.Close()
+			splice.Abort(c.raw)
 			c.reason = reasonProxyHeader
-			return err
+			return nil, nil, nil, err
 		}
 		prefix = rest
 		// LOCAL (health checks) and UNKNOWN keep the socket addresses.
@@ -140,7 +166,6 @@ func (c *conn) run(ctx context.Context) error {
 		}
 	}
 
-	var route *Route
 	if s.peeksHello() {
 		hello, r, rest, err := c.peekHello(prefix)
 		prefix = rest
@@ -148,13 +173,13 @@ func (c *conn) run(ctx context.Context) error {
 		case errors.Is(err, tlsterm.ErrNotTLS) && s.TLSConfig == nil:
 			// Not TLS on a plain listener: the plain routes decide.
 		case err != nil:
-			c.raw.Close()
+			splice.Abort(c.raw)
 			c.reason = reasonHello
-			return err
+			return nil, nil, nil, err
 		case r == nil:
-			c.raw.Close()
+			splice.Abort(c.raw)
 			c.reason = reasonNoRoute
-			return ErrNoRoute
+			return nil, nil, nil, ErrNoRoute
 		case r.Passthrough:
 			route, c.hello = r, &hello
 		}
@@ -166,19 +191,32 @@ func (c *conn) run(ctx context.Context) error {
 		tc := tls.Server(splice.NewTransport(c.raw, prefix), s.TLSConfig)
 		prefix = nil
 		if err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout()); err != nil {
+			// A plain close: crypto/tls has queued its alert, which says
+			// why, and a reset could discard it.
 			c.raw.Close()
 			c.reason = reasonHandshake
-			return err
+			return nil, nil, nil, err
 		}
 		info := tlsterm.Describe(tc.ConnectionState())
 		c.tls = &info
 		cur = tc
 	}
+	return cur, prefix, route, nil
+}
 
+// connect routes the connection, if the ClientHello did not, dials the
+// backend, sends it the preamble and starts the relay. It returns nil once
+// the relay has started (the relay calls finish when it ends); on error,
+// the connection is closed.
+func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, prefix []byte, route *Route) error {
+	s := c.srv
 	if route == nil {
 		var err error
 		if route, err = c.selectRoute(cur, &prefix); err != nil {
-			cur.Close()
+			// From here on a failure is an abort: a RST, and never
+			// close_notify, which would tell a TLS client that the
+			// server ended a complete exchange.
+			splice.Abort(cur)
 			return err
 		}
 	}
@@ -187,15 +225,15 @@ func (c *conn) run(ctx context.Context) error {
 
 	backend, srv, err := up.Dial(ctx)
 	if err != nil {
-		cur.Close()
+		splice.Abort(cur)
 		c.reason = reasonUpstream
 		return err
 	}
 	c.backend = srv
 
 	if err := c.writePreamble(backend, up, prefix); err != nil {
-		cur.Close()
-		backend.Close()
+		splice.Abort(cur)
+		splice.Abort(backend)
 		c.reason = reasonUpstreamIO
 		return err
 	}
@@ -254,48 +292,80 @@ func (c *conn) selectRoute(cur net.Conn, prefix *[]byte) (*Route, error) {
 		in.sni, in.alpn, in.clientCN = c.tls.SNI, c.tls.ALPN, c.tls.ClientCN
 	}
 	var peekErr error
-	peeked, websocket := false, false
+	peeked, websocket, silent := false, false, false
 	in.websocket = func() bool {
 		if !peeked {
 			peeked = true
-			websocket, peekErr = c.peek(cur, prefix)
+			websocket, silent, peekErr = c.peek(cur, prefix)
 		}
 		return websocket
 	}
 	r := selectRoute(c.srv.Routes, &in)
-	if peekErr != nil {
+	switch {
+	case peekErr != nil:
 		c.reason = reasonPeek
 		return nil, peekErr
-	}
-	if r == nil {
+	case r == nil:
 		c.reason = reasonNoRoute
 		return nil, ErrNoRoute
+	case silent && !r.ServerFirst:
+		// Nothing to route on and nothing for a backend: a backend
+		// connection held for the idle timeout would be the client's
+		// whole cost to sluice's.
+		c.reason = reasonSilent
+		return nil, ErrClientSilent
 	}
 	return r, nil
 }
 
 // peek reads up to maxHeadBytes of the first request head, within the
 // handshake timeout, and reports whether it is a WebSocket upgrade. The
-// bytes read are kept for the backend. A timeout or EOF just means no match;
-// other read errors end the connection.
+// bytes read are kept for the backend. A timeout or EOF just means no match,
+// and silent says the client sent nothing at all before it; other read
+// errors end the connection.
 //
 // The deadline covers writes too: a *tls.Conn writes from inside Read (the
 // answer to a client's KeyUpdate), and a client that never reads would
 // otherwise hold that write, and the conn, forever.
-func (c *conn) peek(cur net.Conn, prefix *[]byte) (bool, error) {
-	c.headBuf = c.srv.getHeadBuf()
+func (c *conn) peek(cur net.Conn, prefix *[]byte) (websocket, silent bool, err error) {
+	c.srv.peeking.Add(1)
+	defer c.srv.peeking.Add(-1)
 	cur.SetDeadline(time.Now().Add(c.srv.handshakeTimeout()))
+	defer cur.SetDeadline(time.Time{})
 	pr := &prefixReader{prefix: *prefix, r: cur}
+	if len(pr.prefix) == 0 {
+		// Wait for the first bytes with a small buffer: a client that
+		// keeps silent holds firstPeekBytes, not the head buffer.
+		first := make([]byte, firstPeekBytes)
+		n, err := 0, error(nil)
+		for n == 0 && err == nil {
+			n, err = cur.Read(first)
+		}
+		if n == 0 {
+			return false, true, peekError(err)
+		}
+		pr.prefix = first[:n]
+	}
+	c.headBuf = c.srv.getHeadBuf()
 	n, ws, err := readRequestHead(pr, *c.headBuf)
 	*prefix = pr.prefix
-	cur.SetDeadline(time.Time{})
 	c.peeked = (*c.headBuf)[:n:n]
 	c.peekedLen = int64(n)
+	return ws, false, peekError(err)
+}
+
+// firstPeekBytes is the buffer the peek waits for a client's first bytes
+// in: a usual request line and a few headers.
+const firstPeekBytes = 512
+
+// peekError is nil for the ways a peek may end without a whole head (the
+// deadline, EOF), and err otherwise.
+func peekError(err error) error {
 	var ne net.Error
-	if err != nil && !errors.Is(err, io.EOF) && !(errors.As(err, &ne) && ne.Timeout()) {
-		return false, fmt.Errorf("peek request head: %w", err)
+	if err == nil || errors.Is(err, io.EOF) || (errors.As(err, &ne) && ne.Timeout()) {
+		return nil
 	}
-	return ws, nil
+	return fmt.Errorf("peek request head: %w", err)
 }
 
 // prefixReader reads prefix, then r; prefix keeps what was not read.

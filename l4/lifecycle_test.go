@@ -85,8 +85,17 @@ func wsEchoServer(t *testing.T) string {
 // WebSocket echo server and everything else to tagged("plain").
 func wsRouteWorld(t *testing.T, handshake time.Duration) (*world, string) {
 	t.Helper()
+	w, addr, _ := wsRouteWorldWith(t, handshake, false)
+	return w, addr
+}
+
+// wsRouteWorldWith is wsRouteWorld with the plain route's server_first
+// setting, and that route's backend.
+func wsRouteWorldWith(t *testing.T, handshake time.Duration, serverFirst bool) (*world, string, *backend) {
+	t.Helper()
 	w := newWorld(t)
 	yes := true
+	plain := w.backend(tagged("plain"))
 	cfg := &Config{
 		Listeners: []ListenerConfig{{
 			Name:             "web",
@@ -94,16 +103,16 @@ func wsRouteWorld(t *testing.T, handshake time.Duration) (*world, string) {
 			TLS:              &TLSConfig{Certificates: []CertConfig{w.cert("localhost")}},
 			Routes: []RouteConfig{
 				{Name: "websocket", WebSocket: &yes, Upstream: "ws"},
-				{Name: "plain", Upstream: "plain"},
+				{Name: "plain", Upstream: "plain", ServerFirst: serverFirst},
 			},
 		}},
 		Upstreams: []UpstreamConfig{
 			{Name: "ws", Servers: []string{wsEchoServer(t)}},
-			{Name: "plain", Servers: []string{w.backend(tagged("plain")).addr()}},
+			{Name: "plain", Servers: []string{plain.addr()}},
 		},
 	}
 	_, addrs := w.serve(cfg)
-	return w, addrs[0]
+	return w, addrs[0], plain
 }
 
 func TestLifecycleWebSocketRoute(t *testing.T) {
@@ -191,11 +200,33 @@ func TestLifecycleWebSocketRoute(t *testing.T) {
 	}
 
 	t.Run("silent client", func(t *testing.T) {
-		w, addr := wsRouteWorld(t, 200*time.Millisecond)
+		w, addr, plain := wsRouteWorldWith(t, 200*time.Millisecond, false)
+		start := time.Now()
+		c := w.mustDialTLS(addr, nil)
+		// Nothing sent: at the peek deadline the conn is cut (a reset, no
+		// close_notify), and no backend ever hears of it.
+		n, err := io.Copy(io.Discard, c)
+		if n != 0 || !errors.Is(err, syscall.ECONNRESET) {
+			t.Fatalf("read %d bytes, %v; want 0, a reset", n, err)
+		}
+		if d := time.Since(start); d < 200*time.Millisecond {
+			t.Errorf("cut after %s, before the 200ms peek timeout", d)
+		}
+		w.waitLog("msg=access", "reason=client_silent")
+		select {
+		case bc := <-plain.conns:
+			t.Errorf("backend got a connection from %s", bc.RemoteAddr())
+		default:
+		}
+	})
+
+	t.Run("silent client, server_first route", func(t *testing.T) {
+		w, addr, _ := wsRouteWorldWith(t, 200*time.Millisecond, true)
 		start := time.Now()
 		c := w.mustDialTLS(addr, nil)
 		// Nothing sent: after the handshake timeout the conn takes the
-		// default route anyway, and the TLS conn is still good.
+		// default route, whose server speaks first, and the TLS conn is
+		// still good.
 		if tag := readLine(t, c); tag != "plain" {
 			t.Fatalf("routed to %q, want plain", tag)
 		}

@@ -139,3 +139,52 @@ func newBenchBackend(b *testing.B) *benchBackend {
 	b.Cleanup(func() { ln.Close() })
 	return be
 }
+
+// BenchmarkPeekConnMemory holds TLS connections that finished their
+// handshake and send nothing, on a listener whose first route asks whether
+// the connection is a WebSocket upgrade: each waits in the peek at its
+// first request head. It reports what one costs, as BenchmarkIdleConnMemory
+// does.
+//
+//	go test -run '^$' -bench PeekConnMemory -benchtime 2000x ./l4
+func BenchmarkPeekConnMemory(b *testing.B) {
+	w := newWorld(b)
+	be := newBenchBackend(b)
+	ws := true
+	cfg := w.simple(be.Addr().String())
+	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
+	cfg.Listeners[0].Routes = append([]RouteConfig{{Name: "ws", WebSocket: &ws, Upstream: "app"}}, cfg.Listeners[0].Routes...)
+	p, addrs := w.serve(cfg)
+	s := p.servers[0]
+
+	n := b.N
+	conns := make([]net.Conn, 0, n)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	before := memNow()
+	for range n {
+		c, err := tls.Dial("tcp", addrs[0], &tls.Config{RootCAs: w.pool, ServerName: "localhost"})
+		if err != nil {
+			b.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	// The server finishes each handshake after the client; wait until
+	// every connection is in its peek.
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	for s.peeking.Load() < int64(n) {
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-timer.C:
+			b.Fatalf("%d of %d connections in their peek", s.peeking.Load(), n)
+		}
+	}
+	after := memNow()
+	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
+	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+}

@@ -103,6 +103,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 				Upstream:    upstreams[rc.Upstream],
 				IdleTimeout: rc.IdleTimeout.Duration,
 				Passthrough: rc.Mode == "passthrough",
+				ServerFirst: rc.ServerFirst,
 			}
 			if r.Name == "" {
 				r.Name = fmt.Sprintf("%s#%d", name, j)

@@ -12,6 +12,10 @@ import (
 // ErrNoRoute is the error for a connection that matched no route.
 var ErrNoRoute = errors.New("l4: no route")
 
+// ErrClientSilent is the error for a connection whose client sent nothing
+// within the handshake timeout while its route waited for a request head.
+var ErrClientSilent = errors.New("l4: client sent nothing before the peek deadline")
+
 // WebSocketMatch says how a route treats the WebSocket upgrade matcher.
 type WebSocketMatch int
 
@@ -38,6 +42,11 @@ type Route struct {
 	Passthrough bool
 	// IdleTimeout overrides the server's idle timeout when non-zero.
 	IdleTimeout time.Duration
+	// ServerFirst says the route's protocol lets the server speak first
+	// (SMTP, MySQL): a client that sent nothing when the WebSocket peek
+	// ended is still relayed. Otherwise such a client is closed
+	// (ErrClientSilent) and never costs a backend connection.
+	ServerFirst bool
 }
 
 // matchInput is what routing may look at. websocket is called only when a

@@ -62,10 +62,12 @@ type Server struct {
 	closing   chan struct{} // closed when Shutdown starts
 	conns     sync.WaitGroup
 	active    atomic.Int64 // connections being handled, for logs
+	peeking   atomic.Int64 // connections waiting in the peek at a request head
 	sem       chan struct{}
 	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
 	hellos    sync.Pool // *bufio.Reader of tlsterm.MaxHelloBytes, for ClientHello peeks
 	passRoute bool      // some route is a passthrough route: peek at ClientHellos
+	peeksHead bool      // some route asks for a WebSocket upgrade: peek at request heads
 	// ctx is the parent of every connection's context; cancel closes them
 	// all at the end of a drain.
 	ctx    context.Context
@@ -88,6 +90,7 @@ func (s *Server) init() {
 		}
 		for _, r := range s.Routes {
 			s.passRoute = s.passRoute || r.Passthrough
+			s.peeksHead = s.peeksHead || (!r.Passthrough && r.WebSocket != WebSocketAny)
 		}
 	})
 }

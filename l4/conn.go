@@ -47,7 +47,10 @@ const (
 	reasonHello       = "client_hello"
 	reasonNoRoute     = "no_route"
 	reasonUpstream    = "upstream_unavailable"
-	reasonUpstreamIO  = "upstream_write"
+	// reasonNoDescriptors: the dial failed for want of a descriptor here,
+	// which says nothing about the backend.
+	reasonNoDescriptors = "out_of_descriptors"
+	reasonUpstreamIO    = "upstream_write"
 )
 
 // conn is one accepted connection on its way through the server.
@@ -227,6 +230,9 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 	if err != nil {
 		splice.Abort(cur)
 		c.reason = reasonUpstream
+		if outOfDescriptors(err) {
+			c.reason = reasonNoDescriptors
+		}
 		return err
 	}
 	c.backend = srv

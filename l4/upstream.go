@@ -188,7 +188,7 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 			return nil, nil, fmt.Errorf("upstream %s: %w", u.Name, ctx.Err())
 		}
 		errs = append(errs, fmt.Errorf("dial %s: %w", s.Addr, err))
-		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+		if outOfDescriptors(err) {
 			// Out of descriptors here: not the server's fault, and every
 			// other server would fail the same way.
 			break
@@ -199,6 +199,12 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 		}
 	}
 	return nil, nil, fmt.Errorf("upstream %s: all servers failed: %w", u.Name, semicolonErrors(errs))
+}
+
+// outOfDescriptors reports whether err says this process or the system
+// has no file descriptor left.
+func outOfDescriptors(err error) bool {
+	return errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
 }
 
 // semicolonErrors is errors.Join on one line, so a log line stays one

@@ -140,51 +140,90 @@ func newBenchBackend(b *testing.B) *benchBackend {
 	return be
 }
 
-// BenchmarkPeekConnMemory holds TLS connections that finished their
-// handshake and send nothing, on a listener whose first route asks whether
-// the connection is a WebSocket upgrade: each waits in the peek at its
-// first request head. It reports what one costs, as BenchmarkIdleConnMemory
-// does.
+// BenchmarkPhaseConnMemory holds connections in each phase before the
+// relay and reports what one costs, as BenchmarkIdleConnMemory does:
 //
-//	go test -run '^$' -bench PeekConnMemory -benchtime 2000x ./l4
-func BenchmarkPeekConnMemory(b *testing.B) {
-	w := newWorld(b)
-	be := newBenchBackend(b)
-	ws := true
-	cfg := w.simple(be.Addr().String())
-	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
-	cfg.Listeners[0].Routes = append([]RouteConfig{{Name: "ws", WebSocket: &ws, Upstream: "app"}}, cfg.Listeners[0].Routes...)
-	p, addrs := w.serve(cfg)
-	s := p.servers[0]
+//   - proxy_header: a client that sent part of a PROXY v2 header;
+//   - tls_handshake: part of a ClientHello, on a terminating listener;
+//   - client_hello_peek: part of a ClientHello, on a passthrough listener;
+//   - request_head_peek: a finished handshake and nothing since, on a
+//     listener whose first route asks for a WebSocket upgrade.
+//
+//	go test -run '^$' -bench PhaseConnMemory -benchtime 2000x ./l4
+func BenchmarkPhaseConnMemory(b *testing.B) {
+	yes := true
+	for _, tc := range []struct {
+		name  string
+		tune  func(l *ListenerConfig)
+		start []byte // what the client sends; nil: a TLS handshake
+	}{
+		{"proxy_header", func(l *ListenerConfig) {
+			l.AcceptProxy, l.TrustedProxies = true, []string{"127.0.0.1"}
+		}, []byte("\r\n\r\n\x00\r\nQUIT\n")}, // the PROXY v2 signature (a partial v1 line is refused at once)
+		{"tls_handshake", nil, []byte{0x16, 3, 1}},
+		{"client_hello_peek", func(l *ListenerConfig) {
+			l.TLS = nil
+			l.Routes = []RouteConfig{{Name: "pass", Mode: "passthrough", Upstream: "app"}}
+		}, []byte{0x16, 3, 1}},
+		{"request_head_peek", func(l *ListenerConfig) {
+			l.Routes = append([]RouteConfig{{Name: "ws", WebSocket: &yes, Upstream: "app"}}, l.Routes...)
+		}, nil},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			w := newWorld(b)
+			be := newBenchBackend(b)
+			cfg := w.simple(be.Addr().String())
+			l := &cfg.Listeners[0]
+			l.HandshakeTimeout, l.ProxyTimeout = Duration{time.Minute}, Duration{time.Minute}
+			if tc.tune != nil {
+				tc.tune(l)
+			}
+			p, addrs := w.serve(cfg)
+			s := p.servers[0]
 
-	n := b.N
-	conns := make([]net.Conn, 0, n)
-	defer func() {
-		for _, c := range conns {
-			c.Close()
-		}
-	}()
-	before := memNow()
-	for range n {
-		c, err := tls.Dial("tcp", addrs[0], &tls.Config{RootCAs: w.pool, ServerName: "localhost"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		conns = append(conns, c)
+			n := b.N
+			conns := make([]net.Conn, 0, n)
+			defer func() {
+				for _, c := range conns {
+					c.Close()
+				}
+			}()
+			before := memNow()
+			for range n {
+				c, err := net.Dial("tcp", addrs[0])
+				if err != nil {
+					b.Fatal(err)
+				}
+				if tc.start != nil {
+					c.Write(tc.start)
+				} else {
+					tc := tls.Client(c, &tls.Config{RootCAs: w.pool, ServerName: "localhost"})
+					if err := tc.Handshake(); err != nil {
+						b.Fatal(err)
+					}
+					c = tc
+				}
+				conns = append(conns, c)
+			}
+			// Wait until the server holds every connection (in its peek,
+			// for the last case, which ends after the client's handshake).
+			held := func() int64 { return s.active.Load() }
+			if tc.start == nil {
+				held = func() int64 { return s.peeking.Load() }
+			}
+			timer := time.NewTimer(testTimeout)
+			defer timer.Stop()
+			for held() < int64(n) {
+				select {
+				case <-time.After(10 * time.Millisecond):
+				case <-timer.C:
+					b.Fatalf("%d of %d connections held", held(), n)
+				}
+			}
+			after := memNow()
+			b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
+			b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
+			b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+		})
 	}
-	// The server finishes each handshake after the client; wait until
-	// every connection is in its peek.
-	timer := time.NewTimer(testTimeout)
-	defer timer.Stop()
-	for s.peeking.Load() < int64(n) {
-		select {
-		case <-time.After(10 * time.Millisecond):
-		case <-timer.C:
-			b.Fatalf("%d of %d connections in their peek", s.peeking.Load(), n)
-		}
-	}
-	after := memNow()
-	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
-	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
-	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
 }

@@ -144,12 +144,15 @@ func newBenchBackend(b *testing.B) *benchBackend {
 // relay and reports what one costs, as BenchmarkIdleConnMemory does:
 //
 //   - proxy_header: a client that sent part of a PROXY v2 header;
+//
 //   - tls_handshake: part of a ClientHello, on a terminating listener;
+//
 //   - client_hello_peek: part of a ClientHello, on a passthrough listener;
+//
 //   - request_head_peek: a finished handshake and nothing since, on a
 //     listener whose first route asks for a WebSocket upgrade.
 //
-//	go test -run '^$' -bench PhaseConnMemory -benchtime 2000x ./l4
+//     go test -run '^$' -bench PhaseConnMemory -benchtime 2000x ./l4
 func BenchmarkPhaseConnMemory(b *testing.B) {
 	yes := true
 	for _, tc := range []struct {

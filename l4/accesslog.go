@@ -3,14 +3,46 @@ package l4
 import (
 	"context"
 	"log/slog"
+	"strconv"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"sluice/splice"
+)
+
+// Bounds on what a client can put into an access line. A client chooses
+// its SNI, ALPN and certificate names, and crypto/tls quotes its whole
+// offer in some errors ("client offered: [...]", 146 KB for a 60 KB
+// hello), so without them a client decides how much log it costs.
+const (
+	maxLoggedError = 256 // bytes of an error's text
+	maxLoggedName  = 253 // bytes of a client-supplied name: a DNS name's limit
+)
+
+// Connections that end before their relay (a failed handshake, no route,
+// no upstream) are what a scan or a flood produces, all alike: per
+// listener and reason, failBurst lines a failInterval are logged in full,
+// and the rest are counted (see rateLog).
+const (
+	failBurst    = 10
+	failInterval = time.Second
 )
 
 // logAccess writes the connection's one access-log line. Ordinary endings
 // are Info; failures that point at the backend or sluice itself are Warn.
 func (c *conn) logAccess(err error) {
+	level := c.level()
+	var suppressed int64
+	// The relay sets stats.Reason when it ends: without it, the connection
+	// never got that far, and its line counts against the reason's budget.
+	if c.stats.Reason == "" {
+		var ok bool
+		if ok, suppressed = c.srv.failLogs.allow(c.srv, c.reason, level); !ok {
+			return
+		}
+	}
+
 	attrs := make([]slog.Attr, 0, 20)
 	attrs = append(attrs,
 		slog.String("conn", c.id),
@@ -19,20 +51,20 @@ func (c *conn) logAccess(err error) {
 	)
 	if c.tls != nil {
 		attrs = append(attrs,
-			slog.String("sni", c.tls.SNI),
-			slog.String("alpn", c.tls.ALPN),
+			slog.String("sni", clip(c.tls.SNI, maxLoggedName)),
+			slog.String("alpn", clip(c.tls.ALPN, maxLoggedName)),
 			slog.String("tls", c.tls.Version),
 			slog.String("cipher", c.tls.Cipher),
 		)
 		if c.tls.ClientCN != "" {
-			attrs = append(attrs, slog.String("client_cn", c.tls.ClientCN))
+			attrs = append(attrs, slog.String("client_cn", clip(c.tls.ClientCN, maxLoggedName)))
 		}
 		if c.tls.Resumed {
 			attrs = append(attrs, slog.Bool("resumed", true))
 		}
 	}
 	if c.hello != nil {
-		attrs = append(attrs, slog.String("sni", c.hello.ServerName), slog.String("mode", "passthrough"))
+		attrs = append(attrs, slog.String("sni", clip(c.hello.ServerName, maxLoggedName)), slog.String("mode", "passthrough"))
 	}
 	if c.route != nil {
 		attrs = append(attrs, slog.String("route", c.route.Name), slog.String("upstream", c.route.Upstream.Name))
@@ -46,13 +78,87 @@ func (c *conn) logAccess(err error) {
 		slog.Duration("dur", time.Since(c.start)),
 		slog.String("reason", c.reason),
 	)
-	level := slog.LevelInfo
+	if c.stats.Reason != "" {
+		attrs = append(attrs,
+			slog.String("client_end", string(c.stats.ClientEnd)),
+			slog.String("backend_end", string(c.stats.BackendEnd)),
+		)
+	}
 	if err != nil {
-		attrs = append(attrs, slog.String("error", err.Error()))
-		switch c.reason {
-		case reasonUpstream, reasonUpstreamIO, string(splice.BackendError):
-			level = slog.LevelWarn
-		}
+		attrs = append(attrs, slog.String("error", clip(err.Error(), maxLoggedError)))
+	}
+	if suppressed > 0 {
+		attrs = append(attrs, slog.Int64("suppressed", suppressed))
 	}
 	c.srv.Logger.LogAttrs(context.Background(), level, "access", attrs...)
+}
+
+// level is the access line's level: Warn where the backend failed, or
+// sluice itself; Info for everything clients do.
+func (c *conn) level() slog.Level {
+	switch c.reason {
+	case reasonUpstream, reasonUpstreamIO, reasonNoDescriptors,
+		string(splice.BackendError), string(splice.BackendReset):
+		return slog.LevelWarn
+	}
+	return slog.LevelInfo
+}
+
+// clip cuts s to at most max bytes, on a rune boundary, and says how much
+// was cut: "…[+146012 bytes]".
+func clip(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && cut > max-utf8.UTFMax && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…[+" + strconv.Itoa(len(s)-cut) + " bytes]"
+}
+
+// failLogs holds a listener's rateLogs of connections that failed before
+// their relay, one per reason (a short, fixed list). The zero value is
+// ready. The rateLogs stop when the server's context ends, at the end of
+// Shutdown, after the last connection has logged.
+type failLogs struct {
+	mu       sync.Mutex
+	byReason map[string]*rateLog
+	stopped  bool
+}
+
+// allow applies the budget of reason's failures on s; see rateLog.allow.
+func (f *failLogs) allow(s *Server, reason string, level slog.Level) (ok bool, suppressed int64) {
+	f.mu.Lock()
+	r := f.byReason[reason]
+	if r == nil {
+		if f.byReason == nil {
+			f.byReason = make(map[string]*rateLog)
+			context.AfterFunc(s.ctx, f.stop)
+		}
+		r = newRateLog(failInterval, failBurst, func(n int64) {
+			s.Logger.LogAttrs(context.Background(), level, "access lines suppressed",
+				slog.String("listener", s.Name), slog.String("reason", reason), slog.Int64("suppressed", n))
+		})
+		if f.stopped {
+			r.stop()
+		}
+		f.byReason[reason] = r
+	}
+	f.mu.Unlock()
+	return r.allow(time.Now())
+}
+
+// stop stops every rateLog, reporting what they hold.
+func (f *failLogs) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	rs := make([]*rateLog, 0, len(f.byReason))
+	for _, r := range f.byReason {
+		rs = append(rs, r)
+	}
+	f.mu.Unlock()
+	for _, r := range rs {
+		r.stop()
+	}
 }

@@ -64,6 +64,7 @@ type Server struct {
 	active    atomic.Int64 // connections being handled, for logs
 	peeking   atomic.Int64 // connections waiting in the peek at a request head
 	sem       chan struct{}
+	failLogs  failLogs  // access lines of failed connections, rate-limited
 	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
 	hellos    sync.Pool // *bufio.Reader of tlsterm.MaxHelloBytes, for ClientHello peeks
 	passRoute bool      // some route is a passthrough route: peek at ClientHellos
@@ -159,16 +160,25 @@ func (s *Server) Serve(ln net.Listener) error {
 		ln.Close()
 	}()
 
+	// Saturated, every pass of the loop finds the semaphore full: say so at
+	// most once a second, with how many times it happened since the last
+	// line, rather than once per client.
+	warnFull := func(times int64) {
+		s.Logger.Warn("max_connections reached; new clients wait in the accept queue",
+			"listener", s.Name, "max_connections", s.MaxConns, "times", times)
+	}
+	full := newRateLog(time.Second, 1, warnFull)
+	defer full.stop()
+
 	var backoff time.Duration
 	for {
 		if s.sem != nil {
 			select {
 			case s.sem <- struct{}{}:
 			default:
-				// Full: say so (once per episode, so a saturated listener
-				// does not flood the log), then wait for a slot.
-				s.Logger.Warn("max_connections reached; new clients wait in the accept queue",
-					"listener", s.Name, "max_connections", s.MaxConns)
+				if ok, n := full.allow(time.Now()); ok {
+					warnFull(n + 1)
+				}
 				select {
 				case s.sem <- struct{}{}:
 				case <-s.closing:

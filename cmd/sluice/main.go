@@ -80,7 +80,10 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(stderr, cfg.Log)
+	logger, logs := newLogger(stderr, cfg.Log)
+	// Write out the last lines ("sluice stopped") before returning, but
+	// never hang on an output that is stalled: the lines are lost anyway.
+	defer logs.Close(logFlushTimeout)
 	proxy, err := l4.New(cfg, logger)
 	if err != nil {
 		return locate(*configPath, lines, err)
@@ -170,8 +173,9 @@ func drain(proxy *l4.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-c
 	return nil
 }
 
-// newLogger builds the process's one logger.
-func newLogger(w io.Writer, lc l4.LogConfig) *slog.Logger {
+// newLogger builds the process's one logger, which writes through a
+// logQueue to w; the caller closes the queue at exit.
+func newLogger(w io.Writer, lc l4.LogConfig) (*slog.Logger, *logQueue) {
 	opts := &slog.HandlerOptions{}
 	switch lc.Level {
 	case "debug":
@@ -181,8 +185,17 @@ func newLogger(w io.Writer, lc l4.LogConfig) *slog.Logger {
 	case "error":
 		opts.Level = slog.LevelError
 	}
-	if lc.Format == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
+	handler := func(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
+		if lc.Format == "json" {
+			return slog.NewJSONHandler(w, opts)
+		}
+		return slog.NewTextHandler(w, opts)
 	}
-	return slog.New(slog.NewTextHandler(w, opts))
+	// The queue's writer reports drops straight to w, in the same format,
+	// whatever the level: it says that lines are missing.
+	direct := slog.New(handler(w, nil))
+	q := newLogQueue(w, logQueueLines, logQueueBytes, func(dropped int64) {
+		direct.Warn("log output stalled; lines dropped", "dropped", dropped)
+	})
+	return slog.New(handler(q, opts)), q
 }

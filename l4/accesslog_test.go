@@ -1,0 +1,176 @@
+package l4
+
+import (
+	"encoding/binary"
+	"errors"
+	"io"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+func TestClip(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		in   string
+		max  int
+		want string
+	}{
+		{"short", "localhost", 253, "localhost"},
+		{"exact", "abcd", 4, "abcd"},
+		{"ascii", "abcdefgh", 4, "abcd…[+4 bytes]"},
+		{"rune boundary", "ééé", 3, "é…[+4 bytes]"}, // é is 2 bytes: cut at 2, not 3
+		{"rune at the cut", "aéé", 3, "aé…[+2 bytes]"},
+		{"four-byte rune", "😀😀", 6, "😀…[+4 bytes]"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := clip(tc.in, tc.max)
+			if got != tc.want {
+				t.Errorf("clip(%q, %d) = %q, want %q", tc.in, tc.max, got, tc.want)
+			}
+			if !utf8.ValidString(got) {
+				t.Errorf("clip(%q, %d) = %q: invalid UTF-8", tc.in, tc.max, got)
+			}
+		})
+	}
+}
+
+// bigHello is a TLS 1.2 ClientHello for sni offering n cipher suites that
+// no server supports (0x2000 and up), split into records of at most 16 KiB.
+// crypto/tls clients cannot be made to offer unknown suites.
+func bigHello(sni string, n int) []byte {
+	body := []byte{0x03, 0x03}               // client_version: TLS 1.2, no supported_versions
+	body = append(body, make([]byte, 32)...) // random
+	body = append(body, 0)                   // session_id
+	body = binary.BigEndian.AppendUint16(body, uint16(2*n))
+	for i := range n {
+		body = binary.BigEndian.AppendUint16(body, uint16(0x2000+i))
+	}
+	body = append(body, 1, 0) // compression_methods: null
+	// extensions: server_name only.
+	name := []byte(sni)
+	ext := binary.BigEndian.AppendUint16(nil, 0x0000)
+	ext = binary.BigEndian.AppendUint16(ext, uint16(2+1+2+len(name)))
+	ext = binary.BigEndian.AppendUint16(ext, uint16(1+2+len(name)))
+	ext = append(ext, 0) // host_name
+	ext = binary.BigEndian.AppendUint16(ext, uint16(len(name)))
+	ext = append(ext, name...)
+	body = binary.BigEndian.AppendUint16(body, uint16(len(ext)))
+	body = append(body, ext...)
+
+	msg := append([]byte{1, byte(len(body) >> 16), byte(len(body) >> 8), byte(len(body))}, body...)
+	var out []byte
+	for len(msg) > 0 {
+		k := min(len(msg), 16384)
+		out = append(out, 0x16, 0x03, 0x01, byte(k>>8), byte(k))
+		out = append(out, msg[:k]...)
+		msg = msg[k:]
+	}
+	return out
+}
+
+// TestAccessLineOfHugeHelloIsBounded: crypto/tls quotes every suite a
+// client offered in its handshake error; the access line must not.
+func TestAccessLineOfHugeHelloIsBounded(t *testing.T) {
+	w := newWorld(t)
+	_, addrs := w.serve(w.simple(w.backend(echo).addr()))
+	c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(testTimeout))
+	hello := bigHello("localhost", 30_000)
+	if _, err := c.Write(hello); err != nil {
+		t.Fatalf("write a %d-byte hello: %v", len(hello), err)
+	}
+	io.Copy(io.Discard, c) // an alert, then the close
+
+	line := w.waitLog("msg=access", "reason=handshake", "client offered")
+	if len(line) > 2048 {
+		t.Errorf("access line of %d bytes for a %d-byte hello: %.300s…", len(line), len(hello), line)
+	}
+	m := regexp.MustCompile(`…\[\+(\d+) bytes\]`).FindStringSubmatch(line)
+	if m == nil {
+		t.Fatalf("access line does not mark the cut: %s", line)
+	}
+	// Five characters per suite were cut: the test really made crypto/tls
+	// quote the whole offer.
+	if n, _ := strconv.Atoi(m[1]); n < 100_000 {
+		t.Errorf("%d bytes cut from the error, want the 30,000 suites' worth", n)
+	}
+}
+
+var suppressedAttr = regexp.MustCompile(`\bsuppressed=(\d+)`)
+
+// TestFailedHandshakesRateLimited: a burst of 100 failed handshakes on one
+// listener logs the budget in full and counts the rest; the counts, on the
+// next line of the kind or on a line of their own when the burst stops,
+// add up to 100.
+func TestFailedHandshakesRateLimited(t *testing.T) {
+	w := newWorld(t)
+	_, addrs := w.serve(w.simple(w.backend(echo).addr()))
+	const total = 100
+	start := time.Now()
+	for i := range total {
+		c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(testTimeout))
+		c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("conn %d was not closed: %v", i, err)
+			}
+		}
+		c.Close()
+	}
+	burst := time.Since(start)
+
+	// Wait for the counts to add up: the last ones come from the flush
+	// timer, at the end of the interval.
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	var lines, suppressed int
+	for {
+		logs, changed := w.logs.snapshot()
+		lines, suppressed = 0, 0
+		for _, l := range strings.Split(logs, "\n") {
+			if !strings.Contains(l, "reason=handshake") {
+				continue
+			}
+			if strings.Contains(l, "msg=access ") {
+				lines++
+			}
+			if m := suppressedAttr.FindStringSubmatch(l); m != nil {
+				n, _ := strconv.Atoi(m[1])
+				suppressed += n
+			}
+		}
+		if lines+suppressed >= total {
+			break
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			t.Fatalf("%d access lines and %d suppressed, want %d in all", lines, suppressed, total)
+		}
+	}
+	if lines+suppressed != total {
+		t.Errorf("%d access lines and %d suppressed, want %d in all", lines, suppressed, total)
+	}
+	// The budget of each interval the burst spanned, and one more for the
+	// lines logged just after the last client saw its close.
+	if max := failBurst * (2 + int(burst/failInterval)); lines > max {
+		t.Errorf("%d access lines for %d failed handshakes in %v, want at most %d", lines, total, burst, max)
+	}
+	if suppressed == 0 {
+		t.Error("nothing was suppressed")
+	}
+}

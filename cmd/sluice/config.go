@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"iter"
-	"os"
 	"reflect"
 	"regexp"
 	"slices"
@@ -43,10 +42,14 @@ func (e *configError) Error() string {
 // loadConfig reads and strictly decodes a configuration file: syntax
 // errors, wrong types and unknown keys are returned, one *configError each,
 // joined. The key lines it returns locate the errors l4.New finds later.
+// A file too large or too deeply nested to decode safely is refused first.
 func loadConfig(path string) (*l4.Config, *keyLines, error) {
-	data, err := os.ReadFile(path)
+	data, err := readConfigFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("read config: %w", err)
+		return nil, nil, err
+	}
+	if err := checkNesting(path, data); err != nil {
+		return nil, nil, err
 	}
 	var cfg l4.Config
 	md, err := toml.Decode(string(data), &cfg)

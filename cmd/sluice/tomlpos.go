@@ -19,7 +19,8 @@ type keyLines struct {
 
 // maxNesting bounds nested arrays and inline tables, and the parts of a
 // dotted key, so that hostile input can neither exhaust the stack nor take
-// quadratic time.
+// quadratic time: checkNesting refuses a file that goes deeper before it
+// is decoded, and the scanner here stops there too.
 const maxNesting = 64
 
 // tomlScanner is the cursor of scanKeyLines. It understands just enough TOML

@@ -74,6 +74,14 @@ type TLSConfig struct {
 	ClientAuth   string       `toml:"client_auth"`   // "none" (default), "request", "require"
 	// SessionTickets enables resumption; default true.
 	SessionTickets *bool `toml:"session_tickets"`
+	// SessionTicketLifetime is how long after a ticket is issued a client
+	// may resume with it rather than do a full handshake; at most 168h.
+	// Default DefaultSessionTicketLifetime, 1h: shorter than crypto/tls's 7
+	// days, so that a stolen ticket is good for an hour, not a week; longer
+	// than the 5 minutes of nginx and HAProxy, so that the clients that all
+	// reconnect at once after a backend deploy still resume rather than all
+	// doing full handshakes.
+	SessionTicketLifetime Duration `toml:"session_ticket_lifetime"`
 }
 
 // CertConfig names a certificate chain and its key, both PEM files.
@@ -175,6 +183,8 @@ const (
 	DefaultConnectTimeout   = 5 * time.Second
 	DefaultFailTimeout      = 10 * time.Second
 	DefaultMaxFails         = 1
+	// See TLSConfig.SessionTicketLifetime for why.
+	DefaultSessionTicketLifetime = time.Hour
 )
 
 // DefaultGCPercent keeps sluice's heap close to its live memory. Most of

@@ -315,6 +315,7 @@ func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tl
 	o.NextProtos = tc.ALPN
 	o.ClientAuth, _ = tlsterm.ParseClientAuth(tc.ClientAuth)
 	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
+	o.SessionTicketLifetime = tc.SessionTicketLifetime.or(DefaultSessionTicketLifetime)
 	files := make([]tlsterm.CertFile, len(tc.Certificates))
 	for i, c := range tc.Certificates {
 		files[i] = tlsterm.CertFile{Cert: c.Cert, Key: c.Key}

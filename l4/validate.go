@@ -11,6 +11,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"sluice/tlsterm"
 )
 
@@ -103,19 +105,15 @@ func (c *Config) Validate() error {
 		es.add("listener", "missing: at least one [[listener]] is needed")
 	}
 	names := make(map[string]bool)
-	addrs := make(map[string]string)
 	for i, l := range c.Listeners {
 		p := fmt.Sprintf("listener[%d]", i)
 		if l.Name != "" && names[l.Name] {
 			es.add(p+".name", "duplicate listener name %q", l.Name)
 		}
 		names[l.Name] = true
-		if prev, ok := addrs[l.Address]; ok && l.Address != "" && !l.ReusePort {
-			es.add(p+".address", "address %s is already used by %s", l.Address, prev)
-		}
-		addrs[l.Address] = p
 		l.validate(p, upstreams, &es)
 	}
+	checkBindConflicts(c.Listeners, &es)
 	return errors.Join(es...)
 }
 
@@ -284,6 +282,13 @@ func (t *TLSConfig) validate(p string, es *errs) {
 			es.add(fmt.Sprintf("%s.alpn[%d]", p, j), "protocol names must be 1 to 255 bytes")
 		}
 	}
+	if d := t.SessionTicketLifetime.Duration; d != 0 && (d < time.Second || d > tlsterm.MaxSessionTicketLifetime) {
+		es.add(p+".session_ticket_lifetime", "%s is out of range: expected from \"1s\" to \"%.0fh\" (crypto/tls keeps no ticket longer); unset: %s",
+			d, tlsterm.MaxSessionTicketLifetime.Hours(), DefaultSessionTicketLifetime)
+	}
+	if t.SessionTicketLifetime.Duration != 0 && t.SessionTickets != nil && !*t.SessionTickets {
+		es.add(p+".session_ticket_lifetime", "set with session_tickets = false: it would have no effect")
+	}
 	ca, err := tlsterm.ParseClientAuth(t.ClientAuth)
 	es.wrap(p+".client_auth", err)
 	if err != nil {
@@ -345,6 +350,9 @@ func checkListenAddr(a string) error {
 		if path == "" {
 			return fmt.Errorf("invalid address %q: unix socket path is empty: expected \"unix:/path\"", a)
 		}
+		if err := checkUnixPath(path); err != nil {
+			return fmt.Errorf("invalid address %q: %w", a, err)
+		}
 		return nil
 	}
 	host, port, err := net.SplitHostPort(a)
@@ -369,6 +377,9 @@ func checkServerAddr(a string) error {
 		if path == "" {
 			return fmt.Errorf("invalid server address %q: unix socket path is empty: expected \"unix:/path\"", a)
 		}
+		if err := checkUnixPath(path); err != nil {
+			return fmt.Errorf("invalid server address %q: %w", a, err)
+		}
 		return nil
 	}
 	host, port, err := net.SplitHostPort(a)
@@ -378,6 +389,21 @@ func checkServerAddr(a string) error {
 	// Port 0 (also an empty port) cannot be dialled.
 	if n, err := net.LookupPort("tcp", port); err != nil || n == 0 {
 		return fmt.Errorf("invalid port in %q: expected a number from 1 to 65535 or a service name", a)
+	}
+	return nil
+}
+
+// checkUnixPath checks that a unix socket path fits in a socket address,
+// whose sun_path holds the path and its terminating NUL; a Linux abstract
+// name ("@name") needs no NUL. Otherwise bind and connect fail with a bare
+// "invalid argument", at start or at the first dial.
+func checkUnixPath(path string) error {
+	limit := len(unix.RawSockaddrUnix{}.Path)
+	if !strings.HasPrefix(path, "@") {
+		limit-- // the NUL
+	}
+	if len(path) > limit {
+		return fmt.Errorf("socket path is %d bytes, longer than the %d a unix socket address holds: use a shorter path (through a symbolic link to the directory, say)", len(path), limit)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // Options are a listener's TLS settings. The zero value gives the secure
@@ -32,6 +33,11 @@ type Options struct {
 	ClientAuth tls.ClientAuthType
 	// SessionTicketsDisabled turns off resumption by session tickets.
 	SessionTicketsDisabled bool
+	// SessionTicketLifetime, when positive, refuses session tickets issued
+	// longer ago than this: the client does a full handshake instead. Zero
+	// leaves crypto/tls's own limit, MaxSessionTicketLifetime. The time is
+	// read from the config's Time, when set.
+	SessionTicketLifetime time.Duration
 }
 
 // DefaultCipherSuites are the TLS 1.2 suites offered by default: ECDHE key
@@ -71,6 +77,9 @@ func NewConfig(store *Store, o Options) *tls.Config {
 	if cfg.CurvePreferences == nil {
 		cfg.CurvePreferences = slices.Clone(DefaultCurves)
 	}
+	if o.SessionTicketLifetime > 0 && !o.SessionTicketsDisabled {
+		limitTicketAge(cfg, o.SessionTicketLifetime)
+	}
 	if cfg.ClientCAs == nil && store.ClientCAs() != nil {
 		cfg.GetConfigForClient = reloadingCAs(cfg, store)
 	}
@@ -79,9 +88,11 @@ func NewConfig(store *Store, o Options) *tls.Config {
 
 // reloadingCAs returns a GetConfigForClient that hands out base with the
 // store's current client CA pool, building a new config only when a reload
-// changed the pool. (A new config has new session ticket keys, so tickets
-// issued before a CA reload do not resume: the client does a full
-// handshake, verified against the new CAs.)
+// changed the pool. Tickets issued before a CA reload still resume: the
+// clones set no ticket keys of their own, so crypto/tls keeps using base's.
+// That is safe because crypto/tls verifies a resumed session's client chain
+// against the current pool, and makes a client the new CAs refuse do a full
+// handshake, which fails.
 func reloadingCAs(base *tls.Config, store *Store) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	type current struct {
 		pool *x509.CertPool

@@ -101,13 +101,17 @@ func newKey(t *testing.T, kt keyType) crypto.Signer {
 	return key
 }
 
-// sign issues a certificate for key from tmpl, filling in the serial and
-// validity.
+// sign issues a certificate for key from tmpl, filling in the serial and,
+// unless tmpl has them, the validity: from an hour ago for a day.
 func (ca *testCA) sign(t *testing.T, tmpl *x509.Certificate, key crypto.Signer) *x509.Certificate {
 	t.Helper()
 	tmpl.SerialNumber = serial(t)
-	tmpl.NotBefore = time.Now().Add(-time.Hour)
-	tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	if tmpl.NotBefore.IsZero() {
+		tmpl.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if tmpl.NotAfter.IsZero() {
+		tmpl.NotAfter = time.Now().Add(24 * time.Hour)
+	}
 	tmpl.KeyUsage = x509.KeyUsageDigitalSignature
 	if _, ok := key.(*rsa.PrivateKey); ok {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
@@ -133,6 +137,20 @@ func (ca *testCA) leaf(t *testing.T, dir, base, label string, kt keyType, dnsNam
 		Subject:     pkix.Name{CommonName: label},
 		DNSNames:    dnsNames,
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}, key)
+	return writePair(t, dir, base, cert, key), cert
+}
+
+// leafValid is leaf with the validity period [notBefore, notAfter].
+func (ca *testCA) leafValid(t *testing.T, dir, base string, notBefore, notAfter time.Time, dnsNames ...string) (tlsterm.CertFile, *x509.Certificate) {
+	t.Helper()
+	key := newKey(t, ecdsaKey)
+	cert := ca.sign(t, &x509.Certificate{
+		Subject:     pkix.Name{CommonName: base},
+		DNSNames:    dnsNames,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+		NotBefore:   notBefore,
+		NotAfter:    notAfter,
 	}, key)
 	return writePair(t, dir, base, cert, key), cert
 }

@@ -8,9 +8,12 @@ package tlsterm
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -112,8 +115,11 @@ func (s *Store) Reload() error {
 			errs = append(errs, &CertError{Index: i, Err: err})
 			continue
 		}
-		if time.Now().After(cert.Leaf.NotAfter) {
-			s.logger.Warn("certificate has expired", "cert", f.Cert, "not_after", cert.Leaf.NotAfter)
+		// Not an error: the clock of whoever issued it may run a little
+		// ahead, and the certificate becomes good by itself.
+		if time.Now().Before(cert.Leaf.NotBefore) {
+			s.logger.Warn("certificate is not yet valid; clients will refuse it until then",
+				"cert", f.Cert, "not_before", cert.Leaf.NotBefore)
 		}
 		certs = append(certs, cert)
 	}
@@ -129,20 +135,61 @@ func (s *Store) Reload() error {
 	return nil
 }
 
-// LoadCertificate reads one certificate chain and key and checks that they
-// belong together. The error names the file at fault.
+// LoadCertificate reads one certificate chain and key, checks that they
+// belong together and that the leaf has not expired. The error names the
+// file at fault. An expired certificate is an error, not a warning, so that
+// a reload keeps the current one: clients would refuse it anyway.
 func LoadCertificate(f CertFile) (*tls.Certificate, error) {
-	cert, err := tls.LoadX509KeyPair(f.Cert, f.Key)
+	certPEM, err := os.ReadFile(f.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
 	}
-	// LoadX509KeyPair fills Leaf since Go 1.23.
+	keyPEM, err := os.ReadFile(f.Key)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
+	}
+	if keyEncrypted(keyPEM) {
+		return nil, fmt.Errorf("load key %s: it is encrypted with a passphrase, and sluice cannot read passphrases: "+
+			"decrypt it with \"openssl pkey -in %s -out %s\" and set key to the decrypted file", f.Key, f.Key, plainKeyName(f.Key))
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
+	}
+	// X509KeyPair fills Leaf since Go 1.23.
 	if cert.Leaf == nil {
 		if cert.Leaf, err = x509.ParseCertificate(cert.Certificate[0]); err != nil {
 			return nil, fmt.Errorf("parse certificate %s: %w", f.Cert, err)
 		}
 	}
+	if na := cert.Leaf.NotAfter; time.Now().After(na) {
+		return nil, fmt.Errorf("load certificate %s: certificate expired on %s (NotAfter)", f.Cert, na.UTC().Format(time.DateOnly))
+	}
 	return &cert, nil
+}
+
+// keyEncrypted reports whether the private key tls.X509KeyPair would take
+// from keyPEM (the first block whose type ends in "PRIVATE KEY") is
+// encrypted: PKCS #8 "ENCRYPTED PRIVATE KEY", or OpenSSL's legacy
+// "Proc-Type: 4,ENCRYPTED" header. Either way crypto/tls can only say it
+// failed to parse it.
+func keyEncrypted(keyPEM []byte) bool {
+	for {
+		var b *pem.Block
+		if b, keyPEM = pem.Decode(keyPEM); b == nil {
+			return false
+		}
+		if b.Type == "PRIVATE KEY" || strings.HasSuffix(b.Type, " PRIVATE KEY") {
+			return b.Type == "ENCRYPTED PRIVATE KEY" || strings.Contains(b.Headers["Proc-Type"], "ENCRYPTED")
+		}
+	}
+}
+
+// plainKeyName suggests a name for the decrypted copy of key file name:
+// "key.pem" → "key-plain.pem".
+func plainKeyName(name string) string {
+	ext := filepath.Ext(name)
+	return strings.TrimSuffix(name, ext) + "-plain" + ext
 }
 
 func newCertSet(certs []*tls.Certificate) *certSet {

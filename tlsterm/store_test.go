@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"log/slog"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sluice/tlsterm"
 )
@@ -192,6 +194,16 @@ func TestNewStoreErrors(t *testing.T) {
 	noKey := tlsterm.CertFile{Cert: good.Cert, Key: filepath.Join(dir, "missing.key")}
 	garbage := tlsterm.CertFile{Cert: filepath.Join(dir, "garbage.crt"), Key: good.Key}
 	writeFile(t, garbage.Cert, []byte("not a certificate\n"))
+	expiry := time.Now().Add(-48 * time.Hour)
+	expired, _ := ca.leafValid(t, dir, "expired", expiry.Add(-24*time.Hour), expiry, "expired.example.com")
+	pkcs8 := tlsterm.CertFile{Cert: good.Cert, Key: filepath.Join(dir, "pkcs8.key")}
+	writeFile(t, pkcs8.Key, pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("ciphertext")}))
+	legacy := tlsterm.CertFile{Cert: good.Cert, Key: filepath.Join(dir, "legacy.pem")}
+	writeFile(t, legacy.Key, pem.EncodeToMemory(&pem.Block{
+		Type:    "EC PRIVATE KEY",
+		Headers: map[string]string{"Proc-Type": "4,ENCRYPTED", "DEK-Info": "AES-256-CBC,000102030405060708090A0B0C0D0E0F"},
+		Bytes:   []byte("ciphertext"),
+	}))
 
 	tests := []struct {
 		name        string
@@ -222,6 +234,25 @@ func TestNewStoreErrors(t *testing.T) {
 			files:       []tlsterm.CertFile{garbage},
 			wantIndexes: []int{0},
 			wantMsg:     []string{garbage.Cert},
+		},
+		{
+			name:        "expired certificate",
+			files:       []tlsterm.CertFile{good, expired},
+			wantIndexes: []int{1},
+			wantMsg:     []string{"certificate 1", expired.Cert, "certificate expired on " + expiry.UTC().Format(time.DateOnly) + " (NotAfter)"},
+		},
+		{
+			name:        "encrypted PKCS #8 key",
+			files:       []tlsterm.CertFile{pkcs8},
+			wantIndexes: []int{0},
+			wantMsg: []string{"certificate 0", "load key " + pkcs8.Key + ": it is encrypted with a passphrase, and sluice cannot read passphrases: " +
+				`decrypt it with "openssl pkey -in ` + pkcs8.Key + " -out " + filepath.Join(dir, "pkcs8-plain.key") + `"`},
+		},
+		{
+			name:        "encrypted legacy OpenSSL key",
+			files:       []tlsterm.CertFile{good, legacy},
+			wantIndexes: []int{1},
+			wantMsg:     []string{"certificate 1", "load key " + legacy.Key + ": it is encrypted with a passphrase", "openssl pkey -in " + legacy.Key + " -out " + filepath.Join(dir, "legacy-plain.pem")},
 		},
 		{
 			name:        "every broken file is reported",
@@ -302,6 +333,47 @@ func TestStoreReload(t *testing.T) {
 		t.Errorf("after failed reload: serial %s, want the last good %s", got, want)
 	}
 	echo(t, open)
+}
+
+// TestStoreReloadExpired replaces a certificate on disk with an expired
+// one: Reload fails, naming it, and the store keeps serving the old one.
+func TestStoreReloadExpired(t *testing.T) {
+	ca := newCA(t, "test CA")
+	dir := t.TempDir()
+	const name = "expiring.example.com"
+	f, old := ca.leaf(t, dir, "a", "a", ecdsaKey, name)
+	store := newStore(t, f)
+	srv := serve(t, tlsterm.NewConfig(store, tlsterm.Options{}))
+
+	expiry := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+	if time.Now().Before(expiry) {
+		expiry = time.Now().Add(-time.Hour)
+	}
+	ca.leafValid(t, dir, "a", expiry.Add(-90*24*time.Hour), expiry, name)
+	err := store.Reload()
+	want := "certificate 0: load certificate " + f.Cert + ": certificate expired on " + expiry.Format(time.DateOnly) + " (NotAfter)"
+	if err == nil || err.Error() != want {
+		t.Fatalf("Reload = %v, want %q", err, want)
+	}
+	conn, _ := srv.mustConnect(t, clientConfig(ca, name))
+	if got := conn.ConnectionState().PeerCertificates[0].SerialNumber; got.Cmp(old.SerialNumber) != 0 {
+		t.Errorf("after the failed reload: serial %s, want the old %s", got, old.SerialNumber)
+	}
+}
+
+// TestStoreNotYetValid loads a certificate valid from tomorrow: accepted,
+// since it becomes good by itself, with a warning.
+func TestStoreNotYetValid(t *testing.T) {
+	ca := newCA(t, "test CA")
+	start := time.Now().Add(24 * time.Hour)
+	f, _ := ca.leafValid(t, t.TempDir(), "early", start, start.Add(90*24*time.Hour), "early.example.com")
+	var logs bytes.Buffer
+	if _, err := tlsterm.NewStore([]tlsterm.CertFile{f}, "", slog.New(slog.NewTextHandler(&logs, nil))); err != nil {
+		t.Fatalf("NewStore: %v", err)
+	}
+	if !strings.Contains(logs.String(), "level=WARN msg=\"certificate is not yet valid") || !strings.Contains(logs.String(), f.Cert) {
+		t.Errorf("log = %q, want a warning naming %s", logs.String(), f.Cert)
+	}
 }
 
 func TestStoreSelfSigned(t *testing.T) {

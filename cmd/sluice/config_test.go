@@ -24,6 +24,13 @@ import (
 // key to dir as name.pem and name.key.
 func testCertPair(t *testing.T, dir, name string) (certFile, keyFile string) {
 	t.Helper()
+	return testCertPairValid(t, dir, name, time.Now().Add(-time.Hour), time.Now().Add(time.Hour))
+}
+
+// testCertPairValid is testCertPair for a certificate valid from notBefore
+// to notAfter.
+func testCertPairValid(t *testing.T, dir, name string, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +39,8 @@ func testCertPair(t *testing.T, dir, name string) (certFile, keyFile string) {
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: name},
 		DNSNames:     []string{"localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
+		NotBefore:    notBefore,
+		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
 		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
 	}
@@ -175,7 +182,7 @@ min_versoin = "1.3"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets)`},
+			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets, session_ticket_lifetime)`},
 		},
 		{
 			name: "unknown key in listener.route, twice",
@@ -193,7 +200,7 @@ address = "127.0.0.1:8444"
 upstrem = "app"
 ` + upstreamApp,
 			want: []string{
-				`{{file}}:7: listener.route.upstrem: unknown key: did you mean "upstream"? (expected one of name, sni, alpn, websocket, client_cn, upstream, mode, idle_timeout)`,
+				`{{file}}:7: listener.route.upstrem: unknown key: did you mean "upstream"? (expected one of name, sni, alpn, websocket, client_cn, upstream, mode, idle_timeout, server_first)`,
 				`{{file}}:12: listener.route.upstrem: unknown key: did you mean "upstream"?`,
 			},
 		},
@@ -474,6 +481,98 @@ upstream = "app"
 			want: []string{`{{file}}:3: listener[0].address: invalid address "unix:": unix socket path is empty: expected "unix:/path"`},
 		},
 		{
+			name: "unix socket paths too long",
+			doc: `[[listener]]
+address = "unix:/run/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock"
+[[listener.route]]
+upstream = "app"
+
+[[upstream]]
+name = "app"
+servers = [
+  "127.0.0.1:9000",
+  "unix:/run/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock",
+]
+`,
+			want: []string{
+				`{{file}}:10: upstream[0].servers[1]: invalid server address "unix:/run/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock": socket path is 113 bytes, longer than the 107 a unix socket address holds: use a shorter path`,
+				`{{file}}:2: listener[0].address: invalid address "unix:/run/xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.sock": socket path is 113 bytes, longer than the 107 a unix socket address holds: use a shorter path`,
+			},
+		},
+		{
+			name: "listeners that cannot both bind",
+			doc: `[[listener]]
+address = "0.0.0.0:8443"
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "[::1]:8444"
+reuse_port = true
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "[::]:8444"
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "127.0.0.1:8445"
+reuse_port = true
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "0.0.0.0:8445"
+reuse_port = true
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{
+				`{{file}}:7: listener[1].address: "127.0.0.1:8443" cannot listen beside listener[0].address = "0.0.0.0:8443": the unspecified address takes port 8443 on every address, IPv4 and IPv6 (Go listens dual-stack): the second bind would fail with "address already in use" (set reuse_port = true on both to share the port)`,
+				`{{file}}:18: listener[3].address: "[::]:8444" cannot listen beside listener[2].address = "[::1]:8444": the unspecified address takes port 8444`,
+			},
+		},
+		{
+			name: "session_ticket_lifetime out of range",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+session_ticket_lifetime = "200h"
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "127.0.0.1:8444"
+[listener.tls]
+session_ticket_lifetime = "500ms"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{
+				`{{file}}:4: listener[0].tls.session_ticket_lifetime: 200h0m0s is out of range: expected from "1s" to "168h" (crypto/tls keeps no ticket longer); unset: 1h0m0s`,
+				`{{file}}:11: listener[1].tls.session_ticket_lifetime: 500ms is out of range: expected from "1s" to "168h"`,
+			},
+		},
+		{
+			name: "session_ticket_lifetime without session tickets",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+session_tickets = false
+session_ticket_lifetime = "10m"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:5: listener[0].tls.session_ticket_lifetime: set with session_tickets = false: it would have no effect`},
+		},
+		{
 			name: "missing listen address",
 			doc: `[[listener]]
 name = "public"
@@ -730,6 +829,32 @@ upstream = "app"
 			want: []string{`{{file}}:4: listener[0].tls.certificates[0]: load certificate {{dir}}/a.pem with key {{dir}}/b.key: tls: private key does not match public key`},
 		},
 		{
+			name: "expired certificate",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+certificates = [
+  { cert = "{{dir}}/a.pem", key = "{{dir}}/a.key" },
+  { cert = "{{dir}}/expired.pem", key = "{{dir}}/expired.key" },
+]
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:6: listener[0].tls.certificates[1]: load certificate {{dir}}/expired.pem: certificate expired on 2026-01-02 (NotAfter)`},
+		},
+		{
+			name: "encrypted key",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+certificates = [{ cert = "{{dir}}/a.pem", key = "{{dir}}/encrypted.key" }]
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:4: listener[0].tls.certificates[0]: load key {{dir}}/encrypted.key: it is encrypted with a passphrase, and sluice cannot read passphrases: ` +
+				`decrypt it with "openssl pkey -in {{dir}}/encrypted.key -out {{dir}}/encrypted-plain.key" and set key to the decrypted file`},
+		},
+		{
 			name: "client_ca without PEM",
 			doc: `[[listener]]
 address = "127.0.0.1:8443"
@@ -807,6 +932,11 @@ client-auth = "none"
 			dir := t.TempDir()
 			testCertPair(t, dir, "a")
 			testCertPair(t, dir, "b")
+			// Expired on 2026-01-02 at noon UTC; Go's minimum version is
+			// newer, so the date has passed wherever these tests run.
+			expiry := time.Date(2026, 1, 2, 12, 0, 0, 0, time.UTC)
+			testCertPairValid(t, dir, "expired", expiry.AddDate(0, -3, 0), expiry)
+			writeFile(t, filepath.Join(dir, "encrypted.key"), string(pem.EncodeToMemory(&pem.Block{Type: "ENCRYPTED PRIVATE KEY", Bytes: []byte("ciphertext")})))
 			writeFile(t, filepath.Join(dir, "notpem.txt"), "this is not a certificate\n")
 			file := filepath.Join(dir, "bad.toml")
 			r := strings.NewReplacer("{{file}}", file, "{{dir}}", dir)
@@ -873,6 +1003,7 @@ curves = ["X25519", "P-256"]
 alpn = ["h2", "http/1.1"]
 client_auth = "request"
 client_ca = "`+certA+`"
+session_ticket_lifetime = "30m"
 
 [[listener.route]]
 sni = ["*.example.com"]
@@ -885,6 +1016,18 @@ upstream = "app"
 
 [[listener]]
 address = "unix:`+filepath.Join(dir, "s.sock")+`"
+[[listener.route]]
+upstream = "app"
+
+# Two sockets on one port, on purpose: reuse_port on both.
+[[listener]]
+address = "0.0.0.0:8080"
+reuse_port = true
+[[listener.route]]
+upstream = "app"
+[[listener]]
+address = "127.0.0.1:8080"
+reuse_port = true
 [[listener.route]]
 upstream = "app"
 

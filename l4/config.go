@@ -119,6 +119,11 @@ type UpstreamConfig struct {
 	// ConnectTimeout bounds each dial. Default 5s.
 	ConnectTimeout Duration `toml:"connect_timeout"`
 	SendProxy      string   `toml:"send_proxy"` // "", "v1" or "v2"
+	// Protocols are the application protocols (ALPN names, such as "h2"
+	// and "http/1.1") the servers speak. A listener offers a client only
+	// protocols that the route it can take carries; none (the default)
+	// means plain TCP, for clients that ask for no protocol.
+	Protocols []string `toml:"protocols"`
 	// MaxFails failed dials within FailTimeout take a server out for
 	// FailTimeout. Defaults 1 and 10s, as in nginx; max_fails = 0 disables.
 	MaxFails    *int     `toml:"max_fails"`

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -42,11 +43,14 @@ const (
 	reasonUntrusted   = "untrusted_proxy"
 	reasonProxyHeader = "proxy_header"
 	reasonHandshake   = "handshake"
-	reasonPeek        = "peek"
-	reasonSilent      = "client_silent"
-	reasonHello       = "client_hello"
-	reasonNoRoute     = "no_route"
-	reasonUpstream    = "upstream_unavailable"
+	// reasonNoALPN: the client offered only protocols its route cannot
+	// carry, and got the no_application_protocol alert (see alpnFor).
+	reasonNoALPN   = "no_application_protocol"
+	reasonPeek     = "peek"
+	reasonSilent   = "client_silent"
+	reasonHello    = "client_hello"
+	reasonNoRoute  = "no_route"
+	reasonUpstream = "upstream_unavailable"
 	// reasonNoDescriptors: the dial failed for want of a descriptor here,
 	// which says nothing about the backend.
 	reasonNoDescriptors = "out_of_descriptors"
@@ -198,6 +202,9 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 			// why, and a reset could discard it.
 			c.raw.Close()
 			c.reason = reasonHandshake
+			if strings.Contains(err.Error(), errNoALPN) {
+				c.reason = reasonNoALPN
+			}
 			return nil, nil, nil, err
 		}
 		info := tlsterm.Describe(tc.ConnectionState())

@@ -65,6 +65,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		case "v2":
 			u.SendProxy = 2
 		}
+		u.Protocols = uc.Protocols
 		for _, s := range uc.Servers {
 			u.Servers = append(u.Servers, NewBackend(s))
 		}
@@ -74,10 +75,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	var es errs
 	for i, lc := range cfg.Listeners {
 		path := fmt.Sprintf("listener[%d]", i)
-		name := lc.Name
-		if name == "" {
-			name = lc.Address
-		}
+		name := lc.displayName()
 		s := &Server{
 			Name:             name,
 			AcceptProxy:      lc.AcceptProxy,
@@ -95,32 +93,10 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			pfx, _ := parsePrefix(t) // checked by Validate
 			s.TrustedProxies = append(s.TrustedProxies, pfx)
 		}
-		for j, rc := range lc.Routes {
-			r := Route{
-				Name:        rc.Name,
-				ALPN:        rc.ALPN,
-				ClientCN:    rc.ClientCN,
-				Upstream:    upstreams[rc.Upstream],
-				IdleTimeout: rc.IdleTimeout.Duration,
-				Passthrough: rc.Mode == "passthrough",
-				ServerFirst: rc.ServerFirst,
-			}
-			if r.Name == "" {
-				r.Name = fmt.Sprintf("%s#%d", name, j)
-			}
-			for _, sni := range rc.SNI {
-				r.SNI = append(r.SNI, strings.ToLower(sni))
-			}
-			if rc.WebSocket != nil {
-				r.WebSocket = WebSocketNot
-				if *rc.WebSocket {
-					r.WebSocket = WebSocketOnly
-				}
-			}
-			s.Routes = append(s.Routes, r)
-		}
+		s.Routes = lc.routes(name, upstreams)
 		if lc.TLS != nil {
-			cfg, store, err := buildTLS(lc.TLS, path+".tls", logger.With("listener", name))
+			s.ALPN = lc.TLS.ALPN
+			cfg, store, err := buildTLS(lc.TLS, path+".tls", s.alpnFor, logger.With("listener", name))
 			if err != nil {
 				es = append(es, err)
 				continue
@@ -297,8 +273,49 @@ func (p *Proxy) ReloadCertificates() error {
 	return errors.Join(es...)
 }
 
-// buildTLS loads a listener's certificates and CA and makes its *tls.Config.
-func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
+// displayName is the listener's name in logs: its name, else its address.
+func (lc *ListenerConfig) displayName() string {
+	if lc.Name == "" {
+		return lc.Address
+	}
+	return lc.Name
+}
+
+// routes builds the listener's routes, named after the listener where
+// they have no name of their own.
+func (lc *ListenerConfig) routes(name string, upstreams map[string]*Upstream) []Route {
+	routes := make([]Route, 0, len(lc.Routes))
+	for j, rc := range lc.Routes {
+		r := Route{
+			Name:        rc.Name,
+			ALPN:        rc.ALPN,
+			ClientCN:    rc.ClientCN,
+			Upstream:    upstreams[rc.Upstream],
+			IdleTimeout: rc.IdleTimeout.Duration,
+			Passthrough: rc.Mode == "passthrough",
+			ServerFirst: rc.ServerFirst,
+		}
+		if r.Name == "" {
+			r.Name = fmt.Sprintf("%s#%d", name, j)
+		}
+		for _, sni := range rc.SNI {
+			r.SNI = append(r.SNI, strings.ToLower(sni))
+		}
+		if rc.WebSocket != nil {
+			r.WebSocket = WebSocketNot
+			if *rc.WebSocket {
+				r.WebSocket = WebSocketOnly
+			}
+		}
+		routes = append(routes, r)
+	}
+	return routes
+}
+
+// buildTLS loads a listener's certificates and CA and makes its *tls.Config;
+// alpnFor chooses the protocols offered to each client (tls.alpn is all
+// it may offer).
+func buildTLS(tc *TLSConfig, path string, alpnFor func(*tls.ClientHelloInfo) []string, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
 	var es errs
 	var o tlsterm.Options
 	if tc.MinVersion != "" {
@@ -313,6 +330,9 @@ func buildTLS(tc *TLSConfig, path string, logger *slog.Logger) (*tls.Config, *tl
 		o.Curves = append(o.Curves, id)
 	}
 	o.NextProtos = tc.ALPN
+	if len(tc.ALPN) > 0 {
+		o.NextProtosFor = alpnFor
+	}
 	o.ClientAuth, _ = tlsterm.ParseClientAuth(tc.ClientAuth)
 	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
 	o.SessionTicketLifetime = tc.SessionTicketLifetime.or(DefaultSessionTicketLifetime)

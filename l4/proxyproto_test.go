@@ -198,6 +198,7 @@ func TestProxyOut(t *testing.T) {
 			lt := cfg.Listeners[0].TLS
 			lt.Certificates = append(lt.Certificates, w.cert(sni))
 			lt.ALPN = []string{"h2", "http/1.1"}
+			cfg.Upstreams[0].Protocols = lt.ALPN
 			cfg.Upstreams[0].SendProxy = tc.sendProxy
 			ccfg := &tls.Config{ServerName: sni, NextProtos: []string{"http/1.1"}}
 			if tc.mtls {

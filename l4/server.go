@@ -30,6 +30,10 @@ type Server struct {
 	TLSConfig *tls.Config
 	// Routes are tried in order; the first match wins.
 	Routes []Route
+	// ALPN are the application protocols the listener may offer, in order
+	// of preference. Each client is offered those that every route it can
+	// take carries (see alpnFor); TLSConfig must ask alpnFor.
+	ALPN []string
 
 	// AcceptProxy requires a PROXY header from peers in TrustedProxies and
 	// refuses every other peer.

@@ -100,8 +100,8 @@ func TestALPNRoute(t *testing.T) {
 			},
 		}},
 		Upstreams: []UpstreamConfig{
-			{Name: "h2", Servers: []string{w.backend(tagged("h2")).addr()}},
-			{Name: "rest", Servers: []string{w.backend(tagged("rest")).addr()}},
+			{Name: "h2", Servers: []string{w.backend(tagged("h2")).addr()}, Protocols: []string{"h2"}},
+			{Name: "rest", Servers: []string{w.backend(tagged("rest")).addr()}, Protocols: []string{"http/1.1"}},
 		},
 	}
 	_, addrs := w.serve(cfg)
@@ -333,5 +333,123 @@ func TestWarnUncoveredSNI(t *testing.T) {
 	}
 	if n := strings.Count(w.logs.String(), "no certificate covers"); n != 1 {
 		t.Errorf("%d warnings, want 1 (for api.example.net only)", n)
+	}
+}
+
+// TestALPNPerClient: each client is offered only the protocols the route it
+// can take carries. Routes narrowed by SNI decide at the ClientHello; where
+// a WebSocket peek decides after the handshake, the offer is what every
+// candidate carries; a client none of whose protocols can be carried gets
+// the no_application_protocol alert and a log line that says so.
+func TestALPNPerClient(t *testing.T) {
+	w := newWorld(t)
+	yes := true
+	cfg := &Config{
+		Listeners: []ListenerConfig{{
+			TLS: &TLSConfig{
+				Certificates: []CertConfig{w.cert("localhost", "h2.test", "h1.test", "ws.test")},
+				ALPN:         []string{"h2", "http/1.1"},
+			},
+			Routes: []RouteConfig{
+				{Name: "h2", SNI: []string{"h2.test"}, ALPN: []string{"h2"}, Upstream: "h2"},
+				{Name: "ws", SNI: []string{"ws.test"}, WebSocket: &yes, Upstream: "h1"},
+				{Name: "both", SNI: []string{"h2.test", "ws.test"}, Upstream: "both"},
+				{Name: "rest", Upstream: "h1"},
+			},
+		}},
+		Upstreams: []UpstreamConfig{
+			{Name: "h2", Servers: []string{w.backend(tagged("h2")).addr()}, Protocols: []string{"h2"}},
+			{Name: "both", Servers: []string{w.backend(tagged("both")).addr()}, Protocols: []string{"h2", "http/1.1"}},
+			{Name: "h1", Servers: []string{w.backend(tagged("h1")).addr()}, Protocols: []string{"http/1.1"}},
+		},
+	}
+	_, addrs := w.serve(cfg)
+	for _, tc := range []struct {
+		sni   string
+		offer []string
+		alpn  string // "": none negotiated; "alert": the handshake fails
+		up    string // the upstream that answers
+	}{
+		{"h2.test", []string{"h2", "http/1.1"}, "h2", "h2"},
+		{"h2.test", []string{"http/1.1"}, "http/1.1", "both"},
+		{"h1.test", []string{"h2", "http/1.1"}, "http/1.1", "h1"},
+		{"h1.test", []string{"h2"}, "alert", ""},
+		{"h1.test", nil, "", "h1"},
+		// ws.test: "ws" or "both" after the peek; only http/1.1 suits both.
+		{"ws.test", []string{"h2", "http/1.1"}, "http/1.1", "both"},
+		{"ws.test", []string{"h2"}, "alert", ""},
+	} {
+		t.Run(tc.sni+"/"+strings.Join(tc.offer, ","), func(t *testing.T) {
+			c, err := w.dialTLS(addrs[0], &tls.Config{ServerName: tc.sni, NextProtos: tc.offer})
+			if tc.alpn == "alert" {
+				if err == nil || !strings.Contains(err.Error(), "no application protocol") {
+					t.Fatalf("handshake: %v, want the no_application_protocol alert", err)
+				}
+				w.waitLog("msg=access", "reason=no_application_protocol")
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := c.ConnectionState().NegotiatedProtocol; got != tc.alpn {
+				t.Errorf("ALPN: got %q, want %q", got, tc.alpn)
+			}
+			if tc.sni == "ws.test" {
+				io.WriteString(c, "GET / HTTP/1.1\r\nHost: ws.test\r\n\r\n") // not an upgrade
+			}
+			if got := readLine(t, c); got != tc.up {
+				t.Errorf("upstream: got %q, want %q", got, tc.up)
+			}
+		})
+	}
+}
+
+// TestCheckALPN: tls.alpn entries no client could ever negotiate, and
+// routes that match a protocol their upstream does not speak, are
+// configuration errors naming the key.
+func TestCheckALPN(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		alpn   []string
+		routes []RouteConfig
+		protos map[string][]string
+		want   []string // substrings, one per error; none: valid
+	}{
+		{"all carried", []string{"h2", "http/1.1"}, []RouteConfig{{Upstream: "a"}},
+			map[string][]string{"a": {"h2", "http/1.1"}}, nil},
+		{"narrowed by sni", []string{"h2", "http/1.1"},
+			[]RouteConfig{{SNI: []string{"h2.test"}, Upstream: "a"}, {Upstream: "b"}},
+			map[string][]string{"a": {"h2", "http/1.1"}, "b": {"http/1.1"}}, nil},
+		{"upstream speaks none", []string{"http/1.1"}, []RouteConfig{{Upstream: "a"}},
+			map[string][]string{}, []string{`listener[0].tls.alpn[0]: "http/1.1" is offered but could never be negotiated`}},
+		{"route alpn the upstream lacks", []string{"h2", "http/1.1"},
+			[]RouteConfig{{ALPN: []string{"h2"}, Upstream: "b"}, {Upstream: "a"}},
+			map[string][]string{"a": {"h2", "http/1.1"}, "b": {"http/1.1"}},
+			[]string{
+				`listener[0].route[0].alpn[0]: route "l#0" matches "h2", but its upstream "b" does not speak it`,
+				`listener[0].tls.alpn[0]: "h2" is offered but could never be negotiated: the routes a client could take with it send to upstreams that do not list it in protocols (route "l#0" → upstream "b")`,
+			}},
+		{"no alpn offered: any upstream", nil, []RouteConfig{{Upstream: "a"}}, map[string][]string{}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &Config{Listeners: []ListenerConfig{{Name: "l", Address: "127.0.0.1:0",
+				TLS: &TLSConfig{ALPN: tc.alpn}, Routes: tc.routes}}}
+			for _, u := range []string{"a", "b"} {
+				cfg.Upstreams = append(cfg.Upstreams, UpstreamConfig{Name: u, Servers: []string{"127.0.0.1:1"}, Protocols: tc.protos[u]})
+			}
+			err := cfg.Validate()
+			var got []string
+			if err != nil {
+				got = strings.Split(err.Error(), "\n")
+			}
+			if len(got) != len(tc.want) {
+				t.Fatalf("got %d errors, want %d: %v", len(got), len(tc.want), err)
+			}
+			for i, w := range tc.want {
+				if !strings.Contains(got[i], w) {
+					t.Errorf("error %d = %q, want it to contain %q", i, got[i], w)
+				}
+			}
+		})
 	}
 }

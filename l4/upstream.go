@@ -40,7 +40,11 @@ type Upstream struct {
 	ConnectTimeout time.Duration // zero: DefaultConnectTimeout
 	// SendProxy is the PROXY protocol version sent to backends: 0 (none),
 	// 1 or 2.
-	SendProxy   int
+	SendProxy int
+	// Protocols are the application protocols (ALPN names) the servers
+	// speak; a terminating listener offers a client only protocols that
+	// the route it can take will carry (see Server.ALPN).
+	Protocols   []string
 	MaxFails    int           // zero: never take a server out
 	FailTimeout time.Duration // zero: DefaultFailTimeout
 	// Dialer opens the connections; nil means one that applies Socket.

@@ -104,6 +104,11 @@ func (c *Config) Validate() error {
 	if len(c.Listeners) == 0 {
 		es.add("listener", "missing: at least one [[listener]] is needed")
 	}
+	// What routes need to know of their upstreams, for checkALPN.
+	ups := make(map[string]*Upstream, len(c.Upstreams))
+	for _, u := range c.Upstreams {
+		ups[u.Name] = &Upstream{Name: u.Name, Protocols: u.Protocols}
+	}
 	names := make(map[string]bool)
 	for i, l := range c.Listeners {
 		p := fmt.Sprintf("listener[%d]", i)
@@ -112,6 +117,7 @@ func (c *Config) Validate() error {
 		}
 		names[l.Name] = true
 		l.validate(p, upstreams, &es)
+		checkALPN(p, &l, l.routes(l.displayName(), ups), &es)
 	}
 	checkBindConflicts(c.Listeners, &es)
 	return errors.Join(es...)
@@ -135,6 +141,11 @@ func (u *UpstreamConfig) validate(p string, es *errs) {
 	case "", "v1", "v2":
 	default:
 		es.add(p+".send_proxy", "unknown PROXY protocol version %q: expected \"\", \"v1\" or \"v2\"", u.SendProxy)
+	}
+	for j, s := range u.Protocols {
+		if len(s) == 0 || len(s) > 255 {
+			es.add(fmt.Sprintf("%s.protocols[%d]", p, j), "protocol names must be 1 to 255 bytes")
+		}
 	}
 	if u.MaxFails != nil && *u.MaxFails < 0 {
 		es.add(p+".max_fails", "must not be negative (0 disables passive health checks)")

@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -38,6 +39,10 @@ type Options struct {
 	// leaves crypto/tls's own limit, MaxSessionTicketLifetime. The time is
 	// read from the config's Time, when set.
 	SessionTicketLifetime time.Duration
+	// NextProtosFor, if set, chooses the protocols offered to each client
+	// (from NextProtos, which is all it may offer); nil offers NextProtos
+	// to every client.
+	NextProtosFor func(*tls.ClientHelloInfo) []string
 }
 
 // DefaultCipherSuites are the TLS 1.2 suites offered by default: ECDHE key
@@ -80,34 +85,53 @@ func NewConfig(store *Store, o Options) *tls.Config {
 	if o.SessionTicketLifetime > 0 && !o.SessionTicketsDisabled {
 		limitTicketAge(cfg, o.SessionTicketLifetime)
 	}
-	if cfg.ClientCAs == nil && store.ClientCAs() != nil {
-		cfg.GetConfigForClient = reloadingCAs(cfg, store)
+	storeCAs := cfg.ClientCAs == nil && store.ClientCAs() != nil
+	if storeCAs || o.NextProtosFor != nil {
+		cfg.GetConfigForClient = perClient(cfg, store, storeCAs, o.NextProtosFor)
 	}
 	return cfg
 }
 
-// reloadingCAs returns a GetConfigForClient that hands out base with the
-// store's current client CA pool, building a new config only when a reload
-// changed the pool. Tickets issued before a CA reload still resume: the
-// clones set no ticket keys of their own, so crypto/tls keeps using base's.
-// That is safe because crypto/tls verifies a resumed session's client chain
-// against the current pool, and makes a client the new CAs refuse do a full
-// handshake, which fails.
-func reloadingCAs(base *tls.Config, store *Store) func(*tls.ClientHelloInfo) (*tls.Config, error) {
+// perClient returns a GetConfigForClient that hands out base with the
+// store's current client CA pool (if storeCAs) and the protocols
+// nextProtos chooses for the client (if set). It builds one config per
+// distinct offer, again only when a reload changed the pool, so a
+// handshake costs a map lookup rather than a Clone.
+//
+// Tickets issued before a CA reload still resume: the clones set no ticket
+// keys of their own, so crypto/tls keeps using base's. That is safe because
+// crypto/tls verifies a resumed session's client chain against the current
+// pool, and makes a client the new CAs refuse do a full handshake, which
+// fails.
+func perClient(base *tls.Config, store *Store, storeCAs bool, nextProtos func(*tls.ClientHelloInfo) []string) func(*tls.ClientHelloInfo) (*tls.Config, error) {
 	type current struct {
-		pool *x509.CertPool
-		cfg  *tls.Config
+		pool    *x509.CertPool
+		byOffer sync.Map // strings.Join(offer, "\x00") → *tls.Config
 	}
 	var cur atomic.Pointer[current]
-	return func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		pool := store.ClientCAs()
-		if c := cur.Load(); c != nil && c.pool == pool {
-			return c.cfg, nil
+	return func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		pool := base.ClientCAs
+		if storeCAs {
+			pool = store.ClientCAs()
+		}
+		c := cur.Load()
+		if c == nil || c.pool != pool {
+			c = &current{pool: pool}
+			cur.Store(c)
+		}
+		offer := base.NextProtos
+		if nextProtos != nil {
+			offer = nextProtos(hello)
+		}
+		key := strings.Join(offer, "\x00")
+		if cfg, ok := c.byOffer.Load(key); ok {
+			return cfg.(*tls.Config), nil
 		}
 		cfg := base.Clone()
 		cfg.GetConfigForClient = nil
 		cfg.ClientCAs = pool
-		cur.Store(&current{pool: pool, cfg: cfg})
+		cfg.NextProtos = offer
+		c.byOffer.Store(key, cfg)
 		return cfg, nil
 	}
 }

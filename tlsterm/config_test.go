@@ -63,6 +63,38 @@ func TestNewConfigOptions(t *testing.T) {
 	}
 }
 
+// TestNextProtosFor: the protocols offered are chosen per client, and one
+// config serves every client offered the same protocols.
+func TestNextProtosFor(t *testing.T) {
+	cfg := tlsterm.NewConfig(newStore(t), tlsterm.Options{
+		NextProtos: []string{"h2", "http/1.1"},
+		NextProtosFor: func(h *tls.ClientHelloInfo) []string {
+			if h.ServerName == "h1.test" {
+				return []string{"http/1.1"}
+			}
+			return []string{"h2", "http/1.1"}
+		},
+	})
+	get := func(name string) *tls.Config {
+		t.Helper()
+		c, err := cfg.GetConfigForClient(&tls.ClientHelloInfo{ServerName: name, SupportedProtos: []string{"h2"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	h1, h2 := get("h1.test"), get("h2.test")
+	if !slices.Equal(h1.NextProtos, []string{"http/1.1"}) || !slices.Equal(h2.NextProtos, []string{"h2", "http/1.1"}) {
+		t.Errorf("offers %q and %q", h1.NextProtos, h2.NextProtos)
+	}
+	if get("h1.test") != h1 || get("other.test") != h2 {
+		t.Error("a config was built again for an offer already seen")
+	}
+	if h1.GetConfigForClient != nil {
+		t.Error("the config handed out asks again")
+	}
+}
+
 // Every default suite passes ParseCipherSuite, so an operator can write the
 // defaults out explicitly.
 func TestDefaultCipherSuitesParse(t *testing.T) {

@@ -31,6 +31,12 @@ func testCertPair(t *testing.T, dir, name string) (certFile, keyFile string) {
 // to notAfter.
 func testCertPairValid(t *testing.T, dir, name string, notBefore, notAfter time.Time) (certFile, keyFile string) {
 	t.Helper()
+	return testCertFor(t, dir, name, []string{"localhost"}, notBefore, notAfter)
+}
+
+// testCertFor is testCertPairValid for the DNS names dnsNames.
+func testCertFor(t *testing.T, dir, name string, dnsNames []string, notBefore, notAfter time.Time) (certFile, keyFile string) {
+	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
@@ -38,7 +44,7 @@ func testCertPairValid(t *testing.T, dir, name string, notBefore, notAfter time.
 	tmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(time.Now().UnixNano()),
 		Subject:      pkix.Name{CommonName: name},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     dnsNames,
 		NotBefore:    notBefore,
 		NotAfter:     notAfter,
 		KeyUsage:     x509.KeyUsageDigitalSignature,
@@ -223,7 +229,7 @@ name = "app"
 servers = ["127.0.0.1:9000"]
 weights = [1]
 `,
-			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, max_fails, fail_timeout, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf`},
+			want: []string{`{{file}}:4: upstream.weights: unknown key (check its spelling and the table it is in): expected one of name, servers, balance, connect_timeout, send_proxy, protocols, max_fails, fail_timeout, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf`},
 		},
 		{
 			name: "misspelt socket option keys",
@@ -697,8 +703,12 @@ alpn = ["http/1.1"]
 [[listener.route]]
 alpn = ["h2"]
 upstream = "app"
-` + upstreamApp,
-			want: []string{`{{file}}:6: listener[0].route[0].alpn[0]: "h2" is not offered by the listener (tls.alpn = ["http/1.1"]), so this route could never match`},
+` + upstreamApp + `protocols = ["h2"]
+`,
+			want: []string{
+				`{{file}}:6: listener[0].route[0].alpn[0]: "h2" is not offered by the listener (tls.alpn = ["http/1.1"]), so this route could never match`,
+				`{{file}}:4: listener[0].tls.alpn[0]: "http/1.1" is offered but could never be negotiated: no route accepts it (their alpn leaves it out); do not offer it`,
+			},
 		},
 		{
 			name: "client_auth require without client_ca",
@@ -747,7 +757,8 @@ alpn = ["h2", "http/1.1"]
 min_version = "1.1"
 [[listener.route]]
 upstream = "app"
-` + upstreamApp,
+` + upstreamApp + `protocols = ["h2", "http/1.1"]
+`,
 			want: []string{`{{file}}:7: listener[0].tls.min_version: unsupported TLS version "1.1": expected "1.2" or "1.3"`},
 		},
 		{
@@ -1034,6 +1045,7 @@ upstream = "app"
 [[upstream]]
 name = "app"
 servers = ["127.0.0.1:9000", "localhost:https", "unix:/run/app.sock"]
+protocols = ["h2", "http/1.1"]
 balance = "least_conn"
 send_proxy = "v2"
 max_fails = 0

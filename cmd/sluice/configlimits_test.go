@@ -116,7 +116,14 @@ func TestLoadConfigLimits(t *testing.T) {
 				`upstream = "app"` + "\n" +
 				"[[upstream]]\n" +
 				`name = "app"` + "\n" +
-				`servers = ["127.0.0.1:9000"]` + "\n",
+				`servers = ["127.0.0.1:9000"]` + "\n" +
+				"protocols = [\n" +
+				`  "` + deep + `",` + "\n" +
+				`  '` + deep + `\',` + "\n" +
+				`  """` + "\n" + deep + ` "" \""" ` + deep + `""""",` + "\n" +
+				`  '''` + "\n" + deep + ` '' ` + deep + `''''',` + "\n" +
+				"  # " + deep + "\n" +
+				"]\n",
 		},
 		{
 			name: "a file of exactly 256 KiB",

@@ -1,10 +1,13 @@
 // Command sluice terminates TLS at layer 4 and relays the decrypted stream
 // to backend pools, with PROXY protocol both ways.
 //
-//	sluice [-config FILE]          serve
-//	sluice -check [-config FILE]   validate the configuration and exit 0 or 1
+//	sluice [-config FILE]               serve
+//	sluice -check [-v] [-config FILE]   validate the configuration and exit 0 or 1
 //	sluice -version
 //	sluice demo-backend [-listen ADDR] [-proxy]
+//	sluice cert -names NAMES -cert FILE -key FILE [-days N] [-force]
+//
+// "sluice -h" lists every command and flag (usage.go).
 //
 // Signals: SIGTERM and SIGINT drain and exit (a second one cuts the drain
 // short); SIGHUP reloads certificates and client CAs.
@@ -33,10 +36,12 @@ func main() {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr, sigs); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			for _, e := range flatten(err) {
-				fmt.Fprintln(os.Stderr, "sluice:", e)
-			}
+		if errors.Is(err, flag.ErrHelp) {
+			// -h asked for the usage, which is printed: not a failure.
+			os.Exit(0)
+		}
+		for _, e := range flatten(err) {
+			fmt.Fprintln(os.Stderr, "sluice:", e)
 		}
 		os.Exit(1)
 	}
@@ -45,7 +50,8 @@ func main() {
 // run is the whole program; main only supplies the process's arguments,
 // output and signals.
 func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
-	if len(args) > 0 && args[0] == "demo-backend" {
+	switch {
+	case len(args) > 0 && args[0] == "demo-backend":
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		go func() {
@@ -58,25 +64,27 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		}()
 		logger := slog.New(slog.NewTextHandler(stderr, nil))
 		return runDemoBackend(ctx, args[1:], stdout, logger)
+	case len(args) > 0 && args[0] == "cert":
+		return runCert(args[1:], stdout, stderr, time.Now())
 	}
 
-	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	configPath := fs.String("config", "/etc/sluice/sluice.toml", "configuration `file`")
-	check := fs.Bool("check", false, "check the configuration (syntax, values, certificates and keys) and exit")
-	showVersion := fs.Bool("version", false, "print the version and exit")
+	var o options
+	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (subcommand: demo-backend)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (subcommands: demo-backend, cert; see sluice -h)", fs.Arg(0))
 	}
-	if *showVersion {
+	if o.verbose && !o.check {
+		return errors.New("-v works with -check only: sluice -check -v -config FILE")
+	}
+	if o.version {
 		fmt.Fprintln(stdout, "sluice", version)
 		return nil
 	}
 
-	cfg, lines, err := loadConfig(*configPath)
+	cfg, lines, err := loadConfig(o.config)
 	if err != nil {
 		return err
 	}
@@ -86,10 +94,15 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	defer logs.Close(logFlushTimeout)
 	proxy, err := l4.New(cfg, logger)
 	if err != nil {
-		return locate(*configPath, lines, err)
+		return locate(o.config, lines, err)
 	}
-	if *check {
-		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", *configPath)
+	if o.check {
+		if o.verbose {
+			if err := describe(stdout, cfg, time.Now()); err != nil {
+				return locate(o.config, lines, err)
+			}
+		}
+		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", o.config)
 		return nil
 	}
 	if os.Getenv("GOGC") == "" {
@@ -98,9 +111,30 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	// A listen error (address in use, permission) names its address key:
 	// point at it in the file like the other configuration errors.
 	if err := proxy.Listen(context.Background()); err != nil {
-		return locate(*configPath, lines, err)
+		return locate(o.config, lines, err)
 	}
 	return serve(proxy, cfg, logger, sigs)
+}
+
+// options are the serving command's flags.
+type options struct {
+	config  string
+	check   bool
+	verbose bool
+	version bool
+}
+
+// newFlagSet defines the serving command's flags on a new flag set whose
+// errors and usage (every command and flag, see writeUsage) go to out.
+func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("sluice", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&o.config, "config", "/etc/sluice/sluice.toml", "configuration `file`")
+	fs.BoolVar(&o.check, "check", false, "check the configuration (syntax, values, certificates and keys) and exit")
+	fs.BoolVar(&o.verbose, "v", false, "with -check: print each listener with its certificates and routes, and each upstream")
+	fs.BoolVar(&o.version, "version", false, "print the version and exit")
+	fs.Usage = func() { writeUsage(out, fs) }
+	return fs
 }
 
 // serve runs the proxy, whose listeners are open, until a stop signal and

@@ -224,16 +224,6 @@ func readEOF(c net.Conn) error {
 	return nil
 }
 
-// readEnd expects the connection to end, cleanly or not, but not to stay
-// open until the test's deadline.
-func readEnd(c net.Conn) error {
-	c.SetReadDeadline(time.Now().Add(testTimeout))
-	if _, err := io.Copy(io.Discard, c); isTimeout(err) {
-		return fmt.Errorf("conn still open: %w", err)
-	}
-	return nil
-}
-
 // readExactly reads len(want) bytes from c and compares them with want.
 func readExactly(c net.Conn, want []byte) error {
 	c.SetReadDeadline(time.Now().Add(testTimeout))

@@ -158,6 +158,7 @@ send_proxy = "v2"
 name = "demo"
 servers = ["127.0.0.1:$DEMO"]
 send_proxy = "v2"
+protocols = ["http/1.1"]
 EOF
 "$work/sluice" -check -config "$work/sluice.toml"
 "$work/sluice" -config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &

@@ -283,9 +283,15 @@ func (c *conn) relayDone(st splice.Stats, err error) {
 // byte read from the client so far, for the backend or the handshake.
 func (c *conn) peekHello(prefix []byte) (hello tlsterm.Hello, r *Route, rest []byte, err error) {
 	s := c.srv
+	c.raw.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
+	if len(prefix) == 0 {
+		if prefix, err = readFirst(c.raw); err != nil {
+			c.raw.SetReadDeadline(time.Time{})
+			return hello, nil, nil, fmt.Errorf("peek ClientHello: %w", err)
+		}
+	}
 	pr := &prefixReader{prefix: prefix, r: c.raw}
 	br := s.getHelloReader(pr)
-	c.raw.SetReadDeadline(time.Now().Add(s.handshakeTimeout()))
 	hello, err = tlsterm.PeekClientHello(br)
 	c.raw.SetReadDeadline(time.Time{})
 	b, _ := br.Peek(br.Buffered())
@@ -347,17 +353,11 @@ func (c *conn) peek(cur net.Conn, prefix *[]byte) (websocket, silent bool, err e
 	defer cur.SetDeadline(time.Time{})
 	pr := &prefixReader{prefix: *prefix, r: cur}
 	if len(pr.prefix) == 0 {
-		// Wait for the first bytes with a small buffer: a client that
-		// keeps silent holds firstPeekBytes, not the head buffer.
-		first := make([]byte, firstPeekBytes)
-		n, err := 0, error(nil)
-		for n == 0 && err == nil {
-			n, err = cur.Read(first)
-		}
-		if n == 0 {
+		first, err := readFirst(cur)
+		if err != nil {
 			return false, true, peekError(err)
 		}
-		pr.prefix = first[:n]
+		pr.prefix = first
 	}
 	c.headBuf = c.srv.getHeadBuf()
 	n, ws, err := readRequestHead(pr, *c.headBuf)
@@ -367,9 +367,26 @@ func (c *conn) peek(cur net.Conn, prefix *[]byte) (websocket, silent bool, err e
 	return ws, false, peekError(err)
 }
 
-// firstPeekBytes is the buffer the peek waits for a client's first bytes
-// in: a usual request line and a few headers.
+// firstPeekBytes is the buffer the peeks wait for a client's first bytes
+// in: a usual request line and a few headers, or most ClientHellos.
 const firstPeekBytes = 512
+
+// readFirst waits for r's first bytes, at most firstPeekBytes of them, so
+// that a client that keeps silent holds that much rather than a peek's
+// whole buffer (8 KiB for a request head, 16 KiB for a ClientHello). It
+// returns at least one byte, or the error that ended the wait.
+func readFirst(r io.Reader) ([]byte, error) {
+	first := make([]byte, firstPeekBytes)
+	for {
+		n, err := r.Read(first)
+		if n > 0 {
+			return first[:n], nil
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+}
 
 // peekError is nil for the ways a peek may end without a whole head (the
 // deadline, EOF), and err otherwise.

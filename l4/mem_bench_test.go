@@ -149,6 +149,9 @@ func newBenchBackend(b *testing.B) *benchBackend {
 //
 //   - client_hello_peek: part of a ClientHello, on a passthrough listener;
 //
+//   - client_hello_silent: nothing, on a passthrough listener (which does
+//     not defer accept: its plain routes' servers may speak first);
+//
 //   - request_head_peek: a finished handshake and nothing since, on a
 //     listener whose first route asks for a WebSocket upgrade.
 //
@@ -168,6 +171,10 @@ func BenchmarkPhaseConnMemory(b *testing.B) {
 			l.TLS = nil
 			l.Routes = []RouteConfig{{Name: "pass", Mode: "passthrough", Upstream: "app"}}
 		}, []byte{0x16, 3, 1}},
+		{"client_hello_silent", func(l *ListenerConfig) {
+			l.TLS = nil
+			l.Routes = []RouteConfig{{Name: "pass", Mode: "passthrough", Upstream: "app"}}
+		}, []byte{}},
 		{"request_head_peek", func(l *ListenerConfig) {
 			l.Routes = append([]RouteConfig{{Name: "ws", WebSocket: &yes, Upstream: "app"}}, l.Routes...)
 		}, nil},

@@ -38,14 +38,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			}
 
 			n := b.N
-			conns := make([]net.Conn, 0, n)
-			defer func() {
-				for _, c := range conns {
-					c.Close()
-				}
-			}()
-			before := memNow()
-			for range n {
+			before := openConns(b, n, func() net.Conn {
 				c, err := net.Dial("tcp", addrs[0])
 				if err != nil {
 					b.Fatal(err)
@@ -61,8 +54,8 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 					c.Write([]byte("ping"))
 					io.ReadFull(c, make([]byte, 4))
 				}
-				conns = append(conns, c)
-			}
+				return c
+			})
 			// The server side finishes its handshake and dial after the
 			// client's; wait until the backend has every connection.
 			timer := time.NewTimer(testTimeout)
@@ -82,12 +75,33 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 					b.Fatalf("%d of %d relay directions parked", p.parker.Parked(), 2*n)
 				}
 			}
-			after := memNow()
-			b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
-			b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
-			b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+			reportMem(b, before, n)
 		})
 	}
+}
+
+// openConns takes a memory sample, then opens n connections with open;
+// they are closed when the benchmark ends, before its sluice shuts down.
+func openConns(b *testing.B, n int, open func() net.Conn) memSample {
+	conns := make([]net.Conn, 0, n)
+	b.Cleanup(func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	before := memNow()
+	for range n {
+		conns = append(conns, open())
+	}
+	return before
+}
+
+// reportMem reports what each of n connections has added since before.
+func reportMem(b *testing.B, before memSample, n int) {
+	after := memNow()
+	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
+	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
+	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
 }
 
 type memSample struct {
@@ -192,14 +206,7 @@ func BenchmarkPhaseConnMemory(b *testing.B) {
 			s := p.servers[0]
 
 			n := b.N
-			conns := make([]net.Conn, 0, n)
-			defer func() {
-				for _, c := range conns {
-					c.Close()
-				}
-			}()
-			before := memNow()
-			for range n {
+			before := openConns(b, n, func() net.Conn {
 				c, err := net.Dial("tcp", addrs[0])
 				if err != nil {
 					b.Fatal(err)
@@ -213,8 +220,8 @@ func BenchmarkPhaseConnMemory(b *testing.B) {
 					}
 					c = tc
 				}
-				conns = append(conns, c)
-			}
+				return c
+			})
 			// Wait until the server holds every connection (in its peek,
 			// for the last case, which ends after the client's handshake).
 			held := func() int64 { return s.active.Load() }
@@ -230,10 +237,7 @@ func BenchmarkPhaseConnMemory(b *testing.B) {
 					b.Fatalf("%d of %d connections held", held(), n)
 				}
 			}
-			after := memNow()
-			b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
-			b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
-			b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+			reportMem(b, before, n)
 		})
 	}
 }

@@ -83,7 +83,7 @@ func outOfDescriptorsChild(t *testing.T) {
 		free()
 	}
 	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
-	srv := p.servers[0].Routes[0].Upstream.Servers[0]
+	srv := p.gen.servers[0].Routes[0].Upstream.Servers[0]
 	if !srv.available(time.Now()) {
 		t.Error("the backend was marked down for this process's want of descriptors")
 	}

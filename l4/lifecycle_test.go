@@ -550,7 +550,7 @@ func TestLifecyclePeekClientNeverReads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := p.servers[0]
+	s := p.gen.servers[0]
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
 	t.Cleanup(func() {

@@ -51,20 +51,32 @@ func listen(ctx context.Context, address string, reusePort bool, so SocketOption
 			})
 		},
 	}
-	lc.KeepAlive, lc.KeepAliveConfig = so.keepAlive()
+	// Keepalive is the listener's to set on each accepted socket, not
+	// net's, so that a reload can change it (adopt).
+	lc.KeepAlive = -1
 	ln, err := lc.Listen(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
-	return &tcpListener{TCPListener: ln.(*net.TCPListener), noDelay: !so.Nagle}, nil
+	l := &tcpListener{TCPListener: ln.(*net.TCPListener)}
+	l.setOptions(so)
+	return l, nil
 }
 
-// tcpListener sets TCP_NODELAY on each accepted socket (net would set it
-// too; sluice says so itself), and returns the *net.TCPConn itself: never
-// a wrapper, since splice(2) and half-close need the concrete type.
+// tcpListener sets TCP_NODELAY and keepalive on each accepted socket, and
+// returns the *net.TCPConn itself: never a wrapper, since splice(2) and
+// half-close need the concrete type.
 type tcpListener struct {
 	*net.TCPListener
-	noDelay bool
+	// Read by the goroutine that accepts; set before it starts (listen,
+	// adopt).
+	noDelay   bool
+	keepAlive net.KeepAliveConfig
+}
+
+func (l *tcpListener) setOptions(so SocketOptions) {
+	l.noDelay = !so.Nagle
+	_, l.keepAlive = so.keepAlive()
 }
 
 func (l *tcpListener) Accept() (net.Conn, error) {
@@ -75,7 +87,36 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 	// Best effort, as in net: a socket that refuses options is dead, and
 	// its first read says so.
 	c.SetNoDelay(l.noDelay)
+	if l.keepAlive.Enable {
+		c.SetKeepAliveConfig(l.keepAlive)
+	}
 	return c, nil
+}
+
+// adopt gives a listener kept across a reload the socket options of the
+// new configuration: those of accepted sockets from now on, and the
+// listening socket's buffer sizes and TCP_DEFER_ACCEPT. No Serve may be
+// accepting on ln meanwhile. Buffer sizes once set are not unset: only a
+// new socket returns to the kernel's autotuning.
+func adopt(ln net.Listener, so SocketOptions) error {
+	switch l := ln.(type) {
+	case *unixListener:
+		l.so = so
+		return nil
+	case *tcpListener:
+		l.setOptions(so)
+		rc, err := l.SyscallConn()
+		if err != nil {
+			return err
+		}
+		return control(rc, func(fd int) error {
+			if err := so.setBuffers(fd); err != nil {
+				return err
+			}
+			return setDeferAccept(fd, so.DeferAccept)
+		})
+	}
+	return nil
 }
 
 // unixListener sets the buffer sizes on each accepted socket, since unix

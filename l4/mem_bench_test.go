@@ -33,7 +33,7 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				cfg.Listeners[0].TLS = nil
 			}
 			p, addrs := w.serve(cfg)
-			for _, s := range p.servers {
+			for _, s := range p.gen.servers {
 				s.ParkAfter = 10 * time.Millisecond
 			}
 
@@ -203,7 +203,7 @@ func BenchmarkPhaseConnMemory(b *testing.B) {
 				tc.tune(l)
 			}
 			p, addrs := w.serve(cfg)
-			s := p.servers[0]
+			s := p.gen.servers[0]
 
 			n := b.N
 			before := openConns(b, n, func() net.Conn {

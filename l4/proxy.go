@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 
@@ -15,16 +16,37 @@ import (
 )
 
 // Proxy is a whole configuration put to work: one Server per listener,
-// sharing upstream pools, connection ids and buffers.
+// sharing upstream pools, connection ids and buffers. Reload puts a new
+// configuration to work in its place, keeping the listening sockets; the
+// servers of the old one stop accepting but keep their connections, each
+// of which lives with the configuration it was accepted under.
 type Proxy struct {
+	logger  *slog.Logger
+	pipes   *splice.PipePool
+	buffers *splice.BufferPool
+	ids     *ConnIDs
+	// tickets holds the session ticket keys of every listener of every
+	// configuration, so that sessions resume across reloads.
+	tickets *tls.Config
+
+	mu      sync.Mutex // serialises Listen, Reload and Shutdown
+	gen     *generation
+	retired []*Server      // earlier configurations' servers still holding connections
+	parker  *splice.Parker // started by Listen, closed by Shutdown
+	fatal   chan error     // a listener failed for good
+	stopped chan struct{}  // closed by Shutdown
+	served  bool
+	forgot  chan<- *Server // tests: told of each retired server forgotten
+}
+
+// generation is one configuration put to work.
+type generation struct {
 	cfg       *Config
-	logger    *slog.Logger
-	servers   []*Server
-	listeners []net.Listener
+	servers   []*Server      // by listener index
+	listeners []net.Listener // by listener index, once bound
 	stores    []*tlsterm.Store
 	storePath []string
-	pipes     *splice.PipePool
-	parker    *splice.Parker // started by Listen, closed by Shutdown
+	upstreams map[string]*Upstream
 }
 
 // New builds a Proxy from a validated configuration: it reads every
@@ -34,15 +56,33 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	p := &Proxy{
+		logger:  logger,
+		pipes:   &splice.PipePool{},
+		buffers: &splice.BufferPool{},
+		ids:     NewConnIDs(),
+		tickets: &tls.Config{},
+		fatal:   make(chan error, 1),
+		stopped: make(chan struct{}),
+	}
+	gen, err := p.build(cfg, nil)
+	if err != nil {
+		return nil, err
+	}
+	p.gen = gen
+	return p, nil
+}
+
+// build puts cfg to work, short of binding its listeners. Servers of
+// upstreams that prev has too (by upstream name and address) are prev's,
+// with their passive health state and their count of active connections.
+func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	p := &Proxy{cfg: cfg, logger: logger, pipes: &splice.PipePool{}}
-	ids := NewConnIDs()
-	buffers := &splice.BufferPool{}
-
+	logger := p.logger
+	g := &generation{cfg: cfg, upstreams: make(map[string]*Upstream, len(cfg.Upstreams))}
 	limits := KernelBufferLimits()
-	upstreams := make(map[string]*Upstream, len(cfg.Upstreams))
 	for i, uc := range cfg.Upstreams {
 		u := &Upstream{
 			Name:           uc.Name,
@@ -66,10 +106,10 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			u.SendProxy = 2
 		}
 		u.Protocols = uc.Protocols
-		for _, s := range uc.Servers {
-			u.Servers = append(u.Servers, NewBackend(s))
+		for _, addr := range uc.Servers {
+			u.Servers = append(u.Servers, prev.backend(uc.Name, addr))
 		}
-		upstreams[uc.Name] = u
+		g.upstreams[uc.Name] = u
 	}
 
 	var es errs
@@ -85,34 +125,49 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 			HalfCloseTimeout: lc.HalfCloseTimeout.Duration,
 			MaxConns:         lc.MaxConnections,
 			Logger:           logger,
-			Buffers:          buffers,
+			Buffers:          p.buffers,
 			Pipes:            p.pipes,
-			IDs:              ids,
+			Parker:           p.parker,
+			IDs:              p.ids,
 		}
 		for _, t := range lc.TrustedProxies {
 			pfx, _ := parsePrefix(t) // checked by Validate
 			s.TrustedProxies = append(s.TrustedProxies, pfx)
 		}
-		s.Routes = lc.routes(name, upstreams)
+		s.Routes = lc.routes(name, g.upstreams)
 		if lc.TLS != nil {
 			s.ALPN = lc.TLS.ALPN
-			cfg, store, err := buildTLS(lc.TLS, path+".tls", s.alpnFor, logger.With("listener", name))
+			cfg, store, err := buildTLS(lc.TLS, path+".tls", s.alpnFor, p.tickets, logger.With("listener", name))
 			if err != nil {
 				es = append(es, err)
 				continue
 			}
 			s.TLSConfig = cfg
-			p.stores = append(p.stores, store)
-			p.storePath = append(p.storePath, path+".tls")
+			g.stores = append(g.stores, store)
+			g.storePath = append(g.storePath, path+".tls")
 			warnUncoveredSNI(logger, name, path, lc.Routes, store)
 		}
 		warnBufferCaps(logger, path, lc.socketOptions(), limits)
-		p.servers = append(p.servers, s)
+		g.servers = append(g.servers, s)
 	}
 	if err := errors.Join(es...); err != nil {
 		return nil, err
 	}
-	return p, nil
+	return g, nil
+}
+
+// backend returns the server addr of upstream name in g, or a new one.
+func (g *generation) backend(name, addr string) *Backend {
+	if g != nil {
+		if u := g.upstreams[name]; u != nil {
+			for _, b := range u.Servers {
+				if b.Addr == addr {
+					return b
+				}
+			}
+		}
+	}
+	return NewBackend(addr)
 }
 
 // warnUncoveredSNI warns about routed server names no certificate of the
@@ -176,20 +231,22 @@ func (sc SocketConfig) options() SocketOptions {
 	return o
 }
 
-// Listen opens every listener's socket, so that an address in use or a
-// missing permission is reported before anything is served. On error, the
-// sockets already opened are closed.
+// Listen binds every listener of the configuration, and starts the
+// Parker that holds idle relays.
 func (p *Proxy) Listen(ctx context.Context) error {
-	for i, lc := range p.cfg.Listeners {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	g := p.gen
+	for i, lc := range g.cfg.Listeners {
 		ln, err := listen(ctx, lc.Address, lc.ReusePort, lc.socketOptions())
 		if err != nil {
-			for _, l := range p.listeners {
+			for _, l := range g.listeners {
 				l.Close()
 			}
-			p.listeners = nil
+			g.listeners = nil
 			return &FieldError{Path: fmt.Sprintf("listener[%d].address", i), Err: err}
 		}
-		p.listeners = append(p.listeners, ln)
+		g.listeners = append(g.listeners, ln)
 	}
 	parker, err := splice.NewParker()
 	if err != nil {
@@ -198,7 +255,7 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		return nil
 	}
 	p.parker = parker
-	for _, s := range p.servers {
+	for _, s := range g.servers {
 		s.Parker = parker
 	}
 	return nil
@@ -207,46 +264,60 @@ func (p *Proxy) Listen(ctx context.Context) error {
 // Addrs returns the listening addresses, in configuration order, after
 // Listen.
 func (p *Proxy) Addrs() []net.Addr {
-	out := make([]net.Addr, len(p.listeners))
-	for i, ln := range p.listeners {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]net.Addr, len(p.gen.listeners))
+	for i, ln := range p.gen.listeners {
 		out[i] = ln.Addr()
 	}
 	return out
 }
 
-// Serve serves every listener opened by Listen until Shutdown. It returns
-// nil once all have stopped after Shutdown, or the first listener-fatal
-// error as soon as it happens (the other listeners keep serving until the
-// caller shuts them down).
+// Serve serves every listener opened by Listen, and those later reloads
+// open, until Shutdown. It returns nil once Shutdown is done, or the first
+// listener-fatal error as soon as it happens (the other listeners keep
+// serving until the caller shuts them down).
 func (p *Proxy) Serve() error {
-	errc := make(chan error, len(p.servers))
-	for i, s := range p.servers {
-		go func() {
-			p.logger.Info("listening", "listener", s.Name, "address", p.listeners[i].Addr().String(), "tls", s.TLSConfig != nil)
-			err := s.Serve(p.listeners[i])
-			if errors.Is(err, ErrServerClosed) {
-				err = nil
-			} else if err != nil {
-				err = fmt.Errorf("listener %s: %w", s.Name, err)
-			}
-			errc <- err
-		}()
+	p.mu.Lock()
+	p.served = true
+	for i, s := range p.gen.servers {
+		p.serve(s, p.gen.listeners[i])
 	}
-	for range p.servers {
-		if err := <-errc; err != nil {
-			return err
-		}
+	p.mu.Unlock()
+	select {
+	case err := <-p.fatal:
+		return err
+	case <-p.stopped:
+		return nil
 	}
-	return nil
 }
 
-// Shutdown stops every listener and drains connections until ctx is done,
-// then closes what is left. It returns ctx.Err() if any connection had to be
-// cut.
+// serve runs s on ln in a goroutine of its own, reporting a failure for
+// good on p.fatal; a Serve ended by Shutdown or by a reload is no failure.
+func (p *Proxy) serve(s *Server, ln net.Listener) {
+	p.logger.Info("listening", "listener", s.Name, "address", ln.Addr().String(), "tls", s.TLSConfig != nil)
+	go func() {
+		err := s.Serve(ln)
+		if err == nil || errors.Is(err, ErrServerClosed) || errors.Is(err, errRetired) {
+			return
+		}
+		select {
+		case p.fatal <- fmt.Errorf("listener %s: %w", s.Name, err):
+		default:
+		}
+	}()
+}
+
+// Shutdown stops every listener and drains connections, those of earlier
+// configurations too, until ctx is done, then closes what is left. It
+// returns ctx.Err() if any connection had to be cut.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	servers := append(slices.Clone(p.gen.servers), p.retired...)
 	var wg sync.WaitGroup
-	errs := make([]error, len(p.servers))
-	for i, s := range p.servers {
+	errs := make([]error, len(servers))
+	for i, s := range servers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -254,11 +325,20 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 		}()
 	}
 	wg.Wait()
+	// Listeners bound but never served (Serve not called) are closed too.
+	for _, ln := range p.gen.listeners {
+		ln.Close()
+	}
 	// Every relay has ended: nothing is parked any more.
 	if p.parker != nil {
 		p.parker.Close()
 	}
 	p.pipes.Close()
+	select {
+	case <-p.stopped:
+	default:
+		close(p.stopped)
+	}
 	return errors.Join(errs...)
 }
 
@@ -266,9 +346,11 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 // again. A listener whose files fail keeps what it had; the error names the
 // keys at fault.
 func (p *Proxy) ReloadCertificates() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	var es errs
-	for i, st := range p.stores {
-		es.wrapCertErrors(p.storePath[i], st.Reload())
+	for i, st := range p.gen.stores {
+		es.wrapCertErrors(p.gen.storePath[i], st.Reload())
 	}
 	return errors.Join(es...)
 }
@@ -315,7 +397,7 @@ func (lc *ListenerConfig) routes(name string, upstreams map[string]*Upstream) []
 // buildTLS loads a listener's certificates and CA and makes its *tls.Config;
 // alpnFor chooses the protocols offered to each client (tls.alpn is all
 // it may offer).
-func buildTLS(tc *TLSConfig, path string, alpnFor func(*tls.ClientHelloInfo) []string, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
+func buildTLS(tc *TLSConfig, path string, alpnFor func(*tls.ClientHelloInfo) []string, tickets *tls.Config, logger *slog.Logger) (*tls.Config, *tlsterm.Store, error) {
 	var es errs
 	var o tlsterm.Options
 	if tc.MinVersion != "" {
@@ -336,6 +418,7 @@ func buildTLS(tc *TLSConfig, path string, alpnFor func(*tls.ClientHelloInfo) []s
 	o.ClientAuth, _ = tlsterm.ParseClientAuth(tc.ClientAuth)
 	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
 	o.SessionTicketLifetime = tc.SessionTicketLifetime.or(DefaultSessionTicketLifetime)
+	o.TicketKeys = tickets
 	files := make([]tlsterm.CertFile, len(tc.Certificates))
 	for i, c := range tc.Certificates {
 		files[i] = tlsterm.CertFile{Cert: c.Cert, Key: c.Key}

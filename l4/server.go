@@ -63,11 +63,16 @@ type Server struct {
 	initOnce  sync.Once
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
-	closing   chan struct{} // closed when Shutdown starts
+	closing   chan struct{}  // closed when Shutdown starts
+	retiring  chan struct{}  // closed by retire
+	keepLns   bool           // retire leaves the listeners open, for the next server
+	serving   sync.WaitGroup // Serve loops
 	conns     sync.WaitGroup
 	active    atomic.Int64 // connections being handled, for logs
 	peeking   atomic.Int64 // connections waiting in the peek at a request head
-	sem       chan struct{}
+	// limit bounds connections (MaxConns); a reload hands it to the next
+	// configuration's server of the same listener (see Proxy.Reload).
+	limit     *connLimit
 	failLogs  failLogs  // access lines of failed connections, rate-limited
 	heads     sync.Pool // *[]byte of maxHeadBytes, for peeking
 	hellos    sync.Pool // *bufio.Reader of tlsterm.MaxHelloBytes, for ClientHello peeks
@@ -83,8 +88,9 @@ func (s *Server) init() {
 	s.initOnce.Do(func() {
 		s.listeners = make(map[net.Listener]struct{})
 		s.closing = make(chan struct{})
-		if s.MaxConns > 0 {
-			s.sem = make(chan struct{}, s.MaxConns)
+		s.retiring = make(chan struct{})
+		if s.limit == nil {
+			s.limit = newConnLimit(s.MaxConns)
 		}
 		s.ctx, s.cancel = context.WithCancel(context.Background())
 		if s.IDs == nil {
@@ -153,15 +159,24 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.mu.Unlock()
 		ln.Close()
 		return ErrServerClosed
+	case <-s.retiring:
+		s.mu.Unlock()
+		return errRetired
 	default:
 	}
 	s.listeners[ln] = struct{}{}
+	s.serving.Add(1)
 	s.mu.Unlock()
+	retired := false
 	defer func() {
 		s.mu.Lock()
 		delete(s.listeners, ln)
+		keep := retired && s.keepLns
 		s.mu.Unlock()
-		ln.Close()
+		if !keep {
+			ln.Close()
+		}
+		s.serving.Done()
 	}()
 
 	// Saturated, every pass of the loop finds the semaphore full: say so at
@@ -176,18 +191,18 @@ func (s *Server) Serve(ln net.Listener) error {
 
 	var backoff time.Duration
 	for {
-		if s.sem != nil {
+		if ok, wait := s.limit.take(); !ok {
+			if ok, n := full.allow(time.Now()); ok {
+				warnFull(n + 1)
+			}
 			select {
-			case s.sem <- struct{}{}:
-			default:
-				if ok, n := full.allow(time.Now()); ok {
-					warnFull(n + 1)
-				}
-				select {
-				case s.sem <- struct{}{}:
-				case <-s.closing:
-					return ErrServerClosed
-				}
+			case <-wait:
+				continue
+			case <-s.closing:
+				return ErrServerClosed
+			case <-s.retiring:
+				retired = true
+				return errRetired
 			}
 		}
 		raw, err := ln.Accept()
@@ -196,6 +211,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			select {
 			case <-s.closing:
 				return ErrServerClosed
+			case <-s.retiring:
+				retired = true
+				return errRetired
 			default:
 			}
 			if errors.Is(err, net.ErrClosed) {
@@ -207,6 +225,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			case <-time.After(backoff):
 			case <-s.closing:
 				return ErrServerClosed
+			case <-s.retiring:
+				retired = true
+				return errRetired
 			}
 			continue
 		}
@@ -230,9 +251,49 @@ func (s *Server) Serve(ln net.Listener) error {
 	}
 }
 
-func (s *Server) release() {
-	if s.sem != nil {
-		<-s.sem
+func (s *Server) release() { s.limit.give() }
+
+// errRetired is what Serve returns once retire stopped it.
+var errRetired = errors.New("l4: server retired")
+
+type deadliner interface{ SetDeadline(time.Time) error }
+
+// retire stops the server accepting: every Serve returns errRetired, and
+// retire returns once they all have. keepListeners leaves the listeners
+// open (with no deadline) for the next configuration's server, which
+// takes over the same sockets: clients that connect meanwhile wait in
+// the accept queue. Connections already accepted go on; Shutdown still
+// drains them.
+func (s *Server) retire(keepListeners bool) {
+	s.init()
+	s.mu.Lock()
+	select {
+	case <-s.retiring:
+		s.mu.Unlock()
+		return
+	default:
+	}
+	s.keepLns = keepListeners
+	close(s.retiring)
+	lns := make([]net.Listener, 0, len(s.listeners))
+	for ln := range s.listeners {
+		lns = append(lns, ln)
+	}
+	s.mu.Unlock()
+	// A loop blocked in Accept wakes at a deadline in the past; one that
+	// is about to call it finds the deadline passed.
+	for _, ln := range lns {
+		if d, ok := ln.(deadliner); ok {
+			d.SetDeadline(time.Now())
+		}
+	}
+	s.serving.Wait()
+	if keepListeners {
+		for _, ln := range lns {
+			if d, ok := ln.(deadliner); ok {
+				d.SetDeadline(time.Time{})
+			}
+		}
 	}
 }
 

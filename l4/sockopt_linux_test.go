@@ -320,7 +320,7 @@ func TestProxySocketOptions(t *testing.T) {
 		{3, 2 * testRcvBuf, 0}, // TLS: deferred for 2s, which Linux reads back as 3
 		{0, 0, 1},              // plain: not deferred, default buffer
 	} {
-		ln := p.listeners[i].(syscall.Conn)
+		ln := p.gen.listeners[i].(syscall.Conn)
 		if got := getsockopt(t, ln, unix.IPPROTO_TCP, unix.TCP_DEFER_ACCEPT); got != want.deferAccept {
 			t.Errorf("listener[%d]: TCP_DEFER_ACCEPT = %d, want %d", i, got, want.deferAccept)
 		}
@@ -332,7 +332,7 @@ func TestProxySocketOptions(t *testing.T) {
 		}
 	}
 
-	c := dialUpstream(t, p.servers[0].Routes[0].Upstream)
+	c := dialUpstream(t, p.gen.servers[0].Routes[0].Upstream)
 	got := readTCPOptions(t, c.(*net.TCPConn))
 	if got.noDelay != 0 || got.keepIdle != 90 || got.keepIntvl != 20 || got.keepCnt != 6 || got.sndBuf != 2*testSndBuf {
 		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s then every 20s 6 times, SO_SNDBUF %d", got, 2*testSndBuf)

@@ -25,7 +25,7 @@ func TestBuildTLSSessionTicketLifetime(t *testing.T) {
 		{"3h, within it", Duration{3 * time.Hour}, 2 * time.Hour, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg, _, err := buildTLS(&TLSConfig{SessionTicketLifetime: tc.lifetime}, "listener[0].tls", nil, nil)
+			cfg, _, err := buildTLS(&TLSConfig{SessionTicketLifetime: tc.lifetime}, "listener[0].tls", nil, nil, nil)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -43,6 +43,11 @@ type Options struct {
 	// (from NextProtos, which is all it may offer); nil offers NextProtos
 	// to every client.
 	NextProtosFor func(*tls.ClientHelloInfo) []string
+	// TicketKeys, if set, is the config whose session ticket keys
+	// encrypt and decrypt this one's tickets (when SessionTicketLifetime
+	// is set), so that configs built one after another, by reloads,
+	// resume each other's sessions. Nil: the config's own keys.
+	TicketKeys *tls.Config
 }
 
 // DefaultCipherSuites are the TLS 1.2 suites offered by default: ECDHE key
@@ -83,7 +88,7 @@ func NewConfig(store *Store, o Options) *tls.Config {
 		cfg.CurvePreferences = slices.Clone(DefaultCurves)
 	}
 	if o.SessionTicketLifetime > 0 && !o.SessionTicketsDisabled {
-		limitTicketAge(cfg, o.SessionTicketLifetime)
+		limitTicketAge(cfg, o.TicketKeys, o.SessionTicketLifetime)
 	}
 	storeCAs := cfg.ClientCAs == nil && store.ClientCAs() != nil
 	if storeCAs || o.NextProtosFor != nil {

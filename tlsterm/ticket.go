@@ -18,16 +18,20 @@ var issuedTag = []byte("sluice issued ")
 
 // limitTicketAge makes cfg refuse tickets issued more than lifetime ago,
 // by cfg.Time (or the wall clock when it is nil). Tickets are encrypted and
-// decrypted with cfg's ticket keys, as crypto/tls does by default; configs
-// cloned from cfg later (reloadingCAs) keep calling cfg, and so share its
-// keys.
+// decrypted with the ticket keys of keys (nil: cfg), which crypto/tls
+// rotates as it does by default; configs cloned from cfg later (perClient)
+// keep calling keys, and so share them, and so do the configs of later
+// reloads given the same keys.
 //
 // A TLS 1.2 resumption gets a new ticket for the same master secret (crypto/
 // tls always sends one), stamped anew: a client that keeps coming back within
 // the lifetime keeps its session, for at most crypto/tls's 7 days. TLS 1.3
 // tickets still tell clients 7 days; those who present one too old just do
 // a full handshake.
-func limitTicketAge(cfg *tls.Config, lifetime time.Duration) {
+func limitTicketAge(cfg, keys *tls.Config, lifetime time.Duration) {
+	if keys == nil {
+		keys = cfg
+	}
 	now := func() time.Time {
 		if cfg.Time != nil {
 			return cfg.Time()
@@ -36,10 +40,10 @@ func limitTicketAge(cfg *tls.Config, lifetime time.Duration) {
 	}
 	cfg.WrapSession = func(cs tls.ConnectionState, ss *tls.SessionState) ([]byte, error) {
 		ss.Extra = append(ss.Extra, binary.BigEndian.AppendUint64(bytes.Clone(issuedTag), uint64(now().UnixNano())))
-		return cfg.EncryptTicket(cs, ss)
+		return keys.EncryptTicket(cs, ss)
 	}
 	cfg.UnwrapSession = func(identity []byte, cs tls.ConnectionState) (*tls.SessionState, error) {
-		ss, err := cfg.DecryptTicket(identity, cs)
+		ss, err := keys.DecryptTicket(identity, cs)
 		if ss == nil || err != nil {
 			return nil, err // (nil, nil): not ours or damaged, a full handshake
 		}

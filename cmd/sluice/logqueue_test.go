@@ -204,7 +204,8 @@ func TestNewLoggerReportsDrops(t *testing.T) {
 		t.Run(tc.format, func(t *testing.T) {
 			checkLeaks(t)
 			out := newGatedWriter(true)
-			logger, q := newLogger(out, l4.LogConfig{Format: tc.format, Level: "error"})
+			l := newLogger(out, l4.LogConfig{Format: tc.format, Level: "error"})
+			logger, q := l.logger, l.queue
 			logger.Error("first")
 			out.waitEntered(t)
 			for i := range logQueueLines + 3 {

@@ -88,10 +88,11 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
-	logger, logs := newLogger(stderr, cfg.Log)
+	lg := newLogger(stderr, cfg.Log)
+	logger := lg.logger
 	// Write out the last lines ("sluice stopped") before returning, but
 	// never hang on an output that is stalled: the lines are lost anyway.
-	defer logs.Close(logFlushTimeout)
+	defer lg.queue.Close(logFlushTimeout)
 	proxy, err := l4.New(cfg, logger)
 	if err != nil {
 		return locate(o.config, lines, err)
@@ -113,7 +114,7 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if err := proxy.Listen(context.Background()); err != nil {
 		return locate(o.config, lines, err)
 	}
-	return serve(proxy, cfg, logger, sigs)
+	return serve(proxy, &running{path: o.config, cfg: cfg, logs: lg}, sigs)
 }
 
 // options are the serving command's flags.
@@ -137,9 +138,17 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
+// running is what a reload changes beside the proxy.
+type running struct {
+	path string
+	cfg  *l4.Config
+	logs *logs
+}
+
 // serve runs the proxy, whose listeners are open, until a stop signal and
-// a drain.
-func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.Signal) error {
+// a drain. SIGHUP reloads the configuration file.
+func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
+	logger := r.logs.logger
 	served := make(chan error, 1)
 	go func() { served <- proxy.Serve() }()
 	trimCtx, stopTrim := context.WithCancel(context.Background())
@@ -159,20 +168,16 @@ func serve(proxy *l4.Proxy, cfg *l4.Config, logger *slog.Logger, sigs <-chan os.
 		case err := <-served:
 			// A listener failed for good: drain the rest too, and exit
 			// non-zero so a supervisor restarts us.
-			ctx, cancel := context.WithTimeout(context.Background(), cfg.DrainTimeoutOrDefault())
+			ctx, cancel := context.WithTimeout(context.Background(), r.cfg.DrainTimeoutOrDefault())
 			proxy.Shutdown(ctx)
 			cancel()
 			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
-				if err := proxy.ReloadCertificates(); err != nil {
-					logger.Error("certificate reload failed; keeping the current certificates and CAs", "error", err)
-				} else {
-					logger.Info("certificates and client CAs reloaded")
-				}
+				r.reload(proxy)
 				continue
 			}
-			return drain(proxy, cfg.DrainTimeoutOrDefault(), logger, sigs, served)
+			return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
 		}
 	}
 }
@@ -205,31 +210,4 @@ func drain(proxy *l4.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-c
 	}
 	logger.Info("sluice stopped")
 	return nil
-}
-
-// newLogger builds the process's one logger, which writes through a
-// logQueue to w; the caller closes the queue at exit.
-func newLogger(w io.Writer, lc l4.LogConfig) (*slog.Logger, *logQueue) {
-	opts := &slog.HandlerOptions{}
-	switch lc.Level {
-	case "debug":
-		opts.Level = slog.LevelDebug
-	case "warn":
-		opts.Level = slog.LevelWarn
-	case "error":
-		opts.Level = slog.LevelError
-	}
-	handler := func(w io.Writer, opts *slog.HandlerOptions) slog.Handler {
-		if lc.Format == "json" {
-			return slog.NewJSONHandler(w, opts)
-		}
-		return slog.NewTextHandler(w, opts)
-	}
-	// The queue's writer reports drops straight to w, in the same format,
-	// whatever the level: it says that lines are missing.
-	direct := slog.New(handler(w, nil))
-	q := newLogQueue(w, logQueueLines, logQueueBytes, func(dropped int64) {
-		direct.Warn("log output stalled; lines dropped", "dropped", dropped)
-	})
-	return slog.New(handler(q, opts)), q
 }

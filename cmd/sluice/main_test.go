@@ -177,6 +177,7 @@ func freeAddr(t *testing.T) string {
 type sluiceRun struct {
 	t      *testing.T
 	addr   string
+	file   string // the configuration file
 	sigs   chan os.Signal
 	done   chan struct{}
 	err    error // run's result, once done is closed
@@ -201,6 +202,7 @@ upstream = "echo"
 name = "echo"
 servers = ["`+backend+`"]
 `)
+	r.file = file
 	go func() {
 		defer close(r.done)
 		var stdout bytes.Buffer

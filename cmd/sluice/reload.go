@@ -1,0 +1,34 @@
+package main
+
+import (
+	"context"
+	"os"
+	"runtime/debug"
+
+	"sluice/l4"
+)
+
+// reload reads the configuration file again and puts it to work in place
+// (l4.Proxy.Reload), with the process-wide keys: log format and level,
+// gc_percent, drain_timeout. A file that fails -check's checks changes
+// nothing; each of its errors is logged with file, line and key.
+func (r *running) reload(proxy *l4.Proxy) {
+	logger := r.logs.logger
+	cfg, lines, err := loadConfig(r.path)
+	if err == nil {
+		var ch l4.Changes
+		if ch, err = proxy.Reload(context.Background(), cfg); err == nil {
+			r.cfg = cfg
+			r.logs.apply(cfg.Log)
+			if os.Getenv("GOGC") == "" {
+				debug.SetGCPercent(cfg.GCPercentOrDefault())
+			}
+			logger.Info("configuration reloaded", append([]any{"file", r.path}, ch.LogAttrs()...)...)
+			return
+		}
+		err = locate(r.path, lines, err)
+	}
+	for _, e := range flatten(err) {
+		logger.Error("reload failed; the running configuration is unchanged", "error", e.Error())
+	}
+}

@@ -271,3 +271,38 @@ func TestReloadSharesMaxConnections(t *testing.T) {
 		t.Errorf("tag %q, want b", tag)
 	}
 }
+
+// TestReloadUnderLoad: ten reloads in a row while 200 long-lived
+// connections are held and new ones are made all the time: no attempt
+// fails and every held connection still echoes afterwards.
+func TestReloadUnderLoad(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.backend(tagged("a")), w.backend(tagged("b"))
+	p, addrs := w.serve(reloadConfig(w, a, b, "a"))
+	held := make([]*tls.Conn, 200)
+	for i := range held {
+		held[i] = w.mustDialTLS(addrs[0], nil)
+		readLine(t, held[i])
+	}
+	const loops, each = 4, 40
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	progress := make(chan struct{}, loops*each)
+	for range loops {
+		wg.Add(1)
+		go dialLoop(w, addrs[0], each, &failed, progress, &wg)
+	}
+	for i := range 10 {
+		for range 8 { // reloads spread among the attempts
+			<-progress
+		}
+		reload(t, p, reloadConfig(w, a, b, []string{"b", "a"}[i%2]))
+	}
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Errorf("%d of %d connection attempts failed across ten reloads", f, loops*each)
+	}
+	for i, c := range held {
+		echoLine(t, c, "held "+strings.Repeat("x", i%7))
+	}
+}

@@ -10,7 +10,7 @@
 // "sluice -h" lists every command and flag (usage.go).
 //
 // Signals: SIGTERM and SIGINT drain and exit (a second one cuts the drain
-// short); SIGHUP reloads certificates and client CAs.
+// short); SIGHUP reloads the whole configuration file in place.
 package main
 
 import (

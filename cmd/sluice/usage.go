@@ -23,7 +23,7 @@ func writeUsage(w io.Writer, main *flag.FlagSet) {
 pools, with the PROXY protocol both ways.
 
 Usage:
-  sluice [-config FILE]                 serve until SIGTERM or SIGINT (SIGHUP reloads certificates)
+  sluice [-config FILE]                 serve until SIGTERM or SIGINT (SIGHUP reloads the configuration)
   sluice -check [-v] [-config FILE]     check the configuration and exit 0 or 1; -v prints what it sets up
   sluice -version                       print the version
   sluice demo-backend [-listen ADDRESS] [-proxy]

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -37,6 +38,9 @@ type Proxy struct {
 	stopped chan struct{}  // closed by Shutdown
 	served  bool
 	forgot  chan<- *Server // tests: told of each retired server forgotten
+	// inherited are sockets handed over by an old process, by address
+	// (Inherit), for Listen.
+	inherited map[string]*os.File
 }
 
 // generation is one configuration put to work.
@@ -238,7 +242,14 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	defer p.mu.Unlock()
 	g := p.gen
 	for i, lc := range g.cfg.Listeners {
-		ln, err := listen(ctx, lc.Address, lc.ReusePort, lc.socketOptions())
+		var ln net.Listener
+		var err error
+		if f := p.inherited[lc.Address]; f != nil {
+			delete(p.inherited, lc.Address)
+			ln, err = inheritedListener(f, lc.socketOptions())
+		} else {
+			ln, err = listen(ctx, lc.Address, lc.ReusePort, lc.socketOptions())
+		}
 		if err != nil {
 			for _, l := range g.listeners {
 				l.Close()
@@ -248,6 +259,10 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		}
 		g.listeners = append(g.listeners, ln)
 	}
+	for _, f := range p.inherited {
+		f.Close() // an address the configuration no longer has
+	}
+	p.inherited = nil
 	parker, err := splice.NewParker()
 	if err != nil {
 		// Relays work without one; idle ones keep their goroutines.

@@ -26,6 +26,7 @@ import (
 	"syscall"
 	"time"
 
+	"sluice/handover"
 	"sluice/l4"
 )
 
@@ -34,7 +35,7 @@ var version = "dev"
 
 func main() {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGUSR2)
 	if err := run(os.Args[1:], os.Stdout, os.Stderr, sigs); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			// -h asked for the usage, which is printed: not a failure.
@@ -56,7 +57,7 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		defer cancel()
 		go func() {
 			for s := range sigs {
-				if s != syscall.SIGHUP {
+				if s != syscall.SIGHUP && s != syscall.SIGUSR2 {
 					cancel()
 					return
 				}
@@ -109,12 +110,25 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(cfg.GCPercentOrDefault())
 	}
+	// Sockets handed over by an old process (a binary upgrade) are taken
+	// rather than bound.
+	inherited, ready, err := handover.Inherited()
+	if err != nil {
+		return err
+	}
+	proxy.Inherit(inherited)
 	// A listen error (address in use, permission) names its address key:
 	// point at it in the file like the other configuration errors.
 	if err := proxy.Listen(context.Background()); err != nil {
 		return locate(o.config, lines, err)
 	}
-	return serve(proxy, &running{path: o.config, cfg: cfg, logs: lg}, sigs)
+	exe, err := os.Executable()
+	if err != nil {
+		lg.logger.Warn("binary upgrade unavailable: own executable unknown", "error", err)
+	}
+	r := &running{path: o.config, cfg: cfg, logs: lg, ready: ready,
+		exe: exe, args: args, stdout: stdout, stderr: stderr}
+	return serve(proxy, r, sigs)
 }
 
 // options are the serving command's flags.
@@ -138,11 +152,18 @@ func newFlagSet(o *options, out io.Writer) *flag.FlagSet {
 	return fs
 }
 
-// running is what a reload changes beside the proxy.
+// running is what a reload changes beside the proxy, and what an upgrade
+// starts the new process with.
 type running struct {
 	path string
 	cfg  *l4.Config
 	logs *logs
+	// ready tells an old process that handed its sockets over that this
+	// one serves (a no-op otherwise).
+	ready          func() error
+	exe            string
+	args           []string
+	stdout, stderr io.Writer
 }
 
 // serve runs the proxy, whose listeners are open, until a stop signal and
@@ -162,6 +183,9 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 		<-trimDone
 	}()
 	logger.Info("sluice started", "version", version, "pid", os.Getpid())
+	if err := r.ready(); err != nil {
+		logger.Warn("could not tell the old process this one is ready", "error", err)
+	}
 
 	for {
 		select {
@@ -175,6 +199,12 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
 				r.reload(proxy)
+				continue
+			}
+			if s == syscall.SIGUSR2 {
+				if r.exe != "" && r.upgrade(proxy) {
+					return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
+				}
 				continue
 			}
 			return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
@@ -192,7 +222,7 @@ func drain(proxy *l4.Proxy, timeout time.Duration, logger *slog.Logger, sigs <-c
 		for {
 			select {
 			case s := <-sigs:
-				if s != syscall.SIGHUP {
+				if s != syscall.SIGHUP && s != syscall.SIGUSR2 {
 					logger.Warn("second stop signal: closing connections now")
 					cancel()
 					return

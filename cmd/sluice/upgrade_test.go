@@ -1,0 +1,218 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// buildSluice builds the sluice binary into a temporary directory.
+func buildSluice(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "sluice")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// procLog collects a process's stderr and lets a test wait for a line.
+type procLog struct {
+	mu    sync.Mutex
+	lines []string
+	more  chan struct{} // closed and replaced on each line
+}
+
+func newProcLog(r io.Reader) *procLog {
+	l := &procLog{more: make(chan struct{})}
+	go func() {
+		sc := bufio.NewScanner(r)
+		for sc.Scan() {
+			l.mu.Lock()
+			l.lines = append(l.lines, sc.Text())
+			close(l.more)
+			l.more = make(chan struct{})
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *procLog) wait(t *testing.T, re *regexp.Regexp) []string {
+	t.Helper()
+	timer := time.NewTimer(20 * time.Second)
+	defer timer.Stop()
+	for {
+		l.mu.Lock()
+		for _, line := range l.lines {
+			if m := re.FindStringSubmatch(line); m != nil {
+				l.mu.Unlock()
+				return m
+			}
+		}
+		more := l.more
+		l.mu.Unlock()
+		select {
+		case <-more:
+		case <-timer.C:
+			l.mu.Lock()
+			defer l.mu.Unlock()
+			t.Fatalf("no log line matching %s in:\n%s", re, strings.Join(l.lines, "\n"))
+		}
+	}
+}
+
+// echoOnce dials addr, echoes one byte and hangs up.
+func echoOnce(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.Write([]byte{'x'}); err != nil {
+		return err
+	}
+	_, err = io.ReadFull(c, make([]byte, 1))
+	return err
+}
+
+// TestUpgrade: SIGUSR2 starts the binary anew with the listening socket;
+// no connection attempt made meanwhile fails, the old process drains its
+// open connection and exits 0, and the new one serves on. A new process
+// that cannot start (a broken configuration) leaves the old one serving.
+func TestUpgrade(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildSluice(t)
+	addr := freeAddr(t)
+	conf := `[[listener]]
+address = "` + addr + `"
+[[listener.route]]
+upstream = "echo"
+[[upstream]]
+name = "echo"
+servers = ["` + startEcho(t) + `"]
+`
+	file := writeConfig(t, conf)
+	old := exec.Command(bin, "-config", file)
+	stderr, err := old.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- old.Wait() }()
+	var newPid atomic.Int64
+	t.Cleanup(func() {
+		old.Process.Kill()
+		if p := newPid.Load(); p > 0 {
+			syscall.Kill(int(p), syscall.SIGKILL)
+		}
+	})
+	log := newProcLog(stderr)
+	log.wait(t, regexp.MustCompile(`msg="sluice started"`))
+
+	held, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+	echo(t, held, "before")
+
+	// A broken file: the new process fails, the old one serves on.
+	os.WriteFile(file, []byte(strings.Replace(conf, `upstream = "echo"`, `upstream = "nope"`, 1)), 0o644)
+	old.Process.Signal(syscall.SIGUSR2)
+	log.wait(t, regexp.MustCompile(`msg="upgrade failed; this process serves on"`))
+	if err := echoOnce(addr); err != nil {
+		t.Fatalf("after a failed upgrade: %v", err)
+	}
+	os.WriteFile(file, []byte(conf), 0o644)
+
+	const loops, each = 4, 150
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	progress := make(chan struct{}, loops*each)
+	for range loops {
+		wg.Go(func() {
+			for range each {
+				if err := echoOnce(addr); err != nil {
+					failed.Add(1)
+					t.Logf("attempt: %v", err)
+				}
+				progress <- struct{}{}
+			}
+		})
+	}
+	for range 20 {
+		<-progress
+	}
+	old.Process.Signal(syscall.SIGUSR2)
+	m := log.wait(t, regexp.MustCompile(`msg="upgrade: the new process is ready; this one stops accepting and drains" new_pid=(\d+)`))
+	pid, _ := strconv.Atoi(m[1])
+	newPid.Store(int64(pid))
+	wg.Wait()
+	if f := failed.Load(); f != 0 {
+		t.Errorf("%d of %d connection attempts failed across the upgrade", f, loops*each)
+	}
+
+	echo(t, held, "the old process drains")
+	select {
+	case err := <-exited:
+		t.Fatalf("the old process exited (%v) with a connection open", err)
+	default:
+	}
+	held.Close()
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Errorf("the old process exited with %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the old process did not exit after its last connection")
+	}
+	if err := echoOnce(addr); err != nil {
+		t.Errorf("the new process: %v", err)
+	}
+	syscall.Kill(pid, syscall.SIGTERM)
+	for deadline := time.Now().Add(20 * time.Second); ; {
+		if !alive(pid) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the new process did not exit on SIGTERM")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// alive reports whether process pid runs: it exists and is no zombie
+// waiting for a parent (the new process is not this test's child).
+func alive(pid int) bool {
+	if err := syscall.Kill(pid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	stat, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	// "pid (comm) S ...": the state follows the last ')'.
+	i := strings.LastIndexByte(string(stat), ')')
+	return i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z'
+}

@@ -172,3 +172,18 @@ func diff[T any](a, b []T, key func(T) string) (added, removed, changed []string
 	}
 	return added, removed, changed
 }
+
+// Active returns the number of connections being served, by the running
+// configuration and earlier ones.
+func (p *Proxy) Active() int64 {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var n int64
+	for _, s := range p.gen.servers {
+		n += s.active.Load()
+	}
+	for _, s := range p.retired {
+		n += s.active.Load()
+	}
+	return n
+}

@@ -116,6 +116,22 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		return err
 	}
+	upgraded := inherited != nil
+	// Sockets systemd opened (socket activation), by listener name.
+	fromSystemd, err := activated(cfg)
+	if err != nil {
+		return err
+	}
+	for addr, f := range fromSystemd {
+		if inherited == nil {
+			inherited = make(map[string]*os.File)
+		}
+		if inherited[addr] == nil {
+			inherited[addr] = f
+		} else {
+			f.Close()
+		}
+	}
 	proxy.Inherit(inherited)
 	// A listen error (address in use, permission) names its address key:
 	// point at it in the file like the other configuration errors.
@@ -126,8 +142,8 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	if err != nil {
 		lg.logger.Warn("binary upgrade unavailable: own executable unknown", "error", err)
 	}
-	r := &running{path: o.config, cfg: cfg, logs: lg, ready: ready,
-		exe: exe, args: args, stdout: stdout, stderr: stderr}
+	r := &running{path: o.config, cfg: cfg, logs: lg, ready: ready, upgraded: upgraded,
+		notify: newNotifier(), exe: exe, args: args, stdout: stdout, stderr: stderr}
 	return serve(proxy, r, sigs)
 }
 
@@ -159,8 +175,10 @@ type running struct {
 	cfg  *l4.Config
 	logs *logs
 	// ready tells an old process that handed its sockets over that this
-	// one serves (a no-op otherwise).
+	// one serves (a no-op otherwise); upgraded says there was one.
 	ready          func() error
+	upgraded       bool
+	notify         *notifier
 	exe            string
 	args           []string
 	stdout, stderr io.Writer
@@ -183,12 +201,25 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 		<-trimDone
 	}()
 	logger.Info("sluice started", "version", version, "pid", os.Getpid())
+	// systemd first: the old process of an upgrade exits once told, and
+	// this one must be the service's main process by then.
+	ready := []string{"READY=1", r.status(proxy)}
+	if r.upgraded {
+		ready = append(ready, fmt.Sprintf("MAINPID=%d", os.Getpid()))
+	}
+	if err := r.notify.send(ready...); err != nil {
+		logger.Warn("systemd notification failed", "error", err)
+	}
 	if err := r.ready(); err != nil {
 		logger.Warn("could not tell the old process this one is ready", "error", err)
 	}
+	status := time.NewTicker(10 * time.Second)
+	defer status.Stop()
 
 	for {
 		select {
+		case <-status.C:
+			r.notify.send(r.status(proxy))
 		case err := <-served:
 			// A listener failed for good: drain the rest too, and exit
 			// non-zero so a supervisor restarts us.
@@ -198,7 +229,9 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 			return err
 		case s := <-sigs:
 			if s == syscall.SIGHUP {
+				r.notify.reloading()
 				r.reload(proxy)
+				r.notify.send("READY=1", r.status(proxy))
 				continue
 			}
 			if s == syscall.SIGUSR2 {
@@ -207,9 +240,15 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 				}
 				continue
 			}
+			r.notify.send("STOPPING=1", fmt.Sprintf("STATUS=draining %d connections", proxy.Active()))
 			return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
 		}
 	}
+}
+
+// status is the STATUS= line systemctl status shows.
+func (r *running) status(proxy *l4.Proxy) string {
+	return fmt.Sprintf("STATUS=serving %d connections", proxy.Active())
 }
 
 // drain shuts down gracefully: stop accepting, give live connections

@@ -29,6 +29,56 @@ func buildSluice(t *testing.T) string {
 	return bin
 }
 
+// TestSocketActivation: sockets systemd passes (LISTEN_FDS) are served by
+// the [[listener]] their FileDescriptorName names, without binding.
+func TestSocketActivation(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	bin := buildSluice(t)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := ln.(*net.TCPListener).File()
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // the socket stays open through f
+	// The address is taken (by the socket passed in): binding it would fail.
+	file := writeConfig(t, `[[listener]]
+name = "web"
+address = "`+addr+`"
+[[listener.route]]
+upstream = "echo"
+[[upstream]]
+name = "echo"
+servers = ["`+startEcho(t)+`"]
+`)
+	// systemd sets LISTEN_PID to the service's own pid: a shell that
+	// execs keeps its pid.
+	cmd := exec.Command("sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 LISTEN_FDNAMES=web exec "$0" -config "$1"`, bin, file)
+	cmd.ExtraFiles = []*os.File{f}
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	})
+	log := newProcLog(stderr)
+	log.wait(t, regexp.MustCompile(`msg="sluice started"`))
+	if err := echoOnce(addr); err != nil {
+		t.Fatalf("through the activated socket: %v", err)
+	}
+}
+
 // procLog collects a process's stderr and lets a test wait for a line.
 type procLog struct {
 	mu    sync.Mutex

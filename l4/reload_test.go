@@ -306,3 +306,52 @@ func TestReloadUnderLoad(t *testing.T) {
 		echoLine(t, c, "held "+strings.Repeat("x", i%7))
 	}
 }
+
+// TestReloadManyKeepsNothing: twenty reloads with a thousand idle
+// connections held keep only the configuration those connections belong
+// to.
+func TestReloadManyKeepsNothing(t *testing.T) {
+	w := newWorld(t)
+	a, b := w.backend(tagged("a")), w.backend(tagged("b"))
+	plain := func(up string) *Config {
+		cfg := reloadConfig(w, a, b, up)
+		cfg.Listeners[0].TLS = nil
+		return cfg
+	}
+	p, addrs := w.serve(plain("a"))
+	forgot := make(chan *Server, 20)
+	p.mu.Lock()
+	p.forgot = forgot
+	p.mu.Unlock()
+	conns := make([]net.Conn, 1000)
+	for i := range conns {
+		c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		conns[i] = c
+	}
+	for _, c := range conns {
+		readLine(t, c) // each has reached its backend
+	}
+	before := memNow()
+	for i := range 20 {
+		reload(t, p, plain([]string{"b", "a"}[i%2]))
+	}
+	for range 19 { // all but the first configuration's server
+		select {
+		case <-forgot:
+		case <-time.After(testTimeout):
+			t.Fatal("a retired server without connections was kept")
+		}
+	}
+	after := memNow()
+	if n := p.Retired(); n != 1 {
+		t.Errorf("%d retired servers, want 1", n)
+	}
+	if n := p.Active(); n != 1000 {
+		t.Errorf("Active = %d, want 1000", n)
+	}
+	t.Logf("heap after 20 reloads with 1000 connections held: %+d KiB", (int64(after.heap)-int64(before.heap))>>10)
+}

@@ -293,3 +293,30 @@ func TestAbortUnix(t *testing.T) {
 	}
 	expectFarEnd(t, s, sawFIN)
 }
+
+// TestRelayPeerGoneAfterCleanEnd: a client that ends its stream cleanly and
+// then drops its socket (an HTTP client that has its answer, say) cannot
+// take the backend's end any more; nothing is lost, and the relay ends as
+// a clean one, not as a reset, nor does it reset the backend.
+func TestRelayPeerGoneAfterCleanEnd(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			w := newWorld(t, abortCfg(tr, Options{}))
+			peerCloseWrite(t, w.client)
+			expectFarEndAfter(t, w.backend, sawFIN, false)
+			reset(t, w.clientRaw)
+			// The client's RST must have arrived before the backend's end
+			// is passed on: wait for the relay's socket to see it.
+			for deadline := time.Now().Add(testTimeout); tcpState(w.relayClientRaw) != unix.BPF_TCP_CLOSE; {
+				if time.Now().After(deadline) {
+					t.Fatal("the client's reset did not arrive")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			if err := w.backend.CloseWrite(); err != nil {
+				t.Fatal(err)
+			}
+			checkResult(t, w.wait(t), Stats{Reason: ClientClosed, ClientEnd: EndClosed, BackendEnd: EndClosed})
+		})
+	}
+}

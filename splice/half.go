@@ -18,8 +18,9 @@ type endpoint struct {
 	sock syscall.RawConn
 	raw  bool       // conn is the socket itself: nothing buffered above it
 	tr   *Transport // conn is a *tls.Conn over tr
-	// finSent: the relay has half-closed conn (see resetSeen).
-	finSent atomic.Bool
+	// finSent: the relay has half-closed conn (see resetSeen); eofSeen:
+	// conn's own stream has ended cleanly.
+	finSent, eofSeen atomic.Bool
 }
 
 // init sets e up for c, a socket or a *tls.Conn over a Transport.

@@ -338,8 +338,12 @@ func (r *relay) finish(h *half, res halfResult) {
 		// writing. From now on the remaining direction, which reads from
 		// dst, runs under the half-close timeout; shorten the deadline it
 		// may be waiting on, or wake it if it is parked.
+		h.src.eofSeen.Store(true) // before the FIN below can cause anything
 		h.dst.finSent.Store(true)
-		if err := closeWrite(h.dst.conn); err != nil {
+		// A peer that ended its own stream cleanly and then closed its
+		// socket (an HTTP client once it has its answer, say) cannot take
+		// our end any more: the half-close fails, and nothing is lost.
+		if err := closeWrite(h.dst.conn); err != nil && !h.dst.eofSeen.Load() {
 			rank := res.rank
 			res = stopped(h.dstPeer, err)
 			res.rank = rank

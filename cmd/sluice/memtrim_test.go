@@ -8,7 +8,7 @@ import (
 )
 
 func TestTrimmerDue(t *testing.T) {
-	const mib = 1 << 20
+	const kib, mib = 1 << 10, 1 << 20
 	t0 := time.Unix(1000, 0)
 	type look struct {
 		s    memSample
@@ -16,9 +16,15 @@ func TestTrimmerDue(t *testing.T) {
 		want bool          // a forced GC; the test records it with done
 	}
 	// After a burst: free heap and dead goroutines' stacks, no GC running.
-	burst := memSample{free: 40 * mib, stacks: 30 * mib, inUse: 1 * mib, live: 30 * mib, gcCycles: 7}
+	burst := memSample{free: 40 * mib, stacks: 30 * mib, inUse: 1 * mib, live: 30 * mib, goal: 38 * mib, gcCycles: 7}
 	// What the scavenger leaves once a GC has set its goal.
 	after := memSample{free: 2 * mib, stacks: 1 * mib, inUse: 1 * mib, live: 30 * mib, gcCycles: 8}
+	// A burst of connections whose last GC ran while they were open: little
+	// is spare, but once they close, most of the objects are garbage.
+	conns := memSample{free: 8 * mib, stacks: 1 * mib, inUse: 1 * mib, objects: 38 * mib, live: 35 * mib, goal: 44 * mib, gcCycles: 70}
+	// Half of them closed: the forced GC returned 20 MiB.
+	half := memSample{free: 1 * mib, stacks: 1 * mib, inUse: 1 * mib, objects: 18 * mib, live: 18 * mib, goal: 23 * mib, gcCycles: 79}
+	small := memSample{free: 2 * mib, stacks: 1 * mib, inUse: 1 * mib, objects: 8 * mib, live: 6 * mib, goal: 8 * mib, gcCycles: 9}
 	for _, tc := range []struct {
 		name  string
 		looks []look
@@ -49,13 +55,43 @@ func TestTrimmerDue(t *testing.T) {
 			{s: withCycles(burst, 4), at: 3 * time.Second},
 			{s: withCycles(burst, 5), at: 4 * time.Second},
 		}},
-		{"a serving process is left alone", []look{
-			{s: withCPU(burst, 0)},
-			{s: withCPU(burst, 50*time.Millisecond), at: time.Second}, // 5% of a CPU
-			{s: withCPU(burst, 100*time.Millisecond), at: 2 * time.Second},
-			{s: withCPU(burst, 150*time.Millisecond), at: 3 * time.Second},
-			{s: withCPU(burst, 160*time.Millisecond), at: 4 * time.Second}, // 1% since 3s: idle
-			{s: withCPU(burst, 165*time.Millisecond), at: 5 * time.Second, want: true},
+		{"a heap that grows fast is left alone", []look{
+			// 2 MiB a second: the next GC within 4s, and no GC yet.
+			{s: withAllocs(burst, 100*mib)},
+			{s: withAllocs(burst, 102*mib), at: time.Second},
+			{s: withAllocs(burst, 104*mib), at: 2 * time.Second},
+			{s: withAllocs(burst, 106*mib), at: 3 * time.Second},
+			{s: withAllocs(burst, 106*mib+512*kib), at: 4 * time.Second}, // calm since 3s
+			{s: withAllocs(burst, 107*mib), at: 5 * time.Second, want: true},
+		}},
+		{"light traffic does not hold it back", []look{
+			{s: withAllocs(burst, 100*mib)},
+			{s: withAllocs(burst, 100*mib+25*kib), at: time.Second},
+			{s: withAllocs(burst, 100*mib+50*kib), at: 2 * time.Second, want: true},
+		}},
+		{"connections closed after the last GC, with light traffic", []look{
+			{s: withAllocs(conns, 100*mib)},
+			{s: withAllocs(withCycles(conns, 78), 190*mib), at: time.Second}, // the burst, with GCs
+			{s: withAllocs(withCycles(conns, 78), 190*mib+25*kib), at: 2 * time.Second},
+			{s: withAllocs(withCycles(conns, 78), 195*mib), at: 3 * time.Second}, // they close
+			{s: withAllocs(withCycles(conns, 78), 195*mib+25*kib), at: 4 * time.Second},
+			{s: withAllocs(withCycles(conns, 78), 195*mib+50*kib), at: 5 * time.Second, want: true},
+			{s: withAllocs(half, 195*mib+75*kib), at: 6 * time.Second},
+			{s: withAllocs(half, 195*mib+100*kib), at: 30 * time.Second}, // once per busy spell
+		}},
+		{"a GC after the burst shows what is live", []look{
+			{s: withAllocs(conns, 100*mib)},
+			{s: withAllocs(withCycles(conns, 78), 190*mib), at: time.Second},
+			{s: withAllocs(withCycles(conns, 78), 190*mib+25*kib), at: 2 * time.Second},
+			{s: withAllocs(withCycles(conns, 79), 190*mib+50*kib), at: 3 * time.Second}, // a calm GC
+			{s: withAllocs(withCycles(conns, 79), 190*mib+75*kib), at: 5 * time.Second},
+			{s: withAllocs(withCycles(conns, 79), 190*mib+100*kib), at: 30 * time.Second},
+		}},
+		{"a small heap after a burst is kept", []look{
+			{s: withAllocs(small, 100*mib)},
+			{s: withAllocs(small, 120*mib), at: time.Second},
+			{s: withAllocs(small, 120*mib), at: 3 * time.Second},
+			{s: withAllocs(small, 120*mib), at: 30 * time.Second},
 		}},
 		{"again after the gap when it helped", []look{
 			{s: burst},
@@ -92,8 +128,8 @@ func TestTrimmerDue(t *testing.T) {
 	}
 }
 
-func withCPU(s memSample, d time.Duration) memSample {
-	s.cpu = d
+func withAllocs(s memSample, n uint64) memSample {
+	s.allocs = n
 	return s
 }
 

@@ -194,7 +194,7 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 	trimDone := make(chan struct{})
 	go func() {
 		defer close(trimDone)
-		(&trimmer{logger: logger}).run(trimCtx)
+		(&trimmer{logger: logger, conns: proxy.Active}).run(trimCtx)
 	}()
 	defer func() {
 		stopTrim()

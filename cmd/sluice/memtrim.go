@@ -36,6 +36,7 @@ type memSample struct {
 	goal     uint64 // heap size at which the next GC is due
 	allocs   uint64 // heap memory allocated since the process started
 	gcCycles uint64 // GC cycles completed
+	conns    int64  // connections open (see trimmer.conns)
 }
 
 // spare estimates free memory the runtime holds: free heap pages and stack
@@ -64,8 +65,12 @@ type trimmer struct {
 	logger   *slog.Logger
 	read     func() memSample
 	gc       func()
+	// conns counts open connections, if set: a burst of connections
+	// opening leaves nothing stale for a GC to free, one closing does.
+	conns func() int64
 
 	cycles     uint64    // GC cycles at the last look
+	connsAtGC  int64     // connections open when a GC was last seen
 	lastGC     time.Time // when a GC was last seen to complete
 	prevAt     time.Time // the last look
 	prevAllocs uint64
@@ -93,7 +98,7 @@ func (t *trimmer) due(s memSample, now time.Time) bool {
 		t.gap = t.gapMin()
 	}
 	if s.gcCycles != t.cycles || t.lastGC.IsZero() {
-		t.cycles, t.lastGC = s.gcCycles, now
+		t.cycles, t.lastGC, t.connsAtGC = s.gcCycles, now, s.conns
 	}
 	switch {
 	case t.prevAt.IsZero():
@@ -111,7 +116,12 @@ func (t *trimmer) due(s memSample, now time.Time) bool {
 	spare := sp >= t.spareMin() && sp >= s.live/4
 	// The last GC ran during or before the busy spell (a GC seen at the
 	// same look counts: it may have run before the busy part of it).
-	stale := !t.busy.Before(t.lastGC) && held >= t.spareMin()
+	// Stale: what the last GC found live may be garbage now, because the
+	// heap grew fast since (a burst) and at least a quarter of the
+	// connections then open have closed. A burst of connections opening
+	// (S5: 9,744 WebSockets) is left to the runtime: a forced GC would find
+	// them all live, and cost latency for nothing.
+	stale := !t.busy.Before(t.lastGC) && held >= t.spareMin() && s.conns*4 <= t.connsAtGC*3
 	if !spare && !stale {
 		return false
 	}
@@ -195,6 +205,9 @@ func (t *trimmer) run(ctx context.Context) {
 			return
 		case now := <-tick.C:
 			s := read()
+			if t.conns != nil {
+				s.conns = t.conns()
+			}
 			if !t.due(s, now) {
 				continue
 			}

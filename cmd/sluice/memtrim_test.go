@@ -71,8 +71,8 @@ func TestTrimmerDue(t *testing.T) {
 		}},
 		{"connections closed after the last GC, with light traffic", []look{
 			{s: withAllocs(conns, 100*mib)},
-			{s: withAllocs(withCycles(conns, 78), 190*mib), at: time.Second}, // the burst, with GCs
-			{s: withAllocs(withCycles(conns, 78), 190*mib+25*kib), at: 2 * time.Second},
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib), 3000), at: time.Second}, // the burst, with GCs
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib+25*kib), 3000), at: 2 * time.Second},
 			{s: withAllocs(withCycles(conns, 78), 195*mib), at: 3 * time.Second}, // they close
 			{s: withAllocs(withCycles(conns, 78), 195*mib+25*kib), at: 4 * time.Second},
 			{s: withAllocs(withCycles(conns, 78), 195*mib+50*kib), at: 5 * time.Second, want: true},
@@ -86,6 +86,14 @@ func TestTrimmerDue(t *testing.T) {
 			{s: withAllocs(withCycles(conns, 79), 190*mib+50*kib), at: 3 * time.Second}, // a calm GC
 			{s: withAllocs(withCycles(conns, 79), 190*mib+75*kib), at: 5 * time.Second},
 			{s: withAllocs(withCycles(conns, 79), 190*mib+100*kib), at: 30 * time.Second},
+		}},
+		{"a burst of connections opening is left alone", []look{
+			{s: withAllocs(conns, 100*mib)},
+			{s: withConns(withAllocs(withCycles(conns, 78), 150*mib), 5000), at: time.Second}, // a GC amid the burst
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib), 9744), at: 2 * time.Second},
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib+25*kib), 9744), at: 3 * time.Second},
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib+50*kib), 9744), at: 5 * time.Second},
+			{s: withConns(withAllocs(withCycles(conns, 78), 190*mib+75*kib), 9744), at: 30 * time.Second},
 		}},
 		{"a small heap after a burst is kept", []look{
 			{s: withAllocs(small, 100*mib)},
@@ -185,4 +193,9 @@ func TestTrimmerRun(t *testing.T) {
 	if n := len(gcs); n != 0 {
 		t.Fatalf("%d more GCs forced after the spare was returned", n)
 	}
+}
+
+func withConns(s memSample, n int64) memSample {
+	s.conns = n
+	return s
 }

@@ -39,6 +39,27 @@ func reload(t *testing.T, p *Proxy, cfg *Config) Changes {
 	return ch
 }
 
+// dialAround makes loops×each connection attempts to addr (see dialLoop)
+// from loops goroutines, and calls change(i) for i from 0 to times-1, each
+// time after another every attempts; it returns how many attempts failed.
+func dialAround(w *world, addr string, loops, each, every, times int, change func(i int)) int64 {
+	var failed atomic.Int64
+	var wg sync.WaitGroup
+	progress := make(chan struct{}, loops*each)
+	for range loops {
+		wg.Add(1)
+		go dialLoop(w, addr, each, &failed, progress, &wg)
+	}
+	for i := range times {
+		for range every {
+			<-progress
+		}
+		change(i)
+	}
+	wg.Wait()
+	return failed.Load()
+}
+
 // dialLoop dials addr over TLS n times, handshaking and reading the
 // backend's tag, counts the attempts that failed and reports each on
 // progress.
@@ -74,21 +95,10 @@ func TestReloadInPlace(t *testing.T) {
 		t.Fatalf("tag %q, want a", tag)
 	}
 
-	const loops, each = 4, 50
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	progress := make(chan struct{}, loops*each)
-	for range loops {
-		wg.Add(1)
-		go dialLoop(w, addrs[0], each, &failed, progress, &wg)
-	}
-	for range 10 { // the reload lands among the attempts
-		<-progress
-	}
-	ch := reload(t, p, reloadConfig(w, a, b, "b"))
-	wg.Wait()
-	if f := failed.Load(); f != 0 {
-		t.Errorf("%d of %d connection attempts failed during the reload", f, loops*each)
+	var ch Changes
+	// 200 attempts; the reload lands after the first 10.
+	if f := dialAround(w, addrs[0], 4, 50, 10, 1, func(int) { ch = reload(t, p, reloadConfig(w, a, b, "b")) }); f != 0 {
+		t.Errorf("%d of 200 connection attempts failed during the reload", f)
 	}
 	if got := p.Addrs()[0].String(); got != addrs[0] {
 		t.Errorf("listener address %s after the reload, want %s (the same socket)", got, addrs[0])
@@ -284,23 +294,9 @@ func TestReloadUnderLoad(t *testing.T) {
 		held[i] = w.mustDialTLS(addrs[0], nil)
 		readLine(t, held[i])
 	}
-	const loops, each = 4, 40
-	var failed atomic.Int64
-	var wg sync.WaitGroup
-	progress := make(chan struct{}, loops*each)
-	for range loops {
-		wg.Add(1)
-		go dialLoop(w, addrs[0], each, &failed, progress, &wg)
-	}
-	for i := range 10 {
-		for range 8 { // reloads spread among the attempts
-			<-progress
-		}
-		reload(t, p, reloadConfig(w, a, b, []string{"b", "a"}[i%2]))
-	}
-	wg.Wait()
-	if f := failed.Load(); f != 0 {
-		t.Errorf("%d of %d connection attempts failed across ten reloads", f, loops*each)
+	// 160 attempts; a reload after every 8.
+	if f := dialAround(w, addrs[0], 4, 40, 8, 10, func(i int) { reload(t, p, reloadConfig(w, a, b, []string{"b", "a"}[i%2])) }); f != 0 {
+		t.Errorf("%d of 160 connection attempts failed across ten reloads", f)
 	}
 	for i, c := range held {
 		echoLine(t, c, "held "+strings.Repeat("x", i%7))

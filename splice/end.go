@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 )
 
 // End says how one peer's stream ended, as the relay saw it. An abort must
@@ -49,8 +48,7 @@ func endOf(err error) End {
 		return EndTruncated
 	case errors.Is(err, net.ErrClosed), isTimeout(err):
 		return ""
-	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
-		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.ENOTCONN):
+	case isReset(err):
 		return EndReset
 	}
 	return EndError

@@ -23,7 +23,13 @@ func IsBenign(err error) bool {
 		errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) ||
-		errors.Is(err, syscall.ECONNRESET) ||
+		isReset(err)
+}
+
+// isReset reports whether err says the peer reset or dropped the
+// connection.
+func isReset(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.ECONNABORTED) ||
 		errors.Is(err, syscall.EPIPE) ||
 		errors.Is(err, syscall.ENOTCONN)

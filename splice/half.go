@@ -175,10 +175,10 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 	switch {
 	case rerr == nil:
 		return halfResult{}, true, false
+	case rerr == errWouldBlock: // the common case: before errors.Is below
+		return halfResult{}, false, false
 	case rerr == io.EOF, errors.Is(rerr, io.ErrUnexpectedEOF):
 		return halfResult{end: h.srcEnded(rerr), peer: h.srcPeer}, false, true
-	case rerr == errWouldBlock:
-		return halfResult{}, false, false
 	case isTimeout(rerr):
 		if res, done := h.timedOut(); done {
 			return res, false, true

@@ -152,6 +152,31 @@ func probe(t *testing.T, addr, name string, offer []string, cfg *l4.Config) {
 // first line, and answers "<upstream> <protocol>" for the protocol the
 // line belongs to.
 func probeBackend(t *testing.T, upstream string, proxy bool) string {
+	return serveLoopback(t, func(c net.Conn) {
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		br := bufio.NewReader(c)
+		if proxy {
+			if _, err := proxyproto.Read(br); err != nil {
+				return
+			}
+		}
+		line, err := br.ReadString('\n')
+		if err != nil {
+			return
+		}
+		heard := "http/1.1"
+		if strings.HasPrefix(line, "PRI * HTTP/2.0") {
+			heard = "h2"
+		}
+		fmt.Fprintf(c, "%s %s\n", upstream, heard)
+	})
+}
+
+// serveLoopback serves handle, on a goroutine per connection, on a
+// loopback listener that is closed at cleanup, and returns its address.
+func serveLoopback(t *testing.T, handle func(net.Conn)) string {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -163,25 +188,7 @@ func probeBackend(t *testing.T, upstream string, proxy bool) string {
 			if err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				br := bufio.NewReader(c)
-				if proxy {
-					if _, err := proxyproto.Read(br); err != nil {
-						return
-					}
-				}
-				line, err := br.ReadString('\n')
-				if err != nil {
-					return
-				}
-				heard := "http/1.1"
-				if strings.HasPrefix(line, "PRI * HTTP/2.0") {
-					heard = "h2"
-				}
-				fmt.Fprintf(c, "%s %s\n", upstream, heard)
-			}()
+			go handle(c)
 		}
 	}()
 	return ln.Addr().String()

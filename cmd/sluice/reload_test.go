@@ -14,22 +14,10 @@ import (
 // startTagger serves connections that are greeted with tag and a newline.
 func startTagger(t *testing.T, tag string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			io.WriteString(c, tag+"\n")
-			c.Close()
-		}
-	}()
-	return ln.Addr().String()
+	return serveLoopback(t, func(c net.Conn) {
+		io.WriteString(c, tag+"\n")
+		c.Close()
+	})
 }
 
 // waitLog waits until the log has a line with every one of parts.

@@ -66,10 +66,10 @@ func newHalf(r *relay, dir direction, noSplice bool) *half {
 	h := &half{r: r, dir: dir}
 	if dir == toBackend {
 		h.src, h.dst = &r.ends[clientPeer], &r.ends[backendPeer]
-		h.srcPeer, h.dstPeer, h.counter = clientPeer, backendPeer, &r.in
+		h.srcPeer, h.dstPeer, h.counter = clientPeer, backendPeer, &r.counts.In
 	} else {
 		h.src, h.dst = &r.ends[backendPeer], &r.ends[clientPeer]
-		h.srcPeer, h.dstPeer, h.counter = backendPeer, clientPeer, &r.out
+		h.srcPeer, h.dstPeer, h.counter = backendPeer, clientPeer, &r.counts.Out
 	}
 	h.splice = h.src.raw && h.dst.raw && !noSplice
 	if h.src.tr != nil {

@@ -61,6 +61,17 @@ type Options struct {
 	// NoSplice makes directions between two sockets copy through a buffer
 	// instead of splicing; for comparisons and tests.
 	NoSplice bool
+
+	// Counters, if set, receives the byte counts as bytes move, so that
+	// the caller can read them while the relay lives (metrics); nil: the
+	// relay counts on its own. Stats reports the same totals at the end.
+	Counters *Counters
+}
+
+// Counters are a relay's byte counts, updated as bytes are written.
+type Counters struct {
+	In  atomic.Int64 // client → backend
+	Out atomic.Int64 // backend → client
 }
 
 func (o *Options) idleTimeout() time.Duration {
@@ -183,7 +194,11 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		pipes:     opts.Pipes,
 		parker:    opts.Parker,
 		parkAfter: opts.ParkAfter,
+		counts:    opts.Counters,
 		done:      done,
+	}
+	if r.counts == nil {
+		r.counts = new(Counters)
 	}
 	if r.buffers == nil {
 		r.buffers = &defaultBuffers
@@ -268,7 +283,7 @@ type relay struct {
 	done         func(Stats, error)
 	stopCtx      func() bool
 
-	in, out  atomic.Int64
+	counts   *Counters
 	last     atomic.Int64 // unix nanos of the last byte moved in either direction
 	halfDone atomic.Bool  // one direction has finished with EOF
 	canceled atomic.Bool
@@ -375,7 +390,7 @@ func (r *relay) complete() {
 	if second.rank < first.rank {
 		first, second = second, first
 	}
-	st := Stats{BytesIn: r.in.Load(), BytesOut: r.out.Load(), Reason: r.reason(first, second),
+	st := Stats{BytesIn: r.counts.In.Load(), BytesOut: r.counts.Out.Load(), Reason: r.reason(first, second),
 		ClientEnd: EndCut, BackendEnd: EndCut}
 	// The first word on a peer is the truth about it: after a reset, the
 	// other direction's failure on the same peer is only its echo.

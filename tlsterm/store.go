@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -42,9 +43,14 @@ type Store struct {
 	ca     atomic.Pointer[x509.CertPool] // client CAs, when caFile is set
 }
 
+// certSet is what a Store serves between reloads. The files travel with
+// the certificates, so that Certificates describes exactly the set being
+// served, whichever Reload stored it.
 type certSet struct {
 	byName map[string][]*tls.Certificate // lower-case DNS name, or "*.example.com"
 	def    *tls.Certificate
+	certs  []*tls.Certificate // in configured order
+	files  []CertFile         // files[i] holds certs[i]; nil for the self-signed set
 }
 
 // NewStore loads files and, if clientCA is not empty, the CAs client
@@ -57,7 +63,8 @@ func NewStore(files []CertFile, clientCA string, logger *slog.Logger) (*Store, e
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Store{files: files, caFile: clientCA, logger: logger}
+	// A copy: the caller's slice may change, and sets name their files.
+	s := &Store{files: slices.Clone(files), caFile: clientCA, logger: logger}
 	if len(files) == 0 {
 		cert, err := SelfSigned([]string{"localhost", "127.0.0.1", "::1"}, time.Now())
 		if err != nil {
@@ -65,7 +72,7 @@ func NewStore(files []CertFile, clientCA string, logger *slog.Logger) (*Store, e
 		}
 		logger.Warn("no certificate configured: using an in-memory self-signed certificate; clients will not trust it",
 			"names", "localhost,127.0.0.1,::1")
-		s.set.Store(newCertSet([]*tls.Certificate{cert}))
+		s.set.Store(newCertSet([]*tls.Certificate{cert}, nil))
 	}
 	if err := s.Reload(); err != nil {
 		return nil, err
@@ -127,7 +134,7 @@ func (s *Store) Reload() error {
 		return errors.Join(errs...)
 	}
 	if len(s.files) > 0 {
-		s.set.Store(newCertSet(certs))
+		s.set.Store(newCertSet(certs, s.files))
 	}
 	if pool != nil {
 		s.ca.Store(pool)
@@ -192,8 +199,10 @@ func plainKeyName(name string) string {
 	return strings.TrimSuffix(name, ext) + "-plain" + ext
 }
 
-func newCertSet(certs []*tls.Certificate) *certSet {
-	cs := &certSet{byName: make(map[string][]*tls.Certificate)}
+// newCertSet indexes certs, loaded from files (nil for the self-signed
+// certificate), by name.
+func newCertSet(certs []*tls.Certificate, files []CertFile) *certSet {
+	cs := &certSet{byName: make(map[string][]*tls.Certificate), certs: certs, files: files}
 	for _, c := range certs {
 		if cs.def == nil {
 			cs.def = c

@@ -9,4 +9,17 @@ require (
 	golang.org/x/sys v0.50.0
 )
 
-require go.uber.org/goleak v1.3.0
+require (
+	github.com/VictoriaMetrics/metrics v1.45.0
+	github.com/prometheus/client_model v0.6.3
+	github.com/prometheus/common v0.74.0
+	go.uber.org/goleak v1.3.0
+)
+
+require (
+	github.com/munnerz/goautoneg v0.0.0-20191010083416-a7dc8b61c822 // indirect
+	github.com/pandatix/go-abnf v0.5.5 // indirect
+	github.com/valyala/fastrand v1.1.0 // indirect
+	github.com/valyala/histogram v1.2.0 // indirect
+	google.golang.org/protobuf v1.36.12 // indirect
+)

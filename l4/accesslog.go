@@ -43,35 +43,7 @@ func (c *conn) logAccess(err error) {
 		}
 	}
 
-	attrs := make([]slog.Attr, 0, 20)
-	attrs = append(attrs,
-		slog.String("conn", c.id),
-		slog.String("client", c.client.String()),
-		slog.String("listener", c.srv.Name),
-	)
-	if c.tls != nil {
-		attrs = append(attrs,
-			slog.String("sni", clip(c.tls.SNI, maxLoggedName)),
-			slog.String("alpn", clip(c.tls.ALPN, maxLoggedName)),
-			slog.String("tls", c.tls.Version),
-			slog.String("cipher", c.tls.Cipher),
-		)
-		if c.tls.ClientCN != "" {
-			attrs = append(attrs, slog.String("client_cn", clip(c.tls.ClientCN, maxLoggedName)))
-		}
-		if c.tls.Resumed {
-			attrs = append(attrs, slog.Bool("resumed", true))
-		}
-	}
-	if c.hello != nil {
-		attrs = append(attrs, slog.String("sni", clip(c.hello.ServerName, maxLoggedName)), slog.String("mode", "passthrough"))
-	}
-	if c.route != nil {
-		attrs = append(attrs, slog.String("route", c.route.Name), slog.String("upstream", c.route.Upstream.Name))
-	}
-	if c.backend != nil {
-		attrs = append(attrs, slog.String("server", c.backend.Addr))
-	}
+	attrs := c.attrs(make([]slog.Attr, 0, 24))
 	attrs = append(attrs,
 		slog.Int64("bytes_in", c.stats.BytesIn),
 		slog.Int64("bytes_out", c.stats.BytesOut),
@@ -93,9 +65,58 @@ func (c *conn) logAccess(err error) {
 	c.srv.Logger.LogAttrs(context.Background(), level, "access", attrs...)
 }
 
-// level is the access line's level: Warn where the backend failed, or
-// sluice itself; Info for everything clients do.
+// attrs appends what is known of the connection when its relay starts:
+// who, through which listener and TLS session, to which server, and how
+// long the handshake and the connect took.
+func (c *conn) attrs(attrs []slog.Attr) []slog.Attr {
+	attrs = append(attrs,
+		slog.String("conn", c.id),
+		slog.String("client", c.client.String()),
+		slog.String("listener", c.srv.Name),
+	)
+	if c.tls != nil {
+		attrs = append(attrs,
+			slog.String("sni", clip(c.tls.SNI, maxLoggedName)),
+			slog.String("alpn", clip(c.tls.ALPN, maxLoggedName)),
+			slog.String("tls", c.tls.Version),
+			slog.String("cipher", c.tls.Cipher),
+			slog.Bool("resumed", c.tls.Resumed),
+		)
+		if c.tls.ClientCN != "" {
+			attrs = append(attrs, slog.String("client_cn", clip(c.tls.ClientCN, maxLoggedName)))
+		}
+	}
+	if c.handshake > 0 {
+		attrs = append(attrs, slog.Duration("handshake", c.handshake))
+	}
+	if c.hello != nil {
+		attrs = append(attrs, slog.String("sni", clip(c.hello.ServerName, maxLoggedName)), slog.String("mode", "passthrough"))
+	}
+	if c.route != nil {
+		attrs = append(attrs, slog.String("route", c.route.Name), slog.String("upstream", c.route.Upstream.Name))
+	}
+	if c.backend != nil {
+		attrs = append(attrs, slog.String("server", c.backend.Addr))
+	}
+	if c.dial > 0 {
+		attrs = append(attrs, slog.Duration("connect", c.dial))
+	}
+	return attrs
+}
+
+// logOpen writes the line of a connection whose relay is starting (see
+// Server.LogOpen); its access line follows when it ends.
+func (c *conn) logOpen() {
+	c.srv.Logger.LogAttrs(context.Background(), slog.LevelInfo, "open", c.attrs(make([]slog.Attr, 0, 16))...)
+}
+
+// level is the access line's level: Debug for a load balancer's health
+// check, Warn where the backend failed, or sluice itself; Info for
+// everything clients do.
 func (c *conn) level() slog.Level {
+	if c.healthCheck {
+		return slog.LevelDebug
+	}
 	switch c.reason {
 	case reasonUpstream, reasonUpstreamIO, reasonNoDescriptors,
 		string(splice.BackendError), string(splice.BackendReset):

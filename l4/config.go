@@ -16,8 +16,16 @@ type Config struct {
 	// DefaultGCPercent; the GOGC environment variable, when set, wins.
 	GCPercent *int             `toml:"gc_percent"`
 	Log       LogConfig        `toml:"log"`
+	Admin     AdminConfig      `toml:"admin"`
 	Listeners []ListenerConfig `toml:"listener"`
 	Upstreams []UpstreamConfig `toml:"upstream"`
+}
+
+// AdminConfig is the [admin] table: the listener of the metrics, health
+// and readiness endpoints (package admin). An empty Address turns it off.
+type AdminConfig struct {
+	Address string `toml:"address"` // "host:port" or "unix:/path"
+	PProf   bool   `toml:"pprof"`   // serve /debug/pprof/ too
 }
 
 // LogConfig selects the log format and level.
@@ -50,6 +58,9 @@ type ListenerConfig struct {
 	// MaxConnections bounds concurrent connections; further clients wait in
 	// the kernel's accept queue. 0 means no limit.
 	MaxConnections int `toml:"max_connections"`
+	// LogOpen logs a line when a connection is established, besides the
+	// access line when it ends (HAProxy's option logasap).
+	LogOpen bool `toml:"log_open"`
 
 	// Socket options of accepted connections.
 	SocketConfig

@@ -11,7 +11,6 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -55,6 +54,9 @@ const (
 	// which says nothing about the backend.
 	reasonNoDescriptors = "out_of_descriptors"
 	reasonUpstreamIO    = "upstream_write"
+	// reasonHealthCheck: a load balancer's check that hung up before it
+	// sent a byte (see conn.healthCheck).
+	reasonHealthCheck = "health_check"
 )
 
 // conn is one accepted connection on its way through the server.
@@ -69,11 +71,32 @@ type conn struct {
 	hello         *tlsterm.Hello // the ClientHello of a passthrough connection
 	peeked        []byte         // bytes read by the peek, for the backend
 	headBuf       *[]byte        // the pooled buffer peeked points into
-	peekedLen     int64
 	route         *Route
 	backend       *Backend
 	stats         splice.Stats
 	reason        string
+
+	// healthCheck: the connection came from a trusted proxy with a PROXY
+	// LOCAL header, which a proxy sends for connections of its own (HAProxy's
+	// checks); logged at debug and counted apart.
+	healthCheck bool
+	// handshake and dial are how long the TLS handshake and the connect
+	// to the backend took; zero if they did not happen.
+	handshake, dial time.Duration
+	// pre counts the client's bytes that reached the backend before the
+	// relay (peeked, or read past the PROXY header), and counts those the
+	// relay moves; together they are the connection's bytes, which a
+	// scrape reads while the relay runs.
+	pre    int64
+	counts splice.Counters
+	// prev and next link the connection into its listener's relays while
+	// its relay runs (see listenerMeter).
+	prev, next *conn
+}
+
+// bytes returns the bytes moved so far, client to backend and back.
+func (c *conn) bytes() (in, out int64) {
+	return c.pre + c.counts.In.Load(), c.counts.Out.Load()
 }
 
 func newConn(s *Server, raw net.Conn) *conn {
@@ -135,8 +158,13 @@ func (c *conn) end(ctx context.Context, stop func() bool, err error) {
 	c.finish(err)
 }
 
-// finish logs the connection and releases what it held.
+// finish logs and counts the connection and releases what it held.
 func (c *conn) finish(err error) {
+	if c.healthCheck {
+		c.srv.meter.healthCheck()
+	}
+	in, out := c.bytes()
+	c.srv.meter.ended(c, in, out)
 	c.logAccess(err)
 	if c.backend != nil {
 		c.backend.done()
@@ -164,9 +192,14 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		if err != nil {
 			splice.Abort(c.raw)
 			c.reason = reasonProxyHeader
+			if errors.Is(err, errHungUp) {
+				// A trusted proxy's connect-and-close check.
+				c.reason, c.healthCheck = reasonHealthCheck, true
+			}
 			return nil, nil, nil, err
 		}
 		prefix = rest
+		c.healthCheck = h.Command.IsLocal()
 		// LOCAL (health checks) and UNKNOWN keep the socket addresses.
 		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
 			c.client, c.local = h.SourceAddr, h.DestinationAddr
@@ -182,6 +215,9 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		case err != nil:
 			splice.Abort(c.raw)
 			c.reason = reasonHello
+			if c.healthCheck && hungUp(err) {
+				c.reason = reasonHealthCheck
+			}
 			return nil, nil, nil, err
 		case r == nil:
 			splice.Abort(c.raw)
@@ -196,19 +232,33 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		// Over a splice.Transport, the relay can tell when crypto/tls holds
 		// no complete record, and wait for the socket with nothing held.
 		tc := tls.Server(splice.NewTransport(c.raw, prefix), s.TLSConfig)
+		// A trusted proxy that sent its header and hung up without a byte
+		// more checked that sluice accepts: a health check.
+		silentProxy := s.AcceptProxy && len(prefix) == 0
 		prefix = nil
-		if err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout()); err != nil {
+		start := time.Now()
+		err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+		c.handshake = time.Since(start)
+		if err != nil {
 			// A plain close: crypto/tls has queued its alert, which says
 			// why, and a reset could discard it.
 			c.raw.Close()
 			c.reason = reasonHandshake
-			if strings.Contains(err.Error(), errNoALPN) {
+			why := handshakeFailure(err)
+			switch {
+			case why == hsFailNoALPN:
 				c.reason = reasonNoALPN
+			case why == hsFailClosed && (c.healthCheck || silentProxy):
+				c.reason, c.healthCheck = reasonHealthCheck, true
+			}
+			if !c.healthCheck {
+				s.meter.handshakeFailed(why, c.handshake)
 			}
 			return nil, nil, nil, err
 		}
 		info := tlsterm.Describe(tc.ConnectionState())
 		c.tls = &info
+		s.meter.handshakeDone(info.Version, info.Cipher, info.Resumed, c.handshake)
 		cur = tc
 	}
 	return cur, prefix, route, nil
@@ -233,7 +283,9 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 	c.route = route
 	up := route.Upstream
 
+	start := time.Now()
 	backend, srv, err := up.Dial(ctx)
+	c.dial = time.Since(start)
 	if err != nil {
 		splice.Abort(cur)
 		c.reason = reasonUpstream
@@ -253,8 +305,13 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 
 	// The peeked bytes are with the backend now; the relay does not need
 	// the 8 KiB they sit in for the life of the connection.
+	c.pre = int64(len(c.peeked) + len(prefix))
 	c.releasePeek()
 	stop()
+	s.meter.relaying(c)
+	if s.LogOpen {
+		c.logOpen()
+	}
 	idle := s.IdleTimeout
 	if route.IdleTimeout > 0 {
 		idle = route.IdleTimeout
@@ -266,13 +323,14 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 		Pipes:            s.Pipes,
 		Parker:           s.Parker,
 		ParkAfter:        s.ParkAfter,
+		Counters:         &c.counts,
 	}, c.relayDone)
 	return nil
 }
 
 // relayDone is the relay's completion callback.
 func (c *conn) relayDone(st splice.Stats, err error) {
-	st.BytesIn += c.peekedLen
+	st.BytesIn += c.pre
 	c.stats = st
 	c.reason = string(st.Reason)
 	c.finish(err)
@@ -363,7 +421,6 @@ func (c *conn) peek(cur net.Conn, prefix *[]byte) (websocket, silent bool, err e
 	n, ws, err := readRequestHead(pr, *c.headBuf)
 	*prefix = pr.prefix
 	c.peeked = (*c.headBuf)[:n:n]
-	c.peekedLen = int64(n)
 	return ws, false, peekError(err)
 }
 

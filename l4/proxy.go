@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"sluice/splice"
 	"sluice/tlsterm"
@@ -26,6 +28,8 @@ type Proxy struct {
 	pipes   *splice.PipePool
 	buffers *splice.BufferPool
 	ids     *ConnIDs
+	metrics *Metrics
+	view    atomic.Pointer[scrapeView] // for WriteMetrics; see publish
 	// tickets holds the session ticket keys of every listener of every
 	// configuration, so that sessions resume across reloads.
 	tickets *tls.Config
@@ -50,7 +54,9 @@ type generation struct {
 	listeners []net.Listener // by listener index, once bound
 	stores    []*tlsterm.Store
 	storePath []string
-	upstreams map[string]*Upstream
+	// storeListener names the listener of each store, for metrics.
+	storeListener []string
+	upstreams     map[string]*Upstream
 }
 
 // New builds a Proxy from a validated configuration: it reads every
@@ -65,6 +71,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		pipes:   &splice.PipePool{},
 		buffers: &splice.BufferPool{},
 		ids:     NewConnIDs(),
+		metrics: NewMetrics(),
 		tickets: &tls.Config{},
 		fatal:   make(chan error, 1),
 		stopped: make(chan struct{}),
@@ -74,6 +81,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		return nil, err
 	}
 	p.gen = gen
+	p.publish()
 	return p, nil
 }
 
@@ -89,6 +97,7 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 	limits := KernelBufferLimits()
 	for i, uc := range cfg.Upstreams {
 		u := &Upstream{
+			meter:          p.metrics.upstream(uc.Name),
 			Name:           uc.Name,
 			ConnectTimeout: uc.ConnectTimeout.Duration,
 			FailTimeout:    uc.FailTimeout.Duration,
@@ -111,7 +120,12 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 		}
 		u.Protocols = uc.Protocols
 		for _, addr := range uc.Servers {
-			u.Servers = append(u.Servers, prev.backend(uc.Name, addr))
+			b := prev.backend(uc.Name, addr)
+			if b.meter == nil { // a new server; a kept one has its meter
+				b.meter = p.metrics.server(uc.Name, addr)
+				b.meter.backend.Store(b)
+			}
+			u.Servers = append(u.Servers, b)
 		}
 		g.upstreams[uc.Name] = u
 	}
@@ -133,6 +147,8 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 			Pipes:            p.pipes,
 			Parker:           p.parker,
 			IDs:              p.ids,
+			LogOpen:          lc.LogOpen,
+			meter:            p.metrics.listener(name),
 		}
 		for _, t := range lc.TrustedProxies {
 			pfx, _ := parsePrefix(t) // checked by Validate
@@ -149,6 +165,8 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 			s.TLSConfig = cfg
 			g.stores = append(g.stores, store)
 			g.storePath = append(g.storePath, path+".tls")
+			g.storeListener = append(g.storeListener, name)
+			warnExpiring(logger, name, path+".tls", store, time.Now())
 			warnUncoveredSNI(logger, name, path, lc.Routes, store)
 		}
 		warnBufferCaps(logger, path, lc.socketOptions(), limits)
@@ -273,6 +291,7 @@ func (p *Proxy) Listen(ctx context.Context) error {
 	for _, s := range g.servers {
 		s.Parker = parker
 	}
+	p.publish()
 	return nil
 }
 

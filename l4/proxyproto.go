@@ -25,7 +25,8 @@ var (
 // must send first, within timeout. It returns the header and a copy of the
 // bytes the reader buffered past it: the start of the client's stream.
 func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, []byte, error) {
-	br := bufio.NewReader(raw)
+	cr := &countingReader{r: raw}
+	br := bufio.NewReader(cr)
 	// Not proxyproto.ReadHeaderTimeout: it reports a timeout as
 	// ErrNoProxyProtocol, the error for a peer that sends something else
 	// first (a ClientHello), and the log must tell the two apart.
@@ -34,6 +35,8 @@ func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, [
 	raw.SetReadDeadline(time.Time{})
 	var ne net.Error
 	switch {
+	case err != nil && cr.n == 0 && hungUp(err):
+		return nil, nil, fmt.Errorf("read PROXY header: %w", errHungUp)
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil, nil, fmt.Errorf("%w within %s", ErrNoProxyHeader, timeout)
 	case errors.Is(err, proxyproto.ErrNoProxyProtocol):

@@ -87,6 +87,7 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) (Changes, error) {
 		go p.forget(o)
 	}
 	p.gen = next
+	p.publish()
 	return changes(old.cfg, cfg), nil
 }
 

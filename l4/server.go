@@ -59,6 +59,12 @@ type Server struct {
 	// parked; zero means splice.DefaultParkAfter.
 	ParkAfter time.Duration
 	IDs       *ConnIDs // nil: a private generator
+	// LogOpen logs a line when a connection's relay starts, as well as the
+	// access line at its end (HAProxy's option logasap): for connections
+	// that last hours.
+	LogOpen bool
+
+	meter *listenerMeter // nil: not measured (a Server without a Proxy)
 
 	initOnce  sync.Once
 	mu        sync.Mutex
@@ -190,8 +196,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer full.stop()
 
 	var backoff time.Duration
+	wasFull := false
 	for {
 		if ok, wait := s.limit.take(); !ok {
+			if !wasFull {
+				wasFull = true
+				s.meter.limitHit()
+			}
 			if ok, n := full.allow(time.Now()); ok {
 				warnFull(n + 1)
 			}
@@ -247,6 +258,8 @@ func (s *Server) Serve(ln net.Listener) error {
 		s.conns.Add(1)
 		s.active.Add(1)
 		s.mu.Unlock()
+		wasFull = false
+		s.meter.acceptedConn()
 		go s.handle(raw)
 	}
 }

@@ -54,7 +54,8 @@ type Upstream struct {
 	Socket SocketOptions
 	Logger *slog.Logger // nil: discard
 
-	next atomic.Uint64 // round-robin cursor
+	next  atomic.Uint64  // round-robin cursor
+	meter *upstreamMeter // nil: not measured
 }
 
 // Backend is one backend address of an Upstream.
@@ -63,6 +64,7 @@ type Backend struct {
 
 	network, address string
 	active           atomic.Int64
+	meter            *serverMeter // nil: not measured
 
 	mu          sync.Mutex
 	fails       int
@@ -180,10 +182,13 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 	}
 	var errs []error
 	for _, s := range u.order(time.Now()) {
+		start := time.Now()
 		dctx, cancel := context.WithTimeout(ctx, u.connectTimeout())
 		c, err := u.dialer().DialContext(dctx, s.network, s.address)
 		cancel()
 		if err == nil {
+			u.meter.connected(time.Since(start))
+			s.meter.connected()
 			s.succeeded()
 			s.active.Add(1)
 			return c, s, nil
@@ -195,14 +200,34 @@ func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 		if outOfDescriptors(err) {
 			// Out of descriptors here: not the server's fault, and every
 			// other server would fail the same way.
+			s.meter.failed(dialNoFDs, false)
 			break
 		}
-		if s.failed(time.Now(), u.MaxFails, u.failTimeout()) {
+		down := s.failed(time.Now(), u.MaxFails, u.failTimeout())
+		s.meter.failed(dialReason(err), down)
+		if down {
 			u.logger().Warn("upstream server marked down", "upstream", u.Name, "server", s.Addr,
 				"for", u.failTimeout(), "error", err)
 		}
 	}
 	return nil, nil, fmt.Errorf("upstream %s: all servers failed: %w", u.Name, semicolonErrors(errs))
+}
+
+// dialReason sorts a failed dial for sluice_upstream_connect_errors_total.
+func dialReason(err error) string {
+	var ne net.Error
+	switch {
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+		return dialTimeout
+	case errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ENOENT):
+		// ENOENT: a unix socket that is not there, as good as refused.
+		return dialRefused
+	case errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH):
+		return dialUnreachable
+	case errors.Is(err, syscall.ECONNRESET):
+		return dialReset
+	}
+	return dialError
 }
 
 // outOfDescriptors reports whether err says this process or the system

@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"sync/atomic"
+	"time"
 
 	"sluice/l4"
 )
@@ -114,9 +115,45 @@ func (l *logs) format() string {
 	return "text"
 }
 
+// formatHandler builds the handler for format over w. The JSON handler
+// writes durations as seconds (see jsonSeconds); the text handler keeps
+// Go's duration strings, which carry their unit.
 func formatHandler(format string, w io.Writer, opts *slog.HandlerOptions) slog.Handler {
 	if format == "json" {
-		return slog.NewJSONHandler(w, opts)
+		o := slog.HandlerOptions{}
+		if opts != nil {
+			o = *opts
+		}
+		o.ReplaceAttr = durationsAsSeconds(o.ReplaceAttr)
+		return slog.NewJSONHandler(w, &o)
 	}
 	return slog.NewTextHandler(w, opts)
+}
+
+// durationsAsSeconds returns a ReplaceAttr that runs next, if any, and
+// then rewrites a time.Duration value as a number of seconds. slog alone
+// writes a bare count of nanoseconds, which a reader of the log cannot
+// tell from any other integer. slog calls ReplaceAttr for attributes
+// nested in groups and for those added by With, so every duration in a
+// line is converted.
+func durationsAsSeconds(next func([]string, slog.Attr) slog.Attr) func([]string, slog.Attr) slog.Attr {
+	return func(groups []string, a slog.Attr) slog.Attr {
+		if next != nil {
+			a = next(groups, a)
+		}
+		if a.Value.Kind() == slog.KindDuration {
+			a.Value = slog.Float64Value(jsonSeconds(a.Value.Duration()))
+		}
+		return a
+	}
+}
+
+// jsonSeconds is d in seconds, rounded to the microsecond. It divides a
+// whole count of microseconds (exact in a float64 up to 2^53, some 285
+// years) by 1e6, so the result is the float nearest that decimal and
+// encodes with at most six decimals and, since every nonzero value is at
+// least 1e-6, without an exponent: 1.555554, not 1.5555539999999999
+// (which d.Seconds() gives) or 1.555554e+00.
+func jsonSeconds(d time.Duration) float64 {
+	return float64(d.Round(time.Microsecond)/time.Microsecond) / 1e6
 }

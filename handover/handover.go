@@ -21,6 +21,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -65,6 +66,7 @@ func Start(exe string, args []string, files map[string]*os.File, stdout, stderr 
 		envReady+"="+strconv.Itoa(3+len(files)))
 	err = cmd.Start()
 	w.Close() // the child holds its copy: EOF here once it exits
+	restoreNonblock(files)
 	if err != nil {
 		return nil, fmt.Errorf("handover: start %s: %w", exe, err)
 	}
@@ -88,6 +90,21 @@ func Start(exe string, args []string, files map[string]*os.File, stdout, stderr 
 	cmd.Process.Kill()
 	werr := cmd.Wait()
 	return nil, fmt.Errorf("%w (%v)", err, werr)
+}
+
+// restoreNonblock puts the sockets back in non-blocking mode. os/exec
+// takes each file's descriptor with Fd, which makes it blocking, and a
+// copy shares that flag with the listener it was made from: this process's
+// accept loops would then block in accept(2) until a client came, where
+// no deadline or close reaches them, and a reload or a later upgrade would
+// wait for that client. (A new process restores the flag too, when it
+// takes the sockets; one that fails first does not.)
+func restoreNonblock(files map[string]*os.File) {
+	for _, f := range files {
+		if rc, err := f.SyscallConn(); err == nil {
+			rc.Control(func(fd uintptr) { syscall.SetNonblock(int(fd), true) })
+		}
+	}
 }
 
 // Release lets the child run on by itself: the old process does not wait

@@ -29,6 +29,7 @@ run: build
 	@echo "  try:     curl -k https://127.0.0.1:8443/"
 	@echo "  browser: open https://127.0.0.1:8443/ and accept the certificate warning;"
 	@echo "           the page opens a wss:// echo through sluice"
+	@echo "  metrics: curl http://127.0.0.1:9090/metrics   (also /healthz and /readyz)"
 	@echo "  stop:    Ctrl-C"
 	@echo ""
 	@$(BIN) demo-backend -listen 127.0.0.1:8081 & demo=$$!; \

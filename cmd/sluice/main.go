@@ -95,6 +95,9 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 	// never hang on an output that is stalled: the lines are lost anyway.
 	defer lg.queue.Close(logFlushTimeout)
 	proxy, err := l4.New(cfg, logger)
+	if err == nil {
+		err = checkAdmin(cfg.Admin)
+	}
 	if err != nil {
 		return locate(o.config, lines, err)
 	}
@@ -132,17 +135,24 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 			f.Close()
 		}
 	}
+	adminSocket := takeAdminFile(inherited, cfg.Admin)
 	proxy.Inherit(inherited)
 	// A listen error (address in use, permission) names its address key:
 	// point at it in the file like the other configuration errors.
 	if err := proxy.Listen(context.Background()); err != nil {
 		return locate(o.config, lines, err)
 	}
+	obs := newObserver(proxy, logger, time.Now())
+	if err := obs.startAdmin(cfg.Admin, adminSocket); err != nil {
+		proxy.Shutdown(context.Background())
+		return locate(o.config, lines, err)
+	}
+	defer obs.stopAdmin()
 	exe, err := os.Executable()
 	if err != nil {
 		lg.logger.Warn("binary upgrade unavailable: own executable unknown", "error", err)
 	}
-	r := &running{path: o.config, cfg: cfg, logs: lg, ready: ready, upgraded: upgraded,
+	r := &running{path: o.config, cfg: cfg, logs: lg, obs: obs, ready: ready, upgraded: upgraded,
 		notify: newNotifier(), exe: exe, args: args, stdout: stdout, stderr: stderr}
 	return serve(proxy, r, sigs)
 }
@@ -174,6 +184,7 @@ type running struct {
 	path string
 	cfg  *l4.Config
 	logs *logs
+	obs  *observer
 	// ready tells an old process that handed its sockets over that this
 	// one serves (a no-op otherwise); upgraded says there was one.
 	ready          func() error
@@ -194,12 +205,13 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 	trimDone := make(chan struct{})
 	go func() {
 		defer close(trimDone)
-		(&trimmer{logger: logger, conns: proxy.Active}).run(trimCtx)
+		(&trimmer{logger: logger, conns: proxy.Active, trimmed: r.obs.trims.Inc}).run(trimCtx)
 	}()
 	defer func() {
 		stopTrim()
 		<-trimDone
 	}()
+	r.obs.ready.Store(true)
 	logger.Info("sluice started", "version", version, "pid", os.Getpid())
 	// systemd first: the old process of an upgrade exits once told, and
 	// this one must be the service's main process by then.
@@ -240,6 +252,7 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 				}
 				continue
 			}
+			r.obs.draining.Store(true)
 			r.notify.send("STOPPING=1", fmt.Sprintf("STATUS=draining %d connections", proxy.Active()))
 			return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
 		}

@@ -187,14 +187,14 @@ type sluiceRun struct {
 // startSluice serves a plain listener that routes everything to backend.
 func startSluice(t *testing.T, backend string) *sluiceRun {
 	t.Helper()
-	r := &sluiceRun{t: t, addr: freeAddr(t), sigs: make(chan os.Signal), done: make(chan struct{})}
-	file := writeConfig(t, `drain_timeout = "1m"
+	addr := freeAddr(t)
+	return startSluiceWith(t, addr, `drain_timeout = "1m"
 [log]
 level = "debug"
 
 [[listener]]
 name = "plain"
-address = "`+r.addr+`"
+address = "`+addr+`"
 [[listener.route]]
 upstream = "echo"
 
@@ -202,6 +202,14 @@ upstream = "echo"
 name = "echo"
 servers = ["`+backend+`"]
 `)
+}
+
+// startSluiceWith serves the configuration doc, whose first listener is
+// at addr.
+func startSluiceWith(t *testing.T, addr, doc string) *sluiceRun {
+	t.Helper()
+	r := &sluiceRun{t: t, addr: addr, sigs: make(chan os.Signal), done: make(chan struct{})}
+	file := writeConfig(t, doc)
 	r.file = file
 	go func() {
 		defer close(r.done)

@@ -68,6 +68,8 @@ type trimmer struct {
 	// conns counts open connections, if set: a burst of connections
 	// opening leaves nothing stale for a GC to free, one closing does.
 	conns func() int64
+	// trimmed, if set, is called after each forced GC (a metric).
+	trimmed func()
 
 	cycles     uint64    // GC cycles at the last look
 	connsAtGC  int64     // connections open when a GC was last seen
@@ -213,6 +215,9 @@ func (t *trimmer) run(ctx context.Context) {
 			}
 			gc()
 			t.done(s, now)
+			if t.trimmed != nil {
+				t.trimmed()
+			}
 			if t.logger != nil {
 				t.logger.Debug("forced a GC so that spare memory goes back to the OS",
 					"held_mib", s.held()>>20, "spare_mib", s.spare()>>20, "live_mib", s.live>>20,

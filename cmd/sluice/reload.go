@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"runtime/debug"
+	"time"
 
 	"sluice/l4"
 )
@@ -16,8 +17,15 @@ func (r *running) reload(proxy *l4.Proxy) {
 	logger := r.logs.logger
 	cfg, lines, err := loadConfig(r.path)
 	if err == nil {
+		err = checkAdmin(cfg.Admin)
+	}
+	if err == nil {
 		var ch l4.Changes
 		if ch, err = proxy.Reload(context.Background(), cfg); err == nil {
+			r.obs.reloaded(true, time.Now())
+			if err := r.obs.reconfigure(cfg.Admin); err != nil {
+				logger.Error("admin listener unchanged", "error", locate(r.path, lines, err).Error())
+			}
 			r.cfg = cfg
 			r.logs.apply(cfg.Log)
 			if os.Getenv("GOGC") == "" {
@@ -28,6 +36,7 @@ func (r *running) reload(proxy *l4.Proxy) {
 		}
 		err = locate(r.path, lines, err)
 	}
+	r.obs.reloaded(false, time.Now())
 	for _, e := range flatten(err) {
 		logger.Error("reload failed; the running configuration is unchanged", "error", e.Error())
 	}

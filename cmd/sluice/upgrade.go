@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"time"
 
 	"sluice/handover"
@@ -20,7 +21,17 @@ const upgradeTimeout = 30 * time.Second
 func (r *running) upgrade(proxy *l4.Proxy) bool {
 	logger := r.logs.logger
 	files, err := proxy.ListenerFiles()
+	if err == nil {
+		var key string
+		var f *os.File
+		if key, f, err = r.obs.adminFile(); f != nil {
+			files[key] = f
+		}
+	}
 	if err != nil {
+		for _, f := range files {
+			f.Close()
+		}
 		logger.Error("upgrade failed; this process serves on", "error", err)
 		return false
 	}
@@ -30,13 +41,18 @@ func (r *running) upgrade(proxy *l4.Proxy) bool {
 		}
 	}()
 	logger.Info("upgrade: starting a new process", "executable", r.exe)
+	// Not ready while handing over: a balancer that asks now is told to
+	// send elsewhere, and asks the new process once it answers.
+	r.obs.draining.Store(true)
 	child, err := handover.Start(r.exe, r.args, files, r.stdout, r.stderr, upgradeTimeout)
 	if err != nil {
+		r.obs.draining.Store(false)
 		logger.Error("upgrade failed; this process serves on", "error", err)
 		return false
 	}
-	logger.Info("upgrade: the new process is ready; this one stops accepting and drains", "new_pid", child.Pid)
 	child.Release()
 	proxy.HandedOver()
+	r.obs.handedOver()
+	logger.Info("upgrade: the new process is ready; this one stops accepting and drains", "new_pid", child.Pid)
 	return true
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -144,13 +145,17 @@ func echoOnce(addr string) error {
 // no connection attempt made meanwhile fails, the old process drains its
 // open connection and exits 0, and the new one serves on. A new process
 // that cannot start (a broken configuration) leaves the old one serving.
+// The admin listener's socket goes over too: once the new process is
+// ready, it alone answers there, ready, while the old one drains.
 func TestUpgrade(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds the binary")
 	}
 	bin := buildSluice(t)
-	addr := freeAddr(t)
-	conf := `[[listener]]
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	conf := `[admin]
+address = "` + adminAddr + `"
+[[listener]]
 address = "` + addr + `"
 [[listener.route]]
 upstream = "echo"
@@ -193,6 +198,10 @@ servers = ["` + startEcho(t) + `"]
 	if err := echoOnce(addr); err != nil {
 		t.Fatalf("after a failed upgrade: %v", err)
 	}
+	oldPid := strconv.Itoa(old.Process.Pid)
+	if code, body := readyz(t, adminAddr); code != 200 || !strings.Contains(body, "pid="+oldPid) {
+		t.Fatalf("/readyz after a failed upgrade = %d %q, want 200 from pid %s", code, body, oldPid)
+	}
 	os.WriteFile(file, []byte(conf), 0o644)
 
 	const loops, each = 4, 150
@@ -220,6 +229,11 @@ servers = ["` + startEcho(t) + `"]
 	wg.Wait()
 	if f := failed.Load(); f != 0 {
 		t.Errorf("%d of %d connection attempts failed across the upgrade", f, loops*each)
+	}
+	for range 20 {
+		if code, body := readyz(t, adminAddr); code != 200 || !strings.Contains(body, "pid="+m[1]) {
+			t.Fatalf("/readyz while the old process drains = %d %q, want 200 from the new process, pid %s", code, body, m[1])
+		}
 	}
 
 	echo(t, held, "the old process drains")
@@ -250,6 +264,20 @@ servers = ["` + startEcho(t) + `"]
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// readyz asks the admin listener at addr whether it is ready, on a
+// connection of its own, and returns the status and the process's pid.
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	resp, err := c.Get("http://" + addr + "/readyz")
+	if err != nil {
+		t.Fatalf("GET /readyz: %v", err)
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	return resp.StatusCode, "pid=" + resp.Header.Get("Sluice-Pid")
 }
 
 // alive reports whether process pid runs: it exists and is no zombie

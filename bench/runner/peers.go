@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"text/template"
 	"time"
@@ -16,6 +17,7 @@ type tmplData struct {
 	NoFile, WorkerConns, MaxConn       int
 	BackendHTTP, BackendTLS, BackendWS int
 	TLS, WS, Plain, Pass               int // the peer's listeners
+	Admin                              int // sluice's [admin] listener (sluice+metrics); 0 for none
 	Body64                             string
 	User                               string // for hitch, which will not run workers as root
 }
@@ -23,7 +25,7 @@ type tmplData struct {
 // peer is one terminator under test.
 type peer struct {
 	name string
-	base int // first of its four ports
+	base int // first of its ports: TLS, WS, Plain, Pass, then Admin (base+4) if admin
 	// confs are the templates in bench/peers rendered for it; argv builds
 	// the commands that start it from the rendered paths.
 	confs []string
@@ -31,14 +33,41 @@ type peer struct {
 	env   []string
 	// plain reports whether it has plain TCP listeners (S6).
 	plain bool
+	// variantOf names the peer this one is a variant of: the report shows
+	// it beside that peer and its ratio to it, not as a peer to compare
+	// sluice with.
+	variantOf string
+	// admin: the configuration gets sluice's [admin] listener on base+4,
+	// and the runner scrapes its /metrics once a second during each run
+	// (scrape.go).
+	admin bool
+	// only, if set, limits the peer to these scenario ids.
+	only []string
 
 	procs []*proc
 }
 
-func peers(sluiceBin string) []*peer {
+// metricsPeer is sluice with the Prometheus admin listener on and scraped:
+// it shows what metrics cost on the data path, against plain sluice in the
+// same run.
+const metricsPeer = "sluice+metrics"
+
+// peers are the terminators; metricsOnly are the scenarios sluice+metrics
+// takes part in.
+func peers(sluiceBin string, metricsOnly []string) []*peer {
 	return []*peer{
 		{
 			name: "sluice", base: 24000, confs: []string{"sluice.toml"}, plain: true,
+			env: []string{"GOMAXPROCS=1"},
+			argv: func(r *runner, c []string) [][]string {
+				return [][]string{{sluiceBin, "-config", c[0]}}
+			},
+		},
+		{
+			// sluice.toml rendered with Admin set: the same configuration
+			// plus [admin].
+			name: metricsPeer, base: 25000, confs: []string{"sluice.toml"}, plain: true,
+			variantOf: "sluice", admin: true, only: metricsOnly,
 			env: []string{"GOMAXPROCS=1"},
 			argv: func(r *runner, c []string) [][]string {
 				return [][]string{{sluiceBin, "-config", c[0]}}
@@ -68,7 +97,32 @@ func peers(sluiceBin string) []*peer {
 func (p *peer) data(r *runner) tmplData {
 	d := r.base
 	d.TLS, d.WS, d.Plain, d.Pass = p.base, p.base+1, p.base+2, p.base+3
+	if p.admin {
+		d.Admin = p.base + 4
+	}
 	return d
+}
+
+// takesPart reports whether p runs in scenario sc.
+func (p *peer) takesPart(sc *scenario) bool {
+	return sc.applies(p) && (p.only == nil || slices.Contains(p.only, sc.id))
+}
+
+// listeners are the ports the peer listens on.
+func (d tmplData) listeners() []int {
+	ports := []int{d.TLS, d.WS, d.Plain, d.Pass}
+	if d.Admin != 0 {
+		ports = append(ports, d.Admin)
+	}
+	return ports
+}
+
+// errNoAdmin: the sluice binary refuses the [admin] section, so it predates
+// the admin listener (issue 15).
+type errNoAdmin struct{ out string }
+
+func (e *errNoAdmin) Error() string {
+	return "this sluice does not accept the [admin] section (no admin listener yet?): " + e.out
 }
 
 // render writes the peer's configuration files into the work directory.
@@ -93,7 +147,7 @@ func (r *runner) render(name string, d tmplData, out string) (string, error) {
 // for its TLS listener.
 func (r *runner) startPeer(p *peer) error {
 	d := p.data(r)
-	for _, port := range []int{d.TLS, d.WS, d.Plain, d.Pass} {
+	for _, port := range d.listeners() {
 		if err := waitFree(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
@@ -106,6 +160,18 @@ func (r *runner) startPeer(p *peer) error {
 		}
 		rendered = append(rendered, path)
 	}
+	if p.admin {
+		// A sluice without the admin listener refuses the configuration
+		// (unknown keys are errors): say so plainly, before starting it.
+		argv := append(slices.Clone(p.argv(r, rendered)[0]), "-check")
+		if out, err := runOutput(argv...); err != nil {
+			out = strings.TrimSpace(out)
+			if strings.Contains(out, "admin: unknown key") {
+				return fmt.Errorf("%s: %w", p.name, &errNoAdmin{out})
+			}
+			return fmt.Errorf("%s: %s: %w: %s", p.name, strings.Join(argv, " "), err, out)
+		}
+	}
 	for i, argv := range p.argv(r, rendered) {
 		pr, err := r.procs.start(r.dir, fmt.Sprintf("%s-%d", p.name, i), r.termCPU, p.env, argv...)
 		if err != nil {
@@ -116,7 +182,11 @@ func (r *runner) startPeer(p *peer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	for _, port := range []int{d.TLS, d.WS} {
+	wait := []int{d.TLS, d.WS}
+	if d.Admin != 0 {
+		wait = append(wait, d.Admin)
+	}
+	for _, port := range wait {
 		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 			r.stopPeer(p)
 			return fmt.Errorf("%s: %w (see %s/%s-0.log)", p.name, err, r.dir, p.name)

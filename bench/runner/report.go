@@ -21,8 +21,22 @@ type results struct {
 	machine           string
 	versions          []string
 	peers             []string
+	variants          map[string]string // variant peer → the peer it is a variant of (sluice+metrics → sluice)
+	notes             []string          // said under the header, e.g. a peer left out
 	scenarios         []*scenario
 	samples           map[string]map[string][]metrics // scenario → peer → runs
+}
+
+// others are the peers sluice is compared with: neither sluice nor a
+// variant of a peer.
+func (res *results) others() []string {
+	var o []string
+	for _, p := range res.peers {
+		if _, variant := res.variants[p]; p != "sluice" && !variant {
+			o = append(o, p)
+		}
+	}
+	return o
 }
 
 // values of one metric over a peer's runs, sorted; nil when absent.
@@ -83,10 +97,7 @@ func advantage(mi metricInfo, sluice, other float64) float64 {
 // best is the best peer (not sluice, not direct) on a metric.
 func (res *results) best(sc string, mi metricInfo) (string, float64) {
 	name, val := "", math.NaN()
-	for _, p := range res.peers {
-		if p == "sluice" {
-			continue
-		}
+	for _, p := range res.others() {
 		v := res.median(sc, p, mi.key)
 		if math.IsNaN(v) {
 			continue
@@ -137,30 +148,41 @@ func (res *results) write(dir string) error {
 	if res.conns < res.requested {
 		conns = fmt.Sprintf("%d (asked for %d; capped by this machine's hard open-files limit, two descriptors per proxied connection)", res.conns, res.requested)
 	}
-	fmt.Fprintf(&b, "- S4/S5 connections: %s.\n\n", conns)
+	fmt.Fprintf(&b, "- S4/S5 connections: %s.\n", conns)
+	if ids := res.scenariosOf(metricsPeer); len(ids) > 0 {
+		fmt.Fprintf(&b, "- %s is sluice with the same configuration plus the `[admin]` listener, whose `/metrics` the runner GETs once a second during each of its runs; it ran in %s only and is compared with sluice alone (under those tables), not counted as a peer.\n",
+			metricsPeer, strings.Join(ids, ", "))
+	}
+	for _, n := range res.notes {
+		fmt.Fprintf(&b, "- **Note:** %s\n", n)
+	}
+	b.WriteString("\n")
 	fmt.Fprintf(&b, "**Ratios** are sluice's advantage: above 1× sluice is better than that peer, below 1× worse, whichever way the metric runs (for latency, memory and CPU per unit, the peer's value divided by sluice's).\n\n")
 
 	for _, sc := range res.scenarios {
 		fmt.Fprintf(&b, "## %s: %s\n\n", sc.id, sc.title)
-		cols := slices.Clone(res.peers)
+		others := res.others()
+		var cols []string
+		for _, p := range res.peers {
+			// A variant has a column only where it ran.
+			if _, variant := res.variants[p]; !variant || len(res.samples[sc.id][p]) > 0 {
+				cols = append(cols, p)
+			}
+		}
 		if _, ok := res.samples[sc.id]["direct"]; ok {
 			cols = append(cols, "direct")
 		}
 		fmt.Fprintf(&b, "| metric | %s | sluice vs best peer |", strings.Join(cols, " | "))
-		for _, p := range res.peers {
-			if p != "sluice" {
-				fmt.Fprintf(&b, " vs %s |", p)
-			}
+		for _, p := range others {
+			fmt.Fprintf(&b, " vs %s |", p)
 		}
 		b.WriteString("\n|---|")
 		for range cols {
 			b.WriteString("---:|")
 		}
 		b.WriteString("---:|")
-		for _, p := range res.peers {
-			if p != "sluice" {
-				b.WriteString("---:|")
-			}
+		for range others {
+			b.WriteString("---:|")
 		}
 		b.WriteString("\n")
 		for _, mi := range sc.metrics {
@@ -171,12 +193,15 @@ func (res *results) write(dir string) error {
 			s := res.median(sc.id, "sluice", mi.key)
 			bestName, bestVal := res.best(sc.id, mi)
 			fmt.Fprintf(&b, " %s (%s) |", fmtRatio(advantage(mi, s, bestVal)), bestName)
-			for _, p := range res.peers {
-				if p != "sluice" {
-					fmt.Fprintf(&b, " %s |", fmtRatio(advantage(mi, s, res.median(sc.id, p, mi.key))))
-				}
+			for _, p := range others {
+				fmt.Fprintf(&b, " %s |", fmtRatio(advantage(mi, s, res.median(sc.id, p, mi.key))))
 			}
 			b.WriteString("\n")
+		}
+		for _, v := range res.peers {
+			if base, ok := res.variants[v]; ok {
+				b.WriteString(res.variantLine(sc, v, base))
+			}
 		}
 		if _, ok := res.samples[sc.id]["direct"]; ok {
 			lo, hi := res.spread(sc.id, "sluice", "pct_direct")
@@ -190,6 +215,89 @@ func (res *results) write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
+}
+
+// scenariosOf are the ids of the scenarios a peer ran in.
+func (res *results) scenariosOf(peer string) []string {
+	var ids []string
+	for _, sc := range res.scenarios {
+		if len(res.samples[sc.id][peer]) > 0 {
+			ids = append(ids, sc.id)
+		}
+	}
+	return ids
+}
+
+// variantLine compares a variant with its base peer in one scenario (for
+// sluice+metrics: what metrics cost), as plain ratios variant / base of
+// the medians, the CPU-efficiency metric first, with that metric's ratio
+// in each repetition (the two ran in the same rotation). Empty when either
+// did not run.
+func (res *results) variantLine(sc *scenario, variant, base string) string {
+	vs, bs := res.samples[sc.id][variant], res.samples[sc.id][base]
+	if len(vs) == 0 || len(bs) == 0 {
+		return ""
+	}
+	ms := slices.Clone(sc.metrics)
+	slices.SortStableFunc(ms, func(a, b metricInfo) int {
+		cpu := func(m metricInfo) int {
+			if m.key == "req_per_cpu_s" || m.key == "cpu_s_per_gib" {
+				return 0
+			}
+			return 1
+		}
+		return cpu(a) - cpu(b)
+	})
+	ratio := func(key string) float64 {
+		v, b := res.median(sc.id, variant, key), res.median(sc.id, base, key)
+		if b == 0 {
+			return math.NaN()
+		}
+		return v / b
+	}
+	var w strings.Builder
+	what := "cost"
+	if variant == metricsPeer {
+		what = "metrics cost"
+	}
+	lead := ms[0]
+	// Three decimals: the goal is a matter of a percent or two.
+	r3 := func(v float64) string {
+		if math.IsNaN(v) {
+			return "n/a"
+		}
+		return fmt.Sprintf("%.3f×", v)
+	}
+	fmt.Fprintf(&w, "\n%s in %s: %s / %s %s = **%s**", what, sc.id, variant, base, lead.label, r3(ratio(lead.key)))
+	var per []string
+	for i := range min(len(vs), len(bs)) {
+		x, okv := vs[i][lead.key]
+		y, okb := bs[i][lead.key]
+		if okv && okb && y != 0 {
+			per = append(per, r3(x/y))
+		}
+	}
+	runs := fmt.Sprintf("%d runs each", len(vs))
+	if len(vs) != len(bs) {
+		runs = fmt.Sprintf("%d and %d runs", len(vs), len(bs))
+	}
+	fmt.Fprintf(&w, " (medians of %s; per repetition: %s", runs, strings.Join(per, ", "))
+	if variant == metricsPeer && lead.key == "req_per_cpu_s" {
+		w.WriteString("; goal: within 2%, at least 0.98×")
+	}
+	w.WriteString(")")
+	for _, mi := range ms[1:] {
+		fmt.Fprintf(&w, "; %s %s", mi.label, fmtRatio(ratio(mi.key)))
+	}
+	w.WriteString(".")
+	if n := res.median(sc.id, variant, "scrapes"); !math.IsNaN(n) {
+		lo, _ := res.spread(sc.id, variant, "scrapes")
+		_, slow := res.spread(sc.id, variant, "scrape_ms_max")
+		fmt.Fprintf(&w, " Its /metrics was scraped once a second during each run, at least %.0f times per run (%s KiB each, the slowest scrape %s ms), none failing.",
+			lo, fmtNum(res.median(sc.id, variant, "scrape_kib")), fmtNum(slow))
+	}
+	w.WriteString("\n")
+	return w.String()
 }
 
 func fmtPct(v float64) string {
@@ -211,12 +319,7 @@ func (res *results) chart() string {
 		bars  []bar
 	}
 	var groups []group
-	var others []string
-	for _, p := range res.peers {
-		if p != "sluice" {
-			others = append(others, p)
-		}
-	}
+	others := res.others()
 	for _, sc := range res.scenarios {
 		for _, mi := range sc.metrics {
 			if mi.key == "failed" {

@@ -59,7 +59,7 @@ awk '
 	END { if (!blocks || inside) exit 1 }
 ' README.md >"$work/block.sh" || fail "no complete \`\`\`sh block after <!-- quickstart --> in README.md"
 
-for port in 8888 9222; do
+for port in 8888 8889 9222; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		fail "127.0.0.1:$port is in use; the Quickstart needs it"
 	fi
@@ -145,7 +145,9 @@ expect "WebSocket upgrade through sluice" "HTTP/1.1 101 Switching Protocols"
 expect "access log of a routed connection" "route=app upstream=appserver"
 expect "the WebSocket reached the app server" 'msg="websocket opened"'
 expect "sluice drained and stopped" 'msg="sluice stopped"'
-for port in 8888 9222; do
+expect "the metrics endpoint counts the connections" 'sluice_listener_accepted_connections_total{listener="wss"} '
+expect "the metrics endpoint counts the bytes" 'sluice_listener_received_bytes_total{listener="wss"} '
+for port in 8888 8889 9222; do
 	if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
 		echo "FAIL 127.0.0.1:$port still accepts after the block stopped its processes"
 		failed=$((failed + 1))

@@ -252,7 +252,7 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 				c.reason, c.healthCheck = reasonHealthCheck, true
 			}
 			if !c.healthCheck {
-				s.meter.handshakeFailed(why, c.handshake)
+				s.meter.handshakeFailed(why)
 			}
 			return nil, nil, nil, err
 		}

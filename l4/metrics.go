@@ -170,12 +170,12 @@ func (lm *listenerMeter) handshakeDone(version, cipher string, resumed bool, d t
 }
 
 // handshakeFailed counts a failed handshake (reason: one of hsFailReasons).
-func (lm *listenerMeter) handshakeFailed(reason string, d time.Duration) {
-	if lm == nil {
-		return
+// Its duration stays out of the histogram, which would otherwise fill with
+// handshake timeouts when scanners call.
+func (lm *listenerMeter) handshakeFailed(reason string) {
+	if lm != nil {
+		lm.hsFailures[reason].Inc()
 	}
-	lm.hsFailures[reason].Inc()
-	lm.handshake.Update(d.Seconds())
 }
 
 // healthCheck counts a load balancer's health check.

@@ -72,6 +72,13 @@ func describe(w io.Writer, cfg *l4.Config, now time.Time) error {
 			kv("servers", list(uc.Servers, "none")),
 		}, " "))
 	}
+	if a := cfg.Admin; a.Address != "" {
+		paths := "/metrics,/healthz,/readyz"
+		if a.PProf {
+			paths += ",/debug/pprof/"
+		}
+		fmt.Fprintln(w, "admin", kv("address", a.Address), kv("serves", paths))
+	}
 	return nil
 }
 

@@ -186,3 +186,23 @@ func TestDescribeUnreadableCertificate(t *testing.T) {
 		t.Errorf("describe = %v, want a not-exist error at listener[0].tls.certificates[0]", err)
 	}
 }
+
+// TestDescribeAdmin: -check -v names the admin listener and what it serves.
+func TestDescribeAdmin(t *testing.T) {
+	for _, tc := range []struct {
+		admin l4.AdminConfig
+		want  string
+	}{
+		{l4.AdminConfig{}, ""},
+		{l4.AdminConfig{Address: "127.0.0.1:9090"}, "admin address=127.0.0.1:9090 serves=/metrics,/healthz,/readyz\n"},
+		{l4.AdminConfig{Address: "unix:/run/a.sock", PProf: true}, "admin address=unix:/run/a.sock serves=/metrics,/healthz,/readyz,/debug/pprof/\n"},
+	} {
+		var out bytes.Buffer
+		if err := describe(&out, &l4.Config{Admin: tc.admin}, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if got := out.String(); got != tc.want {
+			t.Errorf("describe with %+v = %q, want %q", tc.admin, got, tc.want)
+		}
+	}
+}

@@ -23,14 +23,19 @@ func hungUp(err error) bool {
 	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, errHungUp)
 }
 
-// countingReader counts the bytes read through it.
+// countingReader counts the bytes read through it, and keeps the last
+// error: go-proxyproto reports a peer that hung up as "no PROXY header".
 type countingReader struct {
-	r io.Reader
-	n int64
+	r   io.Reader
+	n   int64
+	err error
 }
 
 func (c *countingReader) Read(b []byte) (int, error) {
 	n, err := c.r.Read(b)
 	c.n += int64(n)
+	if err != nil {
+		c.err = err
+	}
 	return n, err
 }

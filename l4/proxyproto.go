@@ -35,7 +35,7 @@ func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, [
 	raw.SetReadDeadline(time.Time{})
 	var ne net.Error
 	switch {
-	case err != nil && cr.n == 0 && hungUp(err):
+	case err != nil && cr.n == 0 && cr.err != nil && hungUp(cr.err):
 		return nil, nil, fmt.Errorf("read PROXY header: %w", errHungUp)
 	case errors.As(err, &ne) && ne.Timeout():
 		return nil, nil, fmt.Errorf("%w within %s", ErrNoProxyHeader, timeout)

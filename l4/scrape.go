@@ -58,7 +58,9 @@ func (p *Proxy) WriteMetrics(w io.Writer) {
 
 	g := v.gen
 	for _, srv := range g.servers {
-		s.NewGauge("sluice_listener_max_connections"+labels("listener", srv.Name), nil).Set(float64(srv.MaxConns))
+		// Unnamed listeners on one address (reuse_port) share a name, and
+		// so a series: their limits add up, as their counts do.
+		s.GetOrCreateGauge("sluice_listener_max_connections"+labels("listener", srv.Name), nil).Add(float64(srv.MaxConns))
 	}
 	for i, st := range g.stores {
 		for _, ci := range st.Certificates() {

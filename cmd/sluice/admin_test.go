@@ -3,6 +3,7 @@ package main
 import (
 	"crypto/tls"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"regexp"
@@ -248,4 +249,43 @@ servers = ["` + backend + `"]
 	if err := r.wait(10 * time.Second); err != nil {
 		t.Fatalf("run: %v", err)
 	}
+}
+
+// TestAdminListenError: an admin address that cannot be bound stops the
+// start, naming the file, line and key, and the listeners bound before it
+// are closed again.
+func TestAdminListenError(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	addr := freeAddr(t)
+	file := writeConfig(t, `[admin]
+address = "`+busy.Addr().String()+`"
+[[listener]]
+address = "`+addr+`"
+[[listener.route]]
+upstream = "u"
+[[upstream]]
+name = "u"
+servers = ["127.0.0.1:9"]
+`)
+	var stdout, stderr mainSafeBuffer
+	done := make(chan error, 1)
+	go func() { done <- run([]string{"-config", file}, &stdout, &stderr, nil) }()
+	select {
+	case err := <-done:
+		want := file + ":2: admin.address: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("run = %v, want an error containing %q", err, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return")
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Fatalf("the listener's address is still taken after the failed start: %v", err)
+	}
+	ln.Close()
 }

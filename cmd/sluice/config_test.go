@@ -167,6 +167,28 @@ drain_timeout = 10
 			want: []string{`{{file}}:1: drain_timeout: invalid duration "10": expected a string such as "10s", "1m30s" or "500ms"`},
 		},
 		{
+			name: "admin address without a port",
+			doc: `[admin]
+address = "127.0.0.1"
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:2: admin.address: "127.0.0.1": want "host:port" or "unix:/path": address 127.0.0.1: missing port in address`},
+		},
+		{
+			name: "admin pprof without an address",
+			doc: `[admin]
+pprof = true
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:2: admin.pprof: needs admin.address: pprof is served on the admin listener`},
+		},
+		{
 			name: "unknown key at top level",
 			doc: `drain_timout = "10s"
 [[listener]]
@@ -174,7 +196,7 @@ address = "127.0.0.1:8443"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, gc_percent, log, listener, upstream)`},
+			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, gc_percent, log, admin, listener, upstream)`},
 		},
 		{
 			name: "unknown key in listener.tls",
@@ -247,7 +269,7 @@ no_delay = false
 keepalive_cnt = 3
 `,
 			want: []string{
-				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf, deferred, tls, route)`,
+				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, log_open, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf, deferred, tls, route)`,
 				`{{file}}:4: listener.keep_alive: unknown key: did you mean "keepalive"?`,
 				`{{file}}:11: upstream.no_delay: unknown key: did you mean "nodelay"?`,
 				`{{file}}:12: upstream.keepalive_cnt: unknown key: did you mean "keepalive_count"?`,
@@ -933,7 +955,7 @@ alpn = ["h2"]
 client-auth = "none"
 `,
 			want: []string{
-				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, gc_percent, log, listener, upstream`,
+				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, gc_percent, log, admin, listener, upstream`,
 				`{{file}}:3: listener.adress: unknown key: did you mean "address"?`,
 				`{{file}}:6: listener.tls.client-auth: unknown key: did you mean "client_auth"?`,
 			},

@@ -201,6 +201,9 @@ func (res *results) write(dir string) error {
 		for _, v := range res.peers {
 			if base, ok := res.variants[v]; ok {
 				b.WriteString(res.variantLine(sc, v, base))
+				if runs := res.samples[sc.id][v]; v == metricsPeer && len(runs) > 0 {
+					b.WriteString(checkLines(sc, runs))
+				}
 			}
 		}
 		if _, ok := res.samples[sc.id]["direct"]; ok {
@@ -293,10 +296,29 @@ func (res *results) variantLine(sc *scenario, variant, base string) string {
 	if n := res.median(sc.id, variant, "scrapes"); !math.IsNaN(n) {
 		lo, _ := res.spread(sc.id, variant, "scrapes")
 		_, slow := res.spread(sc.id, variant, "scrape_ms_max")
-		fmt.Fprintf(&w, " Its /metrics was scraped once a second during each run, at least %.0f times per run (%s KiB each, the slowest scrape %s ms), none failing.",
+		fmt.Fprintf(&w, " Its /metrics was scraped once a second during each run, at least %.0f times per run (%s KiB each, the slowest scrape %s ms), every scrape parsed with Prometheus' text parser (expfmt), none failing.",
 			lo, fmtNum(res.median(sc.id, variant, "scrape_kib")), fmtNum(slow))
 	}
 	w.WriteString("\n")
+	return w.String()
+}
+
+// checkLines say, one line per run, how sluice+metrics' counters compared
+// with what wrk did (metricscheck.go), under the metrics-cost line; every
+// run's check passed, or the benchmark would have stopped.
+func checkLines(sc *scenario, runs []metrics) string {
+	if sc.checkListener == "" {
+		return fmt.Sprintf("\nIn %s the metrics were not checked against the load generator (only keep-alive wrk scenarios over the TLS listener are: S1, S2).\n", sc.id)
+	}
+	var w strings.Builder
+	fmt.Fprintf(&w, "\nMetrics checked against wrk, listener %q, from a scrape right before wrk started to one once its connections had closed. Exact, with no socket errors: accepted = wrk's -c plus its start-up probe (a TCP connect it closes before the run, a failed handshake to sluice), TLS handshakes = -c, handshakes + failures = closed = accepted, received bytes a whole number of wrk's (identical) requests, from those it got answers to up to one more per connection; approximate: sent bytes at least what wrk read and at most one response per connection more:\n\n", sc.checkListener)
+	for i, m := range runs {
+		if c, ok := checkOf(m); ok {
+			fmt.Fprintf(&w, "- run %d: %s.\n", i+1, c.line())
+		} else {
+			fmt.Fprintf(&w, "- run %d: not checked.\n", i+1)
+		}
+	}
 	return w.String()
 }
 

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -33,6 +35,12 @@ type scenario struct {
 	fresh bool
 	// applies reports whether a peer can run the scenario.
 	applies func(p *peer) bool
+	// checkListener names sluice's listener whose metrics a peer with the
+	// admin listener (sluice+metrics) has checked against wrk's totals
+	// in each run (metricscheck.go): only keep-alive wrk scenarios over
+	// a TLS listener, where the connections wrk opens and its request
+	// size pin the counters down. Empty: not checked.
+	checkListener string
 }
 
 func scenarios() []*scenario {
@@ -42,7 +50,7 @@ func scenarios() []*scenario {
 		{
 			id: "S1", title: "keep-alive small requests (wrk -t1 -c64, 64 B body)",
 			metrics: []metricInfo{{"rps", "requests/s", true}, {"p99_ms", "p99 ms", false}, {"req_per_cpu_s", "requests per CPU-s", true}},
-			applies: all,
+			applies: all, checkListener: "tls",
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c64", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
 			},
@@ -50,7 +58,7 @@ func scenarios() []*scenario {
 		{
 			id: "S2", title: "bulk (wrk -t1 -c8, 1 MiB body)",
 			metrics: []metricInfo{{"mib_s", "MiB/s", true}, {"cpu_s_per_gib", "CPU-s per GiB", false}},
-			applies: all,
+			applies: all, checkListener: "tls",
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", p.data(r).TLS))
 			},
@@ -120,13 +128,19 @@ func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 		return nil, fmt.Errorf("wrk: %w: %s", err, out)
 	}
 	var w struct {
-		Requests   float64 `json:"requests"`
-		DurationUS float64 `json:"duration_us"`
-		Bytes      float64 `json:"bytes"`
-		Errors     float64 `json:"errors"`
-		P50US      float64 `json:"p50_us"`
-		P99US      float64 `json:"p99_us"`
+		Requests      float64 `json:"requests"`
+		DurationUS    float64 `json:"duration_us"`
+		Bytes         float64 `json:"bytes"`
+		Errors        float64 `json:"errors"`
+		ConnectErrors float64 `json:"connect_errors"`
+		ReadErrors    float64 `json:"read_errors"`
+		WriteErrors   float64 `json:"write_errors"`
+		ReqBytes      float64 `json:"req_bytes"`
+		Probes        float64 `json:"probes"`
+		P50US         float64 `json:"p50_us"`
+		P99US         float64 `json:"p99_us"`
 	}
+	w.Probes = -1 // not reported (an older report.lua): no check
 	if err := parseTagged(out, "WRKJSON", &w); err != nil {
 		return nil, err
 	}
@@ -143,6 +157,12 @@ func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 		"mib_s":  w.Bytes / secs / (1 << 20),
 		"errors": w.Errors,
 	}
+	// wrk's totals, for checking sluice+metrics' counters (measure).
+	conns, _ := wrkConns(args)
+	maps.Copy(m, wrkTotals{
+		conns: conns, probes: w.Probes, requests: w.Requests, bytes: w.Bytes, reqBytes: w.ReqBytes,
+		connectErrors: w.ConnectErrors, readErrors: w.ReadErrors, writeErrors: w.WriteErrors,
+	}.metrics())
 	if p != nil {
 		cpu := p.cpu() - cpu0
 		if cpu > 0 {
@@ -152,6 +172,18 @@ func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 		}
 	}
 	return m, nil
+}
+
+// wrkConns is the -cN among wrk's arguments: the connections it opens.
+func wrkConns(args []string) (float64, bool) {
+	for _, a := range args {
+		if v, ok := strings.CutPrefix(a, "-c"); ok {
+			if n, err := strconv.Atoi(v); err == nil && n > 0 {
+				return float64(n), true
+			}
+		}
+	}
+	return 0, false
 }
 
 // loadgen starts bench/loadgen pinned to the load CPU, with pipes for the

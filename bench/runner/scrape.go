@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
 )
 
 // scrapeInterval is how often sluice+metrics is scraped during a run, and
@@ -16,9 +19,10 @@ import (
 const scrapeInterval = time.Second
 
 // scraper GETs a Prometheus endpoint once a second, as a Prometheus server
-// would (one kept-alive connection, the whole body read), while a run of a
-// peer with the admin listener lasts. It runs in the runner's process, so
-// its own CPU time is not the peer's; what serving it costs the peer is.
+// would (one kept-alive connection, the whole body read and parsed with
+// Prometheus' text parser), while a run of a peer with the admin listener
+// lasts. It runs in the runner's process, so its own CPU time is not the
+// peer's; what serving it costs the peer is.
 type scraper struct {
 	url    string
 	every  time.Duration // interval, and each scrape's timeout
@@ -46,7 +50,7 @@ func startScraper(url string, every time.Duration) (*scraper, error) {
 		stop:   make(chan struct{}),
 		done:   make(chan struct{}),
 	}
-	if _, err := s.scrape(); err != nil {
+	if _, _, err := s.scrape(); err != nil {
 		tr.CloseIdleConnections()
 		return nil, err
 	}
@@ -65,7 +69,7 @@ func (s *scraper) loop() {
 		case <-t.C:
 		}
 		start := time.Now()
-		n, err := s.scrape()
+		_, n, err := s.scrape()
 		d := time.Since(start)
 		s.mu.Lock()
 		s.scrapes++
@@ -82,31 +86,41 @@ func (s *scraper) loop() {
 	}
 }
 
-// scrape GETs the endpoint and reads the body fully; anything but a 200
-// with a body is a failure.
-func (s *scraper) scrape() (int, error) {
+// scrape GETs the endpoint, reads the body fully and parses it as a
+// Prometheus server would: anything but a 200 with a body in the
+// Prometheus text format (Content-Type text/plain; version=0.0.4, parsed
+// by expfmt's text parser) is a failure. n is the body's size.
+func (s *scraper) scrape() (e exposition, n int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), s.every)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.url, nil)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	defer resp.Body.Close()
-	n, err := io.Copy(io.Discard, resp.Body)
+	body, err := io.ReadAll(resp.Body)
 	if err != nil {
-		return int(n), fmt.Errorf("GET %s: reading the body: %w", s.url, err)
+		return nil, len(body), fmt.Errorf("GET %s: reading the body: %w", s.url, err)
 	}
 	if resp.StatusCode != http.StatusOK {
-		return int(n), fmt.Errorf("GET %s: %s", s.url, resp.Status)
+		return nil, len(body), fmt.Errorf("GET %s: %s", s.url, resp.Status)
 	}
-	if n == 0 {
-		return 0, fmt.Errorf("GET %s: empty body", s.url)
+	if len(body) == 0 {
+		return nil, 0, fmt.Errorf("GET %s: empty body", s.url)
 	}
-	return int(n), nil
+	if f := expfmt.ResponseFormat(resp.Header); f.FormatType() != expfmt.TypeTextPlain {
+		return nil, len(body), fmt.Errorf("GET %s: Content-Type %q is not the Prometheus text format", s.url, resp.Header.Get("Content-Type"))
+	}
+	e, err = parseExposition(bytes.NewReader(body))
+	if err != nil {
+		return nil, len(body), fmt.Errorf("GET %s: the body does not parse as the Prometheus text format: %w", s.url, err)
+	}
+	return e, len(body), nil
 }
 
 // finish stops scraping (waiting for a scrape under way) and returns an
@@ -128,8 +142,12 @@ func (s *scraper) finish() (metrics, error) {
 }
 
 // measure runs scenario sc against p once. For a peer with the admin
-// listener, a scraper GETs its /metrics once a second throughout, and a
-// failed scrape fails the run.
+// listener, a scraper GETs and parses its /metrics once a second
+// throughout, and a failed scrape fails the run. If the scenario has a
+// checkListener, that listener's counters are read once it is quiet right
+// before the run and again once wrk's connections have closed after it,
+// and compared with what wrk reports (metricscheck.go): a mismatch fails
+// the run.
 func (r *runner) measure(sc *scenario, p *peer) (metrics, error) {
 	if !p.admin {
 		return sc.run(r, p)
@@ -139,13 +157,26 @@ func (r *runner) measure(sc *scenario, p *peer) (metrics, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: its admin listener does not serve /metrics: %w", p.name, err)
 	}
+	var before listenerCounts
+	if sc.checkListener != "" {
+		if before, err = s.quiet(sc.checkListener, quietPoll, quietWithin); err != nil {
+			s.finish()
+			return nil, fmt.Errorf("%s: before the run: %w", p.name, err)
+		}
+	}
 	m, err := sc.run(r, p)
+	var cerr error
+	if err == nil && sc.checkListener != "" {
+		if cerr = r.checkAgainstWrk(s, sc.checkListener, before, m); cerr != nil {
+			cerr = fmt.Errorf("%s: %w", p.name, cerr)
+		}
+	}
 	sm, serr := s.finish()
 	if serr != nil {
 		serr = fmt.Errorf("%s: %w", p.name, serr)
 	}
-	if err != nil || serr != nil {
-		return nil, errors.Join(err, serr)
+	if err != nil || cerr != nil || serr != nil {
+		return nil, errors.Join(err, cerr, serr)
 	}
 	maps.Copy(m, sm)
 	return m, nil

@@ -52,4 +52,29 @@ func TestScraper(t *testing.T) {
 	if _, err := startScraper(srv.URL+"/nothing", 10*time.Millisecond); err == nil {
 		t.Error("startScraper on a failing endpoint: no error")
 	}
+
+	// A 200 that is not the Prometheus text format fails too: a body the
+	// parser refuses, or another Content-Type.
+	var body, ctype atomic.Value
+	body.Store("# TYPE x counter\nx 1\n")
+	ctype.Store("text/plain; version=0.0.4; charset=utf-8")
+	srv2 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", ctype.Load().(string))
+		w.Write([]byte(body.Load().(string)))
+	}))
+	defer srv2.Close()
+	s, err = startScraper(srv2.URL, 10*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body.Store("# TYPE x counter\nx 1\nx{ 2\n")
+	time.Sleep(35 * time.Millisecond)
+	if _, err := s.finish(); err == nil || !strings.Contains(err.Error(), "does not parse as the Prometheus text format") {
+		t.Errorf("finish after unparsable scrapes: %v", err)
+	}
+	body.Store("# TYPE x counter\nx 1\n")
+	ctype.Store("application/json")
+	if _, err := startScraper(srv2.URL, 10*time.Millisecond); err == nil || !strings.Contains(err.Error(), "not the Prometheus text format") {
+		t.Errorf("startScraper on a JSON endpoint: %v", err)
+	}
 }

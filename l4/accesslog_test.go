@@ -174,3 +174,40 @@ func TestFailedHandshakesRateLimited(t *testing.T) {
 		t.Error("nothing was suppressed")
 	}
 }
+
+// TestAccessLineTimesAndOpenLine: the access line says whether the session
+// resumed and how long the handshake and the connect took; with LogOpen,
+// a line with the same fields comes when the relay starts, before the
+// connection ends.
+func TestAccessLineTimesAndOpenLine(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].LogOpen = true
+	_, addrs := w.serve(cfg)
+	c := w.mustDialTLS(addrs[0], nil)
+	if _, err := c.Write([]byte("ping")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(c, make([]byte, 4)); err != nil {
+		t.Fatal(err)
+	}
+	open := w.waitLog("msg=open", "listener=test", "resumed=false", "route=default", "server=")
+	for _, re := range []string{` handshake=[0-9.]+[µm]?s `, ` connect=[0-9.]+[µm]?s`, ` conn=[0-9a-f]+-[0-9]+ `} {
+		if !regexp.MustCompile(re).MatchString(open) {
+			t.Errorf("open line lacks %s: %s", re, open)
+		}
+	}
+	if strings.Contains(open, "bytes_in") || strings.Contains(open, "reason=") {
+		t.Errorf("open line reports an end: %s", open)
+	}
+	if strings.Contains(w.logs.String(), "msg=access") {
+		t.Fatalf("an access line before the connection ended:\n%s", w.logs.String())
+	}
+	c.Close()
+	access := w.waitLog("msg=access", "listener=test", "reason=client_closed")
+	for _, re := range []string{` resumed=false `, ` handshake=[0-9.]+[µm]?s `, ` connect=[0-9.]+[µm]?s `, ` bytes_in=4 bytes_out=4 `} {
+		if !regexp.MustCompile(re).MatchString(access) {
+			t.Errorf("access line lacks %s: %s", re, access)
+		}
+	}
+}

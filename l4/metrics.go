@@ -197,13 +197,24 @@ func (lm *listenerMeter) relaying(c *conn) {
 	lm.mu.Unlock()
 }
 
-// ended counts a connection's end: its reason, its duration and, if it
-// relayed, its bytes, which move from the live count to the total in one
-// step, so that a scrape never sees them twice or not at all.
+// ended counts a connection's end: its duration, its bytes if it relayed
+// (they move from the live count to the total in one step, so that a
+// scrape never sees them twice or not at all), and last its reason: a
+// scrape that sees the close counted sees the rest of it too.
 func (lm *listenerMeter) ended(c *conn, in, out int64) {
 	if lm == nil {
 		return
 	}
+	lm.duration.Update(time.Since(c.start).Seconds())
+	lm.mu.Lock()
+	lm.open--
+	if c.next != nil {
+		c.prev.next, c.next.prev = c.next, c.prev
+		c.prev, c.next = nil, nil
+		lm.doneIn += in
+		lm.doneOut += out
+	}
+	lm.mu.Unlock()
 	route := ""
 	if c.route != nil {
 		route = c.route.Name
@@ -215,16 +226,6 @@ func (lm *listenerMeter) ended(c *conn, in, out int64) {
 			labels("listener", lm.name, "route", route, "reason", c.reason)))
 	}
 	ctr.(*metrics.Counter).Inc()
-	lm.duration.Update(time.Since(c.start).Seconds())
-	lm.mu.Lock()
-	lm.open--
-	if c.next != nil {
-		c.prev.next, c.next.prev = c.next, c.prev
-		c.prev, c.next = nil, nil
-		lm.doneIn += in
-		lm.doneOut += out
-	}
-	lm.mu.Unlock()
 }
 
 // state returns the connections open and the bytes moved so far, those of

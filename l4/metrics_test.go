@@ -314,8 +314,9 @@ func TestMetricsLiveBytes(t *testing.T) {
 	if _, err := io.ReadFull(c, make([]byte, len(msg))); err != nil {
 		t.Fatal(err)
 	}
-	// The client has the echo; the relay's count of it lands just after
-	// its write returns.
+	// The client has the echo; each direction's count lands just after
+	// its write returns, which may be after the echo is read.
+	waitMetric(t, p, 1000, "sluice_listener_received_bytes_total", lst...)
 	e := waitMetric(t, p, 1000, "sluice_listener_sent_bytes_total", lst...)
 	e.expect(t, 1000, "sluice_listener_received_bytes_total", lst...)
 	e.expect(t, 1, "sluice_listener_connections", lst...)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -98,6 +99,36 @@ func waitMetric(t *testing.T, addr, name string, labels map[string]string, want 
 	}
 }
 
+// expectation is a value a metric family's matching series add up to.
+type expectation struct {
+	name   string
+	labels map[string]string
+	want   float64
+}
+
+// waitAll waits until every expectation holds in one scrape, and reports
+// those that do not at the deadline.
+func waitAll(t *testing.T, addr string, exps []expectation) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		fams := scrape(t, addr)
+		var wrong []string
+		for _, e := range exps {
+			if got := sum(fams, e.name, e.labels); got != e.want {
+				wrong = append(wrong, fmt.Sprintf("%s%v = %v, want %v", e.name, e.labels, got, e.want))
+			}
+		}
+		if len(wrong) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after traffic:\n%s", strings.Join(wrong, "\n"))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // waitStatus waits until GET path answers code.
 func waitStatus(t *testing.T, addr, path string, code int) string {
 	t.Helper()
@@ -188,36 +219,32 @@ servers = ["` + backend + `"]
 		c.Close()
 	}
 	wss := map[string]string{"listener": "wss"}
-	fams := waitMetric(t, adminAddr, "sluice_connections_closed_total",
-		map[string]string{"listener": "wss", "route": "app", "reason": "client_closed"}, 3)
-	for name, want := range map[string]float64{
-		"sluice_listener_accepted_connections_total": 3,
-		"sluice_listener_received_bytes_total":       300,
-		"sluice_listener_sent_bytes_total":           300,
-		"sluice_tls_handshakes_total":                3,
-		"sluice_tls_handshake_duration_seconds":      3,
-		"sluice_connection_duration_seconds":         3,
-		"sluice_listener_connections":                0,
-	} {
-		if got := sum(fams, name, wss); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
-		}
-	}
-	if got := sum(fams, "sluice_upstream_server_connections_total", map[string]string{"upstream": "echo", "server": backend}); got != 3 {
-		t.Errorf("sluice_upstream_server_connections_total = %v, want 3", got)
-	}
+	// A scrape is no snapshot across families: the connections' last
+	// counts may land between two families' lines. Wait for all of them.
+	waitAll(t, adminAddr, []expectation{
+		{"sluice_connections_closed_total", map[string]string{"listener": "wss", "route": "app", "reason": "client_closed"}, 3},
+		{"sluice_listener_accepted_connections_total", wss, 3},
+		{"sluice_listener_received_bytes_total", wss, 300},
+		{"sluice_listener_sent_bytes_total", wss, 300},
+		{"sluice_tls_handshakes_total", wss, 3},
+		{"sluice_tls_handshake_duration_seconds", wss, 3},
+		{"sluice_connection_duration_seconds", wss, 3},
+		{"sluice_listener_connections", wss, 0},
+		{"sluice_upstream_server_connections_total", map[string]string{"upstream": "echo", "server": backend}, 3},
+	})
 
 	// A connection that stays open: its bytes count while it lives.
 	long := dial()
 	defer long.Close()
 	echo(t, long, strings.Repeat("y", 1000))
-	fams = waitMetric(t, adminAddr, "sluice_listener_received_bytes_total", wss, 1300)
-	if got := sum(fams, "sluice_listener_sent_bytes_total", wss); got != 1300 {
-		t.Errorf("sent bytes with a connection open = %v, want 1300", got)
-	}
-	if got := sum(fams, "sluice_listener_connections", wss); got != 1 {
-		t.Errorf("sluice_listener_connections = %v, want 1", got)
-	}
+	// Each direction counts its bytes once its write has returned, which
+	// may be just after the client has read them.
+	waitAll(t, adminAddr, []expectation{
+		{"sluice_listener_received_bytes_total", wss, 1300},
+		{"sluice_listener_sent_bytes_total", wss, 1300},
+		{"sluice_listener_connections", wss, 1},
+	})
+	fams := scrape(t, adminAddr)
 
 	// Every metric the README lists is there.
 	for _, name := range readmeMetrics(t) {
@@ -271,21 +298,47 @@ upstream = "u"
 name = "u"
 servers = ["127.0.0.1:9"]
 `)
-	var stdout, stderr mainSafeBuffer
-	done := make(chan error, 1)
-	go func() { done <- run([]string{"-config", file}, &stdout, &stderr, nil) }()
-	select {
-	case err := <-done:
-		want := file + ":2: admin.address: listen tcp " + busy.Addr().String() + ": bind: address already in use"
-		if err == nil || !strings.Contains(err.Error(), want) {
-			t.Errorf("run = %v, want an error containing %q", err, want)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("run did not return")
+	want := file + ":2: admin.address: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if err := runFailing(t, file); !strings.Contains(err.Error(), want) {
+		t.Errorf("run = %v, want an error containing %q", err, want)
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatalf("the listener's address is still taken after the failed start: %v", err)
 	}
 	ln.Close()
+}
+
+// TestGrace: after a stop signal, with grace set, /readyz says 503 at
+// once while new connections are still accepted and relayed; a second
+// stop signal ends the grace period, and the drain closes the listener.
+func TestGrace(t *testing.T) {
+	backend := startEcho(t)
+	addr, adminAddr := freeAddr(t), freeAddr(t)
+	r := startSluiceWith(t, addr, `grace = "1h"
+drain_timeout = "1m"
+[admin]
+address = "`+adminAddr+`"
+[[listener]]
+address = "`+addr+`"
+[[listener.route]]
+upstream = "echo"
+[[upstream]]
+name = "echo"
+servers = ["`+backend+`"]
+`)
+	waitStatus(t, adminAddr, "/readyz", http.StatusOK)
+	r.signal(syscall.SIGTERM)
+	r.waitLog("accepting for the grace period")
+	if code, body := get(t, adminAddr, "/readyz"); code != http.StatusServiceUnavailable || body != "draining\n" {
+		t.Fatalf("/readyz in the grace period = %d %q", code, body)
+	}
+	c := r.dial()
+	echo(t, c, "accepted in the grace period")
+	c.Close()
+	r.signal(syscall.SIGTERM)
+	r.waitLog("grace period cut short")
+	if err := r.wait(10 * time.Second); err != nil {
+		t.Fatalf("run: %v", err)
+	}
 }

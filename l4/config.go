@@ -11,6 +11,10 @@ type Config struct {
 	// DrainTimeout bounds a graceful shutdown: live connections get this
 	// long to finish before they are closed. Default 30s.
 	DrainTimeout Duration `toml:"drain_timeout"`
+	// Grace is how long sluice goes on accepting after a stop signal,
+	// while /readyz already says 503, so that load balancers polling it
+	// stop sending before the listeners close. Default 0.
+	Grace Duration `toml:"grace"`
 	// GCPercent is the Go garbage collector's target (GOGC): how far the
 	// heap may grow past live memory before a collection. Default
 	// DefaultGCPercent; the GOGC environment variable, when set, wins.

@@ -254,7 +254,31 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 			}
 			r.obs.draining.Store(true)
 			r.notify.send("STOPPING=1", fmt.Sprintf("STATUS=draining %d connections", proxy.Active()))
+			graceWait(r.cfg.Grace.Duration, logger, sigs)
 			return drain(proxy, r.cfg.DrainTimeoutOrDefault(), logger, sigs, served)
+		}
+	}
+}
+
+// graceWait keeps serving for grace after a stop signal, /readyz already
+// saying 503, so that load balancers that poll it stop sending before the
+// listeners close (HAProxy's grace). A second stop signal ends it.
+func graceWait(grace time.Duration, logger *slog.Logger, sigs <-chan os.Signal) {
+	if grace <= 0 {
+		return
+	}
+	logger.Info("stop signal: not ready any more; accepting for the grace period before the drain", "grace", grace)
+	timer := time.NewTimer(grace)
+	defer timer.Stop()
+	for {
+		select {
+		case <-timer.C:
+			return
+		case s := <-sigs:
+			if s != syscall.SIGHUP && s != syscall.SIGUSR2 {
+				logger.Warn("second stop signal: grace period cut short")
+				return
+			}
 		}
 	}
 }

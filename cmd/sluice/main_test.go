@@ -111,17 +111,29 @@ upstream = "u"
 name = "u"
 servers = ["127.0.0.1:9"]
 `)
+	err = runFailing(t, file)
+	want := file + ":3: listener[0].address: listen: "
+	if !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "address already in use") {
+		t.Errorf("run = %v, want an error containing %q and \"address already in use\"", err, want)
+	}
+}
+
+// runFailing runs sluice on file, which must fail to start, and returns
+// its error.
+func runFailing(t *testing.T, file string) error {
+	t.Helper()
 	var stdout, stderr mainSafeBuffer
 	done := make(chan error, 1)
 	go func() { done <- run([]string{"-config", file}, &stdout, &stderr, nil) }()
 	select {
 	case err := <-done:
-		want := file + ":3: listener[0].address: listen: "
-		if err == nil || !strings.Contains(err.Error(), want) || !strings.Contains(err.Error(), "address already in use") {
-			t.Errorf("run = %v, want an error containing %q and \"address already in use\"", err, want)
+		if err == nil {
+			t.Fatal("run returned nil; want a failed start")
 		}
+		return err
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return")
+		return nil
 	}
 }
 

@@ -44,7 +44,7 @@ go build -o "$work/sluice" ./cmd/sluice
 freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 NGINX_V2=$(freeport); NGINX_V1=$(freeport); HAPROXY_BE=$(freeport); HAPROXY_FE=$(freeport)
 SLUICE_NGINX_V2=$(freeport); SLUICE_NGINX_V1=$(freeport); SLUICE_HAPROXY=$(freeport)
-SLUICE_PP_IN=$(freeport); SLUICE_WS=$(freeport); DEMO=$(freeport)
+SLUICE_PP_IN=$(freeport); SLUICE_WS=$(freeport); DEMO=$(freeport); SLUICE_ADMIN=$(freeport)
 
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -90,7 +90,9 @@ frontend lb
   default_backend to_sluice
 backend to_sluice
   mode tcp
-  server sluice 127.0.0.1:$SLUICE_PP_IN send-proxy-v2
+  # Health checks every 100 ms: with send-proxy-v2, HAProxy sends each
+  # check a PROXY header and hangs up.
+  server sluice 127.0.0.1:$SLUICE_PP_IN send-proxy-v2 check inter 100ms
 EOF
 haproxy -f "$work/haproxy.cfg" -db >"$work/haproxy.log" 2>&1 &
 pids+=($!)
@@ -100,6 +102,8 @@ pids+=($!)
 
 cat >"$work/sluice.toml" <<EOF
 drain_timeout = "2s"
+[admin]
+address = "127.0.0.1:$SLUICE_ADMIN"
 [[listener]]
 name = "to-nginx-v2"
 address = "127.0.0.1:$SLUICE_NGINX_V2"
@@ -173,6 +177,15 @@ for port in $NGINX_V2 $HAPROXY_BE $HAPROXY_FE $DEMO $SLUICE_NGINX_V2 $SLUICE_WS;
 	done
 done
 
+# HAProxy checks sluice every 100 ms and marked it down while it was not
+# listening yet: wait (bounded) until it has passed enough checks (rise 2)
+# to be back in rotation.
+for _ in $(seq 100); do
+	curl -s --max-time 1 "http://127.0.0.1:$SLUICE_ADMIN/metrics" |
+		grep -q '^sluice_listener_health_checks_total{listener="behind-haproxy"} \([3-9]\|[1-9][0-9]\)' && break
+	sleep 0.05
+done
+
 pass=0 fail=0
 check() { # name, expected substring, command...
 	local name=$1 want=$2; shift 2
@@ -211,6 +224,15 @@ check "HAProxy logs the real client address" "127.0.0.2:" grep "pp_backend" "$wo
 uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/" | sed -n 's/.*uid=\([^ ]*\).*/\1/p')
 check "PP2_TYPE_UNIQUE_ID matches the access log" "conn=$uid " grep "conn=$uid " "$work/sluice.log"
 check "access log has the websocket route" "route=wss#0" cat "$work/sluice.log"
+
+# HAProxy's health checks are counted as such, not logged as failed
+# handshakes.
+check "HAProxy's health checks are counted" 'sluice_listener_health_checks_total{listener="behind-haproxy"} ' \
+	bash -c "${C[*]} http://127.0.0.1:$SLUICE_ADMIN/metrics | grep -E '^sluice_listener_health_checks_total\{listener=\"behind-haproxy\"\} [1-9]'"
+check "and not logged as failed handshakes" "none" \
+	bash -c "grep 'listener=behind-haproxy' '$work/sluice.log' | grep -q 'reason=handshake' && echo found || echo none"
+check "/metrics parses as Prometheus text (HELP and TYPE lines)" "# TYPE sluice_connections_closed_total counter" \
+	"${C[@]}" "http://127.0.0.1:$SLUICE_ADMIN/metrics"
 
 # configs/websocket.toml itself, the nginx wss->ws setup, with only its
 # address, certificate paths and app server moved onto loopback: a real

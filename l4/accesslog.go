@@ -33,6 +33,9 @@ const (
 // are Info; failures that point at the backend or sluice itself are Warn.
 func (c *conn) logAccess(err error) {
 	level := c.level()
+	if !c.srv.Logger.Enabled(context.Background(), level) {
+		return
+	}
 	var suppressed int64
 	// The relay sets stats.Reason when it ends: without it, the connection
 	// never got that far, and its line counts against the reason's budget.
@@ -115,6 +118,11 @@ func (c *conn) logOpen() {
 // everything clients do.
 func (c *conn) level() slog.Level {
 	if c.healthCheck {
+		return slog.LevelDebug
+	}
+	switch c.reason {
+	case reasonIPConns, reasonIPRate:
+		// Counted, and summed up once a second by limitLogs.
 		return slog.LevelDebug
 	}
 	switch c.reason {

@@ -2,6 +2,7 @@ package l4
 
 import (
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -65,6 +66,21 @@ type ListenerConfig struct {
 	// LogOpen logs a line when a connection is established, besides the
 	// access line when it ends (HAProxy's option logasap).
 	LogOpen bool `toml:"log_open"`
+	// MaxConnectionsPerIP bounds one client's concurrent connections (the
+	// address from PROXY when the peer is trusted); 0 means no limit.
+	MaxConnectionsPerIP int `toml:"max_connections_per_ip"`
+	// RatePerIP bounds one client's new connections per second, with
+	// bursts of RateBurst (default: RatePerIP rounded up); 0 means no
+	// limit.
+	RatePerIP float64 `toml:"rate_per_ip"`
+	RateBurst int     `toml:"rate_burst"`
+	// IPv6Prefix is how many leading bits of an IPv6 address make one
+	// client for those limits. Default DefaultIPv6Prefix (64).
+	IPv6Prefix int `toml:"ipv6_prefix"`
+	// MaxConnectionLifetime closes a connection this long after it was
+	// accepted, whatever it is doing (ghostunnel's --max-conn-lifetime):
+	// clients reconnect, and spread over a fleet again. 0: no limit.
+	MaxConnectionLifetime Duration `toml:"max_connection_lifetime"`
 
 	// Socket options of accepted connections.
 	SocketConfig
@@ -220,6 +236,23 @@ func (c *Config) GCPercentOrDefault() int {
 		return DefaultGCPercent
 	}
 	return *c.GCPercent
+}
+
+// rateBurst is the burst of rate_per_ip: as set, else the rate rounded
+// up, at least 1.
+func (lc *ListenerConfig) rateBurst() int {
+	if lc.RateBurst > 0 {
+		return lc.RateBurst
+	}
+	return max(1, int(math.Ceil(lc.RatePerIP)))
+}
+
+// ipv6Prefix is the IPv6 prefix length of one client.
+func (lc *ListenerConfig) ipv6Prefix() int {
+	if lc.IPv6Prefix == 0 {
+		return DefaultIPv6Prefix
+	}
+	return lc.IPv6Prefix
 }
 
 // DrainTimeoutOrDefault returns the configured drain timeout or the default.

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -57,6 +58,9 @@ const (
 	// reasonHealthCheck: a load balancer's check that hung up before it
 	// sent a byte (see conn.healthCheck).
 	reasonHealthCheck = "health_check"
+	// reasonLifetime: the connection reached the listener's
+	// max_connection_lifetime.
+	reasonLifetime = "max_connection_lifetime"
 )
 
 // conn is one accepted connection on its way through the server.
@@ -92,6 +96,14 @@ type conn struct {
 	// prev and next link the connection into its listener's relays while
 	// its relay runs (see listenerMeter).
 	prev, next *conn
+	// ipKey is the client as the per-client limits count it, when they
+	// counted this connection (ipHeld).
+	ipKey  netip.Prefix
+	ipHeld bool
+	// lifetime ends the relay at MaxLifetime, and endLifetime releases
+	// its timer; nil without one.
+	lifetime    context.Context
+	endLifetime context.CancelFunc
 }
 
 // bytes returns the bytes moved so far, client to backend and back.
@@ -160,6 +172,12 @@ func (c *conn) end(ctx context.Context, stop func() bool, err error) {
 
 // finish logs and counts the connection and releases what it held.
 func (c *conn) finish(err error) {
+	if c.ipHeld {
+		c.srv.perIP.release(c.ipKey, time.Now())
+	}
+	if c.endLifetime != nil {
+		c.endLifetime()
+	}
 	if c.healthCheck {
 		c.srv.meter.healthCheck()
 	}
@@ -204,6 +222,10 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		if h.Command.IsProxy() && h.SourceAddr != nil && h.DestinationAddr != nil {
 			c.client, c.local = h.SourceAddr, h.DestinationAddr
 		}
+	}
+	if err := c.admit(); err != nil {
+		splice.Abort(c.raw)
+		return nil, nil, nil, err
 	}
 
 	if s.peeksHello() {
@@ -316,6 +338,12 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 	if route.IdleTimeout > 0 {
 		idle = route.IdleTimeout
 	}
+	if s.MaxLifetime > 0 {
+		// The relay ends as at the end of a drain; relayDone tells the
+		// two apart.
+		ctx, c.endLifetime = context.WithDeadline(ctx, c.start.Add(s.MaxLifetime))
+		c.lifetime = ctx
+	}
 	splice.Start(ctx, cur, backend, splice.Options{
 		IdleTimeout:      idle,
 		HalfCloseTimeout: s.HalfCloseTimeout,
@@ -333,6 +361,10 @@ func (c *conn) relayDone(st splice.Stats, err error) {
 	st.BytesIn += c.pre
 	c.stats = st
 	c.reason = string(st.Reason)
+	if st.Reason == splice.Canceled && c.lifetime != nil && c.srv.ctx.Err() == nil &&
+		errors.Is(c.lifetime.Err(), context.DeadlineExceeded) {
+		c.reason = reasonLifetime
+	}
 	c.finish(err)
 }
 

@@ -30,6 +30,9 @@ type Proxy struct {
 	ids     *ConnIDs
 	metrics *Metrics
 	view    atomic.Pointer[scrapeView] // for WriteMetrics; see publish
+	// perIP holds each listener's per-client counts, by listener name,
+	// across reloads (see clientLimits).
+	perIP map[string]*ipLimits
 	// tickets holds the session ticket keys of every listener of every
 	// configuration, so that sessions resume across reloads.
 	tickets *tls.Config
@@ -80,6 +83,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 	if err != nil {
 		return nil, err
 	}
+	gen.applyLimits()
 	p.gen = gen
 	p.publish()
 	return p, nil
@@ -148,7 +152,12 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 			Parker:           p.parker,
 			IDs:              p.ids,
 			LogOpen:          lc.LogOpen,
+			MaxLifetime:      lc.MaxConnectionLifetime.Duration,
 			meter:            p.metrics.listener(name),
+		}
+		if lc.MaxConnectionsPerIP > 0 || lc.RatePerIP > 0 {
+			// The values apply when the configuration does (applyLimits).
+			s.perIP = p.clientLimits(name)
 		}
 		for _, t := range lc.TrustedProxies {
 			pfx, _ := parsePrefix(t) // checked by Validate

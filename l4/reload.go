@@ -86,6 +86,7 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) (Changes, error) {
 		p.retired = append(p.retired, o)
 		go p.forget(o)
 	}
+	next.applyLimits()
 	p.gen = next
 	p.publish()
 	return changes(old.cfg, cfg), nil

@@ -64,7 +64,17 @@ type Server struct {
 	// that last hours.
 	LogOpen bool
 
+	// MaxLifetime closes a connection this long after its accept; zero
+	// means no limit.
+	MaxLifetime time.Duration
+
 	meter *listenerMeter // nil: not measured (a Server without a Proxy)
+	// perIP holds the per-client limits, shared with the servers of the
+	// same listener in other configurations; nil: none.
+	perIP *ipLimits
+	// limitLogs says, at most once a second per limit, how many clients
+	// a per-client limit refused.
+	limitLogs limitLogs
 
 	initOnce  sync.Once
 	mu        sync.Mutex

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"net/netip"
 	"slices"
@@ -186,6 +187,21 @@ func (l *ListenerConfig) validate(p string, upstreams map[string]bool, es *errs)
 	}
 	if l.MaxConnections < 0 {
 		es.add(p+".max_connections", "must not be negative (0 means no limit)")
+	}
+	if l.MaxConnectionsPerIP < 0 {
+		es.add(p+".max_connections_per_ip", "must not be negative (0 means no limit)")
+	}
+	if l.RatePerIP < 0 || math.IsNaN(l.RatePerIP) || math.IsInf(l.RatePerIP, 0) {
+		es.add(p+".rate_per_ip", "must be a number of new connections per second, 0 or more (0 means no limit)")
+	}
+	switch {
+	case l.RateBurst < 0:
+		es.add(p+".rate_burst", "must not be negative")
+	case l.RateBurst > 0 && l.RatePerIP == 0:
+		es.add(p+".rate_burst", "set without rate_per_ip: it would have no effect")
+	}
+	if l.IPv6Prefix != 0 && (l.IPv6Prefix < 1 || l.IPv6Prefix > 128) {
+		es.add(p+".ipv6_prefix", "must be from 1 to 128 (default 64)")
 	}
 	l.SocketConfig.validate(p, es)
 	if l.AcceptProxy && len(l.TrustedProxies) == 0 && !strings.HasPrefix(l.Address, "unix:") {

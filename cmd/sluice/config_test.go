@@ -167,6 +167,22 @@ drain_timeout = 10
 			want: []string{`{{file}}:1: drain_timeout: invalid duration "10": expected a string such as "10s", "1m30s" or "500ms"`},
 		},
 		{
+			name: "per-client limits out of range",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+max_connections_per_ip = -1
+rate_burst = 5
+ipv6_prefix = 129
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{
+				`{{file}}:3: listener[0].max_connections_per_ip: must not be negative (0 means no limit)`,
+				`{{file}}:4: listener[0].rate_burst: set without rate_per_ip: it would have no effect`,
+				`{{file}}:5: listener[0].ipv6_prefix: must be from 1 to 128 (default 64)`,
+			},
+		},
+		{
 			name: "admin address without a port",
 			doc: `[admin]
 address = "127.0.0.1"
@@ -269,7 +285,7 @@ no_delay = false
 keepalive_cnt = 3
 `,
 			want: []string{
-				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, log_open, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf, deferred, tls, route)`,
+				`{{file}}:3: listener.rcvbuff: unknown key: did you mean "rcvbuf"? (expected one of name, address, reuse_port, accept_proxy, trusted_proxies, proxy_timeout, handshake_timeout, idle_timeout, half_close_timeout, max_connections, log_open, max_connections_per_ip, rate_per_ip, rate_burst, ipv6_prefix, max_connection_lifetime, nodelay, keepalive, keepalive_interval, keepalive_count, rcvbuf, sndbuf, deferred, tls, route)`,
 				`{{file}}:4: listener.keep_alive: unknown key: did you mean "keepalive"?`,
 				`{{file}}:11: upstream.no_delay: unknown key: did you mean "nodelay"?`,
 				`{{file}}:12: upstream.keepalive_cnt: unknown key: did you mean "keepalive_count"?`,

@@ -8,7 +8,7 @@ VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: all build run test vet lint fmt unit fuzz interop bench bench-smoke bench-k6 clean
+.PHONY: all build run test vet lint fmt unit fuzz interop testssl bench bench-smoke bench-k6 clean
 
 all: build
 
@@ -62,6 +62,14 @@ fuzz:
 # apt-get.
 interop:
 	bash .ci/interop.sh
+
+# A TLS scan: Debian's testssl.sh against sluice on its default TLS settings
+# and with min_version = "1.3", on loopback, with a certificate from a test
+# CA the scan trusts; fails on any finding MEDIUM or worse (about 4 minutes;
+# installs testssl.sh with apt-get if missing). JSON and text output go to
+# bin/testssl/.
+testssl: build
+	bash .ci/testssl.sh
 
 # The side-by-side benchmark against nginx, HAProxy and hitch (about 20
 # minutes); writes bench/results/latest.md and latest.svg.

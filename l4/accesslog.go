@@ -121,7 +121,7 @@ func (c *conn) level() slog.Level {
 		return slog.LevelDebug
 	}
 	switch c.reason {
-	case reasonIPConns, reasonIPRate:
+	case reasonIPConns, reasonIPRate, reasonHandshakeLimit:
 		// Counted, and summed up once a second by limitLogs.
 		return slog.LevelDebug
 	}

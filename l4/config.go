@@ -16,6 +16,12 @@ type Config struct {
 	// while /readyz already says 503, so that load balancers polling it
 	// stop sending before the listeners close. Default 0.
 	Grace Duration `toml:"grace"`
+	// MaxHandshakes bounds the TLS handshakes in progress at once in the
+	// process, so that a flood of them cannot starve established
+	// connections of CPU; a connection past it waits up to
+	// HandshakeQueueTimeout for a slot, then is closed. 0: no limit.
+	MaxHandshakes         int      `toml:"max_handshakes"`
+	HandshakeQueueTimeout Duration `toml:"handshake_queue_timeout"` // default 1s
 	// GCPercent is the Go garbage collector's target (GOGC): how far the
 	// heap may grow past live memory before a collection. Default
 	// DefaultGCPercent; the GOGC environment variable, when set, wins.
@@ -213,12 +219,15 @@ func (d Duration) or(def time.Duration) time.Duration {
 
 // Defaults for zero values in Config.
 const (
-	DefaultDrainTimeout     = 30 * time.Second
-	DefaultProxyTimeout     = 5 * time.Second
-	DefaultHandshakeTimeout = 10 * time.Second
-	DefaultConnectTimeout   = 5 * time.Second
-	DefaultFailTimeout      = 10 * time.Second
-	DefaultMaxFails         = 1
+	DefaultDrainTimeout = 30 * time.Second
+	// DefaultHandshakeQueueTimeout is how long a handshake waits for a
+	// slot under max_handshakes.
+	DefaultHandshakeQueueTimeout = time.Second
+	DefaultProxyTimeout          = 5 * time.Second
+	DefaultHandshakeTimeout      = 10 * time.Second
+	DefaultConnectTimeout        = 5 * time.Second
+	DefaultFailTimeout           = 10 * time.Second
+	DefaultMaxFails              = 1
 	// See TLSConfig.SessionTicketLifetime for why.
 	DefaultSessionTicketLifetime = time.Hour
 )

@@ -61,6 +61,9 @@ const (
 	// reasonLifetime: the connection reached the listener's
 	// max_connection_lifetime.
 	reasonLifetime = "max_connection_lifetime"
+	// reasonHandshakeLimit: no handshake slot came free in time (see
+	// Config.MaxHandshakes).
+	reasonHandshakeLimit = "max_handshakes"
 )
 
 // conn is one accepted connection on its way through the server.
@@ -258,9 +261,16 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		// more checked that sluice accepts: a health check.
 		silentProxy := s.AcceptProxy && len(prefix) == 0
 		prefix = nil
+		if err := c.handshakeSlot(ctx); err != nil {
+			splice.Abort(c.raw)
+			return nil, nil, nil, err
+		}
 		start := time.Now()
 		err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
 		c.handshake = time.Since(start)
+		if s.handshakes != nil {
+			s.handshakes.give()
+		}
 		if err != nil {
 			// A plain close: crypto/tls has queued its alert, which says
 			// why, and a reset could discard it.

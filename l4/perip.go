@@ -155,9 +155,10 @@ func (l *ipLimits) tracked() int {
 	return len(l.clients)
 }
 
-// limitLogs says how many connections each per-client limit refused, at
-// most once a second per limit: a client hammering a limit is what the
-// limit is for, and must not also fill the log. The zero value is ready.
+// limitLogs says how many connections each limit (per client, or
+// max_handshakes) refused, at most once a second per limit: a client
+// hammering a limit is what the limit is for, and must not also fill the
+// log. The zero value is ready.
 type limitLogs struct {
 	mu       sync.Mutex
 	byReason map[string]*rateLog
@@ -174,7 +175,7 @@ func (f *limitLogs) refused(s *Server, reason string, client net.Addr, now time.
 			context.AfterFunc(s.ctx, f.stop)
 		}
 		r = newRateLog(time.Second, 1, func(n int64) {
-			s.Logger.Warn("per-client limit refused connections", "listener", s.Name, "limit", reason, "refused", n)
+			s.Logger.Warn("limit refused connections", "listener", s.Name, "limit", reason, "refused", n)
 		})
 		if f.stopped {
 			r.stop()
@@ -183,7 +184,7 @@ func (f *limitLogs) refused(s *Server, reason string, client net.Addr, now time.
 	}
 	f.mu.Unlock()
 	if ok, n := r.allow(now); ok {
-		s.Logger.Warn("per-client limit refused connections", "listener", s.Name, "limit", reason,
+		s.Logger.Warn("limit refused connections", "listener", s.Name, "limit", reason,
 			"refused", n+1, "client", client.String())
 	}
 }
@@ -242,9 +243,10 @@ func (p *Proxy) clientLimits(name string) *ipLimits {
 	return l
 }
 
-// applyLimits puts the configuration's per-client limits to work, once
-// it is the one that serves.
-func (g *generation) applyLimits() {
+// applyLimits puts the configuration's per-client limits and its
+// max_handshakes to work, once it is the one that serves.
+func (g *generation) applyLimits(handshakes *connLimit) {
+	handshakes.setMax(g.cfg.MaxHandshakes)
 	for i, s := range g.servers {
 		if s.perIP != nil {
 			lc := &g.cfg.Listeners[i]

@@ -90,7 +90,7 @@ func TestMaxConnectionsPerIP(t *testing.T) {
 // waitRefusals waits until the warnings of limit add up to n refusals.
 func waitRefusals(t *testing.T, w *world, limit string, n int) {
 	t.Helper()
-	re := regexp.MustCompile(`msg="per-client limit refused connections" listener=test limit=` + limit + ` refused=(\d+)`)
+	re := regexp.MustCompile(`msg="limit refused connections" listener=test limit=` + limit + ` refused=(\d+)`)
 	deadline := time.Now().Add(testTimeout)
 	for {
 		total := 0
@@ -224,4 +224,33 @@ func TestMaxConnectionLifetime(t *testing.T) {
 		t.Errorf("closed after %v", d)
 	}
 	w.waitLog("msg=access", "reason=max_connection_lifetime")
+}
+
+// TestMaxHandshakes: with one handshake slot, a handshake that waits for
+// it longer than the queue timeout is closed with its reason, while the
+// one holding it completes; once it is free, handshakes go on.
+func TestMaxHandshakes(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.MaxHandshakes = 1
+	cfg.HandshakeQueueTimeout = Duration{100 * time.Millisecond}
+	cfg.Listeners[0].Deferred = new(bool) // accept before the first byte
+	_, addrs := w.serve(cfg)
+
+	// A client that has begun its handshake, and holds the slot while
+	// sluice waits for its ClientHello.
+	slow := dialFrom(t, "127.0.0.1", addrs[0])
+	slow.Write([]byte{0x16, 0x03, 0x01})
+	w.waitLog("msg=\"conn open\"", "listener=test")
+
+	if _, err := w.dialTLS(addrs[0], nil); err == nil {
+		t.Fatal("a handshake past max_handshakes completed")
+	}
+	w.waitLog("level=DEBUG msg=access", "reason=max_handshakes")
+	waitRefusals(t, w, "max_handshakes", 1)
+
+	slow.Close()
+	w.waitLog("msg=access", "reason=handshake")
+	c := w.mustDialTLS(addrs[0], nil)
+	echoes(t, c)
 }

@@ -33,6 +33,9 @@ type Proxy struct {
 	// perIP holds each listener's per-client counts, by listener name,
 	// across reloads (see clientLimits).
 	perIP map[string]*ipLimits
+	// handshakes bounds the handshakes in progress (max_handshakes),
+	// across reloads; its limit is the running configuration's.
+	handshakes *connLimit
 	// tickets holds the session ticket keys of every listener of every
 	// configuration, so that sessions resume across reloads.
 	tickets *tls.Config
@@ -70,20 +73,21 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	p := &Proxy{
-		logger:  logger,
-		pipes:   &splice.PipePool{},
-		buffers: &splice.BufferPool{},
-		ids:     NewConnIDs(),
-		metrics: NewMetrics(),
-		tickets: &tls.Config{},
-		fatal:   make(chan error, 1),
-		stopped: make(chan struct{}),
+		logger:     logger,
+		pipes:      &splice.PipePool{},
+		buffers:    &splice.BufferPool{},
+		ids:        NewConnIDs(),
+		metrics:    NewMetrics(),
+		handshakes: newConnLimit(0),
+		tickets:    &tls.Config{},
+		fatal:      make(chan error, 1),
+		stopped:    make(chan struct{}),
 	}
 	gen, err := p.build(cfg, nil)
 	if err != nil {
 		return nil, err
 	}
-	gen.applyLimits()
+	gen.applyLimits(p.handshakes)
 	p.gen = gen
 	p.publish()
 	return p, nil
@@ -153,7 +157,11 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 			IDs:              p.ids,
 			LogOpen:          lc.LogOpen,
 			MaxLifetime:      lc.MaxConnectionLifetime.Duration,
+			hsQueue:          cfg.HandshakeQueueTimeout.or(DefaultHandshakeQueueTimeout),
 			meter:            p.metrics.listener(name),
+		}
+		if cfg.MaxHandshakes > 0 {
+			s.handshakes = p.handshakes
 		}
 		if lc.MaxConnectionsPerIP > 0 || lc.RatePerIP > 0 {
 			// The values apply when the configuration does (applyLimits).

@@ -86,7 +86,7 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) (Changes, error) {
 		p.retired = append(p.retired, o)
 		go p.forget(o)
 	}
-	next.applyLimits()
+	next.applyLimits(p.handshakes)
 	p.gen = next
 	p.publish()
 	return changes(old.cfg, cfg), nil

@@ -75,6 +75,10 @@ type Server struct {
 	// limitLogs says, at most once a second per limit, how many clients
 	// a per-client limit refused.
 	limitLogs limitLogs
+	// handshakes bounds the TLS handshakes in progress in the process
+	// (max_handshakes), shared by every server; nil: no limit.
+	handshakes *connLimit
+	hsQueue    time.Duration // how long a handshake waits for a slot
 
 	initOnce  sync.Once
 	mu        sync.Mutex

@@ -82,6 +82,12 @@ func (c *Config) Validate() error {
 	default:
 		es.add("log.level", "unknown level %q: expected \"debug\", \"info\", \"warn\" or \"error\"", c.Log.Level)
 	}
+	if c.MaxHandshakes < 0 {
+		es.add("max_handshakes", "must not be negative (0 means no limit)")
+	}
+	if c.HandshakeQueueTimeout.Duration > 0 && c.MaxHandshakes == 0 {
+		es.add("handshake_queue_timeout", "set without max_handshakes: it would have no effect")
+	}
 
 	if c.GCPercent != nil && (*c.GCPercent < 10 || *c.GCPercent > 1000) {
 		es.add("gc_percent", "%d is out of range: expected 10 to 1000 (Go's default is 100)", *c.GCPercent)

@@ -212,7 +212,7 @@ address = "127.0.0.1:8443"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, grace, gc_percent, log, admin, listener, upstream)`},
+			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, log, admin, listener, upstream)`},
 		},
 		{
 			name: "unknown key in listener.tls",
@@ -971,7 +971,7 @@ alpn = ["h2"]
 client-auth = "none"
 `,
 			want: []string{
-				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, grace, gc_percent, log, admin, listener, upstream`,
+				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, log, admin, listener, upstream`,
 				`{{file}}:3: listener.adress: unknown key: did you mean "address"?`,
 				`{{file}}:6: listener.tls.client-auth: unknown key: did you mean "client_auth"?`,
 			},

@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -235,7 +234,7 @@ func ParseClientAuth(s string) (tls.ClientAuthType, error) {
 
 // LoadCertPool reads PEM CA certificates from file.
 func LoadCertPool(file string) (*x509.CertPool, error) {
-	pem, err := os.ReadFile(file)
+	pem, err := readPEM(file)
 	if err != nil {
 		return nil, fmt.Errorf("read CA file: %w", err)
 	}

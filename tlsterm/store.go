@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -147,11 +146,11 @@ func (s *Store) Reload() error {
 // file at fault. An expired certificate is an error, not a warning, so that
 // a reload keeps the current one: clients would refuse it anyway.
 func LoadCertificate(f CertFile) (*tls.Certificate, error) {
-	certPEM, err := os.ReadFile(f.Cert)
+	certPEM, err := readPEM(f.Cert)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
 	}
-	keyPEM, err := os.ReadFile(f.Key)
+	keyPEM, err := readPEM(f.Key)
 	if err != nil {
 		return nil, fmt.Errorf("load certificate %s with key %s: %w", f.Cert, f.Key, err)
 	}

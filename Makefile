@@ -7,6 +7,7 @@ BIN         := bin/sluice
 VERSION     ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS     := -s -w -X main.version=$(VERSION)
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+FUZZTIME    ?= 30s
 
 .PHONY: all build run test vet lint fmt unit fuzz interop testssl bench bench-smoke bench-k6 clean
 
@@ -49,13 +50,18 @@ lint:
 unit:
 	$(GO) test -race -count=1 -timeout 10m ./...
 
-# Short fuzzing runs of every parser fuzz target. FuzzPeekClientHello
-# minimizes each new input for 1 s, not the default 60 s: with hellos of up
-# to 2 KiB that would take up most of its 30 s.
+# Fuzzing runs of every parser fuzz target, FUZZTIME each (make fuzz
+# FUZZTIME=5m). Their seeds (testdata/fuzz and the f.Add calls) run in
+# make test. FuzzLoadConfig and FuzzPeekClientHello minimize each new input
+# for 1 s, not the default 60 s: with inputs of 1 to 2 KiB that would take
+# up most of a short run.
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzReadRequestHead -fuzztime 30s ./l4
-	$(GO) test -run '^$$' -fuzz FuzzScanKeyLines -fuzztime 30s ./cmd/sluice
-	$(GO) test -run '^$$' -fuzz FuzzPeekClientHello -fuzztime 30s -fuzzminimizetime 1s ./tlsterm
+	$(GO) test -run '^$$' -fuzz '^FuzzReadProxyHeader$$' -fuzztime $(FUZZTIME) ./l4
+	$(GO) test -run '^$$' -fuzz '^FuzzReadRequestHead$$' -fuzztime $(FUZZTIME) ./l4
+	$(GO) test -run '^$$' -fuzz '^FuzzPeekClientHello$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./tlsterm
+	$(GO) test -run '^$$' -fuzz '^FuzzScanKeyLines$$' -fuzztime $(FUZZTIME) ./cmd/sluice
+	$(GO) test -run '^$$' -fuzz '^FuzzCheckNesting$$' -fuzztime $(FUZZTIME) ./cmd/sluice
+	$(GO) test -run '^$$' -fuzz '^FuzzLoadConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./cmd/sluice
 
 # Real peers: nginx and HAProxy reading sluice's PROXY headers, HAProxy
 # sending them to sluice, a WebSocket upgrade; installs what is missing with

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -148,46 +147,16 @@ func clip(s string, max int) string {
 
 // failLogs holds a listener's rateLogs of connections that failed before
 // their relay, one per reason (a short, fixed list). The zero value is
-// ready. The rateLogs stop when the server's context ends, at the end of
-// Shutdown, after the last connection has logged.
-type failLogs struct {
-	mu       sync.Mutex
-	byReason map[string]*rateLog
-	stopped  bool
-}
+// ready.
+type failLogs struct{ reasonLogs }
 
 // allow applies the budget of reason's failures on s; see rateLog.allow.
 func (f *failLogs) allow(s *Server, reason string, level slog.Level) (ok bool, suppressed int64) {
-	f.mu.Lock()
-	r := f.byReason[reason]
-	if r == nil {
-		if f.byReason == nil {
-			f.byReason = make(map[string]*rateLog)
-			context.AfterFunc(s.ctx, f.stop)
-		}
-		r = newRateLog(failInterval, failBurst, func(n int64) {
+	r := f.get(s, reason, func() *rateLog {
+		return newRateLog(failInterval, failBurst, func(n int64) {
 			s.Logger.LogAttrs(context.Background(), level, "access lines suppressed",
 				slog.String("listener", s.Name), slog.String("reason", reason), slog.Int64("suppressed", n))
 		})
-		if f.stopped {
-			r.stop()
-		}
-		f.byReason[reason] = r
-	}
-	f.mu.Unlock()
+	})
 	return r.allow(time.Now())
-}
-
-// stop stops every rateLog, reporting what they hold.
-func (f *failLogs) stop() {
-	f.mu.Lock()
-	f.stopped = true
-	rs := make([]*rateLog, 0, len(f.byReason))
-	for _, r := range f.byReason {
-		rs = append(rs, r)
-	}
-	f.mu.Unlock()
-	for _, r := range rs {
-		r.stop()
-	}
 }

@@ -181,15 +181,17 @@ func (c *conn) finish(err error) {
 	if c.endLifetime != nil {
 		c.endLifetime()
 	}
-	if c.healthCheck {
-		c.srv.meter.healthCheck()
-	}
-	in, out := c.bytes()
-	c.srv.meter.ended(c, in, out)
-	c.logAccess(err)
 	if c.backend != nil {
 		c.backend.done()
 	}
+	if c.healthCheck {
+		c.srv.meter.healthCheck()
+	}
+	// Counted after everything else it releases, so that a scrape that
+	// sees the connection closed sees the rest of its end too.
+	in, out := c.bytes()
+	c.srv.meter.ended(c, in, out)
+	c.logAccess(err)
 	c.srv.connDone()
 }
 

@@ -1,7 +1,6 @@
 package l4
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -159,46 +158,18 @@ func (l *ipLimits) tracked() int {
 // max_handshakes) refused, at most once a second per limit: a client
 // hammering a limit is what the limit is for, and must not also fill the
 // log. The zero value is ready.
-type limitLogs struct {
-	mu       sync.Mutex
-	byReason map[string]*rateLog
-	stopped  bool
-}
+type limitLogs struct{ reasonLogs }
 
 // refused notes a connection from client refused by the limit reason.
 func (f *limitLogs) refused(s *Server, reason string, client net.Addr, now time.Time) {
-	f.mu.Lock()
-	r := f.byReason[reason]
-	if r == nil {
-		if f.byReason == nil {
-			f.byReason = make(map[string]*rateLog)
-			context.AfterFunc(s.ctx, f.stop)
-		}
-		r = newRateLog(time.Second, 1, func(n int64) {
+	r := f.get(s, reason, func() *rateLog {
+		return newRateLog(time.Second, 1, func(n int64) {
 			s.Logger.Warn("limit refused connections", "listener", s.Name, "limit", reason, "refused", n)
 		})
-		if f.stopped {
-			r.stop()
-		}
-		f.byReason[reason] = r
-	}
-	f.mu.Unlock()
+	})
 	if ok, n := r.allow(now); ok {
 		s.Logger.Warn("limit refused connections", "listener", s.Name, "limit", reason,
 			"refused", n+1, "client", client.String())
-	}
-}
-
-func (f *limitLogs) stop() {
-	f.mu.Lock()
-	f.stopped = true
-	rs := make([]*rateLog, 0, len(f.byReason))
-	for _, r := range f.byReason {
-		rs = append(rs, r)
-	}
-	f.mu.Unlock()
-	for _, r := range rs {
-		r.stop()
 	}
 }
 

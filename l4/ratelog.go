@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"context"
 	"sync"
 	"time"
 )
@@ -86,5 +87,48 @@ func (r *rateLog) stop() {
 	r.mu.Unlock()
 	if n > 0 {
 		r.flush(n)
+	}
+}
+
+// reasonLogs holds a listener's rateLogs, one per reason (a short, fixed
+// list), made on first use. They stop when the server's context ends, at
+// the end of Shutdown, after the last connection has logged. The zero
+// value is ready.
+type reasonLogs struct {
+	mu       sync.Mutex
+	byReason map[string]*rateLog
+	stopped  bool
+}
+
+// get returns reason's rateLog, made by mk the first time.
+func (f *reasonLogs) get(s *Server, reason string, mk func() *rateLog) *rateLog {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	r := f.byReason[reason]
+	if r == nil {
+		if f.byReason == nil {
+			f.byReason = make(map[string]*rateLog)
+			context.AfterFunc(s.ctx, f.stop)
+		}
+		r = mk()
+		if f.stopped {
+			r.stop()
+		}
+		f.byReason[reason] = r
+	}
+	return r
+}
+
+// stop stops every rateLog, reporting what they hold.
+func (f *reasonLogs) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	rs := make([]*rateLog, 0, len(f.byReason))
+	for _, r := range f.byReason {
+		rs = append(rs, r)
+	}
+	f.mu.Unlock()
+	for _, r := range rs {
+		r.stop()
 	}
 }

@@ -852,7 +852,7 @@ certificates = [
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:6: listener[0].tls.certificates[1]: load certificate {{dir}}/missing.pem with key {{dir}}/a.key: open {{dir}}/missing.pem: no such file or directory`},
+			want: []string{`{{file}}:6: listener[0].tls.certificates[1]: load certificate {{dir}}/missing.pem with key {{dir}}/a.key: stat {{dir}}/missing.pem: no such file or directory`},
 		},
 		{
 			name: "certificate file missing, array of tables",
@@ -864,7 +864,7 @@ key = "{{dir}}/a.key"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:3: listener[0].tls.certificates[0]: load certificate {{dir}}/missing.pem with key {{dir}}/a.key: open {{dir}}/missing.pem: no such file or directory`},
+			want: []string{`{{file}}:3: listener[0].tls.certificates[0]: load certificate {{dir}}/missing.pem with key {{dir}}/a.key: stat {{dir}}/missing.pem: no such file or directory`},
 		},
 		{
 			name: "certificate and key do not match",
@@ -928,8 +928,8 @@ client_ca = "{{dir}}/none.pem"
 upstream = "app"
 ` + upstreamApp,
 			want: []string{
-				`{{file}}:6: listener[0].tls.client_ca: read CA file: open {{dir}}/none.pem: no such file or directory`,
-				`{{file}}:4: listener[0].tls.certificates[0]: load certificate {{dir}}/a.pem with key {{dir}}/none.key: open {{dir}}/none.key: no such file or directory`,
+				`{{file}}:6: listener[0].tls.client_ca: read CA file: stat {{dir}}/none.pem: no such file or directory`,
+				`{{file}}:4: listener[0].tls.certificates[0]: load certificate {{dir}}/a.pem with key {{dir}}/none.key: stat {{dir}}/none.key: no such file or directory`,
 			},
 		},
 		{

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -78,6 +79,25 @@ func outOfDescriptorsChild(t *testing.T) {
 	free()
 	line := w.waitLog("msg=access", "reason=out_of_descriptors")
 	t.Log(line)
+	// The accepts that failed meanwhile are one episode: one warning as
+	// it began, and one line once accepts go a second without failing.
+	for len(fillers) > 0 {
+		free()
+	}
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved)
+	deadline := time.Now().Add(testTimeout)
+	for !strings.Contains(w.logs.String(), `msg="accept recovered"`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("no recovery line:\n%s", w.logs.String())
+		}
+		if c, err := net.Dial("tcp", addrs[0]); err == nil {
+			c.Close()
+		}
+		time.Sleep(50 * time.Millisecond) // connections a while apart, not a flood
+	}
+	if n := strings.Count(w.logs.String(), `msg="accept failed`); n != 1 {
+		t.Errorf("%d accept-failure warnings, want 1:\n%s", n, w.logs.String())
+	}
 	// Give the descriptors back before anything else needs one.
 	for len(fillers) > 0 {
 		free()

@@ -210,6 +210,13 @@ func (s *Server) Serve(ln net.Listener) error {
 	defer full.stop()
 
 	var backoff time.Duration
+	// An episode of failed accepts (no descriptor left, say) is one
+	// warning when it starts and one line when it is over, however long
+	// it lasts: not a line per retry. Out of descriptors, each one freed
+	// lets one accept through before the next fails, so an episode is
+	// over only once accepts have gone a second without failing.
+	var failures int64
+	var failingSince, lastFailure time.Time
 	wasFull := false
 	for {
 		if ok, wait := s.limit.take(); !ok {
@@ -245,7 +252,13 @@ func (s *Server) Serve(ln net.Listener) error {
 				return err
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			s.Logger.Warn("accept failed; retrying", "listener", s.Name, "error", err, "retry_in", backoff)
+			lastFailure = time.Now()
+			if failures == 0 {
+				failingSince = lastFailure
+				s.Logger.Warn("accept failed; retrying, from 5ms to 1s apart, until it succeeds; connections already accepted are served on",
+					"listener", s.Name, "error", err)
+			}
+			failures++
 			select {
 			case <-time.After(backoff):
 			case <-s.closing:
@@ -257,6 +270,11 @@ func (s *Server) Serve(ln net.Listener) error {
 			continue
 		}
 		backoff = 0
+		if failures > 0 && time.Since(lastFailure) >= time.Second {
+			s.Logger.Info("accept recovered", "listener", s.Name, "failures", failures,
+				"lasted", lastFailure.Sub(failingSince).Round(time.Millisecond))
+			failures = 0
+		}
 		// Count the conn under mu, where Shutdown closes s.closing: either it
 		// is counted before Shutdown waits, or it is refused. An Add racing
 		// with Wait could let Shutdown return with a conn still starting.

@@ -189,8 +189,7 @@ func (c *conn) finish(err error) {
 	}
 	// Counted after everything else it releases, so that a scrape that
 	// sees the connection closed sees the rest of its end too.
-	in, out := c.bytes()
-	c.srv.meter.ended(c, in, out)
+	c.srv.meter.ended(c)
 	c.logAccess(err)
 	c.srv.connDone()
 }

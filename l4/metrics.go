@@ -201,10 +201,11 @@ func (lm *listenerMeter) relaying(c *conn) {
 // (they move from the live count to the total in one step, so that a
 // scrape never sees them twice or not at all), and last its reason: a
 // scrape that sees the close counted sees the rest of it too.
-func (lm *listenerMeter) ended(c *conn, in, out int64) {
+func (lm *listenerMeter) ended(c *conn) {
 	if lm == nil {
 		return
 	}
+	in, out := c.bytes()
 	lm.duration.Update(time.Since(c.start).Seconds())
 	lm.mu.Lock()
 	lm.open--

@@ -87,11 +87,11 @@ func (p *Proxy) WriteMetrics(w io.Writer) {
 		}
 	}
 
+	parked := 0
 	if v.parker != nil {
-		s.NewGauge("sluice_relay_parked_directions", nil).Set(float64(v.parker.Parked()))
-	} else {
-		s.NewGauge("sluice_relay_parked_directions", nil).Set(0)
+		parked = v.parker.Parked()
 	}
+	s.NewGauge("sluice_relay_parked_directions", nil).Set(float64(parked))
 	ps := p.pipes.Stats()
 	s.NewGauge("sluice_relay_pipes_in_use", nil).Set(float64(ps.InUse))
 	s.NewGauge("sluice_relay_pipes_open", nil).Set(float64(ps.Open))

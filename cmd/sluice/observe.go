@@ -185,7 +185,7 @@ func (o *observer) adminFile() (key string, f *os.File, err error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	fl, ok := o.ln.(interface{ File() (*os.File, error) })
-	if o.ln == nil || !ok {
+	if !ok { // no admin listener
 		return "", nil, nil
 	}
 	f, err = fl.File()

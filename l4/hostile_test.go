@@ -10,9 +10,10 @@ import (
 )
 
 // TestByteAtATime: a client that sends its PROXY header, and then its
-// ClientHello, one byte per segment is served like any other, on a
-// terminating listener behind a proxy and on a passthrough one, within the
-// phases' deadlines; a second client meanwhile is not held up by it.
+// ClientHello, one byte per segment is served like any other on a
+// terminating listener behind a proxy; a second client meanwhile is not
+// held up by it. (TestPassthroughSplitHello does the same for a
+// passthrough listener.)
 func TestByteAtATime(t *testing.T) {
 	t.Run("proxy header then handshake", func(t *testing.T) {
 		w := newWorld(t)
@@ -46,29 +47,6 @@ func TestByteAtATime(t *testing.T) {
 			t.Errorf("backend saw %v, want %v", h.SourceAddr, src)
 		}
 		c.Close()
-	})
-	t.Run("passthrough hello", func(t *testing.T) {
-		w := newWorld(t)
-		a := w.tlsBackend("a.example")
-		_, addrs := w.serve(passthroughConfig(nil, []RouteConfig{
-			{Name: "a", SNI: []string{"a.example"}, Mode: "passthrough", Upstream: "a"},
-		}, UpstreamConfig{Name: "a", Servers: []string{a.addr()}}))
-		raw, err := net.DialTimeout("tcp", addrs[0], testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer raw.Close()
-		raw.(*net.TCPConn).SetNoDelay(true)
-		raw.SetDeadline(time.Now().Add(testTimeout))
-		c := tls.Client(splitConn{raw, 1}, &tls.Config{ServerName: "a.example", RootCAs: w.pool})
-		if err := c.Handshake(); err != nil {
-			t.Fatalf("handshake one byte at a time: %v", err)
-		}
-		if got := readLine(t, c); got != "a.example" {
-			t.Fatalf("backend said %q", got)
-		}
-		c.Close()
-		w.waitLog("msg=access", "mode=passthrough", "route=a")
 	})
 }
 

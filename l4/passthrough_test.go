@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -125,27 +126,34 @@ func (s splitConn) Write(p []byte) (int, error) {
 
 // TestPassthroughSplitHello: a ClientHello that arrives in many small TCP
 // segments still routes.
+// TestPassthroughSplitHello: a ClientHello in small segments, down to one
+// byte each, is routed like a whole one.
 func TestPassthroughSplitHello(t *testing.T) {
-	w := newWorld(t)
-	a := w.tlsBackend("a.example")
-	_, addrs := w.serve(passthroughConfig(nil, []RouteConfig{
-		{Name: "a", SNI: []string{"a.example"}, Mode: "passthrough", Upstream: "a"},
-	}, UpstreamConfig{Name: "a", Servers: []string{a.addr()}}))
-	raw, err := net.DialTimeout("tcp", addrs[0], testTimeout)
-	if err != nil {
-		t.Fatal(err)
+	for _, n := range []int{3, 1} {
+		t.Run(strconv.Itoa(n)+" bytes a segment", func(t *testing.T) {
+			w := newWorld(t)
+			a := w.tlsBackend("a.example")
+			_, addrs := w.serve(passthroughConfig(nil, []RouteConfig{
+				{Name: "a", SNI: []string{"a.example"}, Mode: "passthrough", Upstream: "a"},
+			}, UpstreamConfig{Name: "a", Servers: []string{a.addr()}}))
+			raw, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer raw.Close()
+			raw.(*net.TCPConn).SetNoDelay(true)
+			raw.SetDeadline(time.Now().Add(testTimeout))
+			c := tls.Client(splitConn{raw, n}, &tls.Config{ServerName: "a.example", RootCAs: w.pool})
+			if err := c.Handshake(); err != nil {
+				t.Fatalf("handshake: %v", err)
+			}
+			if got := readLine(t, c); got != "a.example" {
+				t.Fatalf("backend said %q", got)
+			}
+			c.Close()
+			w.waitLog("msg=access", "mode=passthrough", "route=a")
+		})
 	}
-	defer raw.Close()
-	raw.(*net.TCPConn).SetNoDelay(true)
-	raw.SetDeadline(time.Now().Add(testTimeout))
-	c := tls.Client(splitConn{raw, 3}, &tls.Config{ServerName: "a.example", RootCAs: w.pool})
-	if err := c.Handshake(); err != nil {
-		t.Fatalf("handshake: %v", err)
-	}
-	if got := readLine(t, c); got != "a.example" {
-		t.Fatalf("backend said %q", got)
-	}
-	c.Close()
 }
 
 // TestPassthroughBadHello: what is not a usable ClientHello is refused with

@@ -18,6 +18,9 @@ type endpoint struct {
 	sock syscall.RawConn
 	raw  bool       // conn is the socket itself: nothing buffered above it
 	tr   *Transport // conn is a *tls.Conn over tr
+	// tcp is the socket beneath conn, if any, to ask its state (see
+	// resetSeen): sock, or that of a *tls.Conn over a bare socket.
+	tcp syscall.RawConn
 	// finSent: the relay has half-closed conn (see resetSeen); eofSeen:
 	// conn's own stream has ended cleanly.
 	finSent, eofSeen atomic.Bool
@@ -27,12 +30,14 @@ type endpoint struct {
 func (e *endpoint) init(c net.Conn) {
 	e.conn = c
 	if rc := rawSocket(c); rc != nil {
-		e.sock, e.raw = rc, true
+		e.sock, e.tcp, e.raw = rc, rc, true
 		return
 	}
 	if tc, ok := c.(*tls.Conn); ok {
 		if tr, ok := tc.NetConn().(*Transport); ok && tr.sock != nil {
-			e.sock, e.tr = tr.sock, tr
+			e.sock, e.tcp, e.tr = tr.sock, tr.sock, tr
+		} else {
+			e.tcp = rawSocket(tc.NetConn())
 		}
 	}
 }
@@ -192,7 +197,7 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 // srcEnded says how the source's stream ended when a read found its end
 // (io.EOF; from crypto/tls, io.ErrUnexpectedEOF too).
 func (h *half) srcEnded(rerr error) End {
-	if h.src.sock != nil && !h.src.finSent.Load() && resetSeen(h.src.sock) {
+	if h.src.tcp != nil && !h.src.finSent.Load() && resetSeen(h.src.tcp) {
 		return EndReset
 	}
 	if rerr != io.EOF || (h.src.tr != nil && h.src.tr.eof) {

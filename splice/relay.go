@@ -302,6 +302,12 @@ func (r *relay) touchAt(now time.Time) { r.last.Store(now.UnixNano()) }
 // quiet is how long nothing has moved in either direction.
 func (r *relay) quiet() time.Duration { return time.Since(time.Unix(0, r.last.Load())) }
 
+func (r *relay) isClosed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.closed
+}
+
 // closeBoth closes both connections cleanly, once both directions ended
 // with EOF.
 func (r *relay) closeBoth() { r.once.Do(func() { r.closeConns(net.Conn.Close) }) }
@@ -348,7 +354,11 @@ func (r *relay) finish(h *half, res halfResult) {
 	// other direction; the order of the calls alone cannot tell who was
 	// first.
 	res.rank = r.stopped.Add(1)
-	if res.eof() {
+	// An end found after the relay began closing is no news: the read may
+	// have met a reset whose error the other direction took, on a socket
+	// closed before resetSeen could ask its state. Half-closing dst then
+	// would show its peer a clean end ahead of the abort's RST.
+	if res.eof() && !r.isClosed() {
 		// Clean EOF from the source: tell the destination we are done
 		// writing. From now on the remaining direction, which reads from
 		// dst, runs under the half-close timeout; shorten the deadline it

@@ -76,6 +76,7 @@ type conn struct {
 	client, local net.Addr // as learnt from PROXY, else the socket's
 	tls           *tlsterm.Info
 	hello         *tlsterm.Hello // the ClientHello of a passthrough connection
+	notTLS        bool           // a listener that peeks found no TLS: plain routes only
 	peeked        []byte         // bytes read by the peek, for the backend
 	headBuf       *[]byte        // the pooled buffer peeked points into
 	route         *Route
@@ -238,6 +239,7 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 		switch {
 		case errors.Is(err, tlsterm.ErrNotTLS) && s.TLSConfig == nil:
 			// Not TLS on a plain listener: the plain routes decide.
+			c.notTLS = true
 		case err != nil:
 			splice.Abort(c.raw)
 			c.reason = reasonHello
@@ -425,6 +427,9 @@ func (c *conn) selectRoute(cur net.Conn, prefix *[]byte) (*Route, error) {
 	case peekErr != nil:
 		c.reason = reasonPeek
 		return nil, peekErr
+	case r == nil && c.notTLS:
+		c.reason = reasonNoRoute
+		return nil, fmt.Errorf("%w: the stream is not TLS, and no route takes plain TCP", ErrNoRoute)
 	case r == nil:
 		c.reason = reasonNoRoute
 		return nil, ErrNoRoute

@@ -504,3 +504,56 @@ func TestTrusted(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyInGarbageAfterHeader: a valid PROXY header followed by bytes
+// that are not TLS ends that connection with the next phase's reason,
+// under the header's client address, and the listener serves the next
+// client.
+func TestProxyInGarbageAfterHeader(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		passthrough bool
+		reason      string
+	}{
+		{"terminate", false, "reason=handshake"},
+		// A stream that is not TLS goes to a passthrough listener's plain
+		// routes, and this one has none.
+		{"passthrough", true, `reason=no_route error="l4: no route: the stream is not TLS`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w := newWorld(t)
+			b, got := ppBackend(w)
+			cfg := ppProxyInConfig(w, b.addr(), "v2", "127.0.0.0/8")
+			if tc.passthrough {
+				l := &cfg.Listeners[0]
+				l.TLS = nil
+				l.Routes = []RouteConfig{{Name: "pass", Mode: "passthrough", Upstream: cfg.Upstreams[0].Name}}
+			}
+			_, addrs := w.serve(cfg)
+
+			c := ppDial(t, addrs[0])
+			garbage := append(ppFormat(t, proxyproto.HeaderProxyFromAddrs(2, ppSrc, ppDst)), "GET / HTTP/1.1\r\nHost: x\r\n\r\n\x00\xff"...)
+			if _, err := c.Write(garbage); err != nil {
+				t.Fatalf("write: %v", err)
+			}
+			expectClosed(t, c)
+			w.waitLog("msg=access", "client="+ppSrc.String(), tc.reason)
+			select {
+			case bc := <-b.conns:
+				t.Errorf("backend got a connection from %v", bc.RemoteAddr())
+			default:
+			}
+			if tc.passthrough {
+				return // the backend speaks no TLS: the next client is TestPassthroughBadHello's
+			}
+			// The next client is served.
+			tc, err := ppDialTLS(w, addrs[0], ppFormat(t, proxyproto.HeaderProxyFromAddrs(2, ppSrc, ppDst)), false)
+			if err != nil {
+				t.Fatalf("handshake after a client's garbage: %v", err)
+			}
+			defer tc.Close()
+			ppEcho(t, tc, "still serving")
+			ppHeader(t, got)
+		})
+	}
+}

@@ -44,6 +44,13 @@ func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, [
 	case err != nil:
 		return nil, nil, fmt.Errorf("read PROXY header: %w", err)
 	}
+	if h.Command.IsProxy() && h.TransportProtocol.IsDatagram() {
+		// A stream announced as UDP is a proxy's mistake or a forgery;
+		// taken as it is, it would reach backends as UDP in the header
+		// sluice sends and escape the per-client limits, which count IPs
+		// of streams.
+		return nil, nil, fmt.Errorf("read PROXY header: it announces a datagram (UDP or unix datagram) connection, and this listener takes streams")
+	}
 	var rest []byte
 	if n := br.Buffered(); n > 0 {
 		b, _ := br.Peek(n)

@@ -557,3 +557,34 @@ func TestProxyInGarbageAfterHeader(t *testing.T) {
 		})
 	}
 }
+
+// TestProxyInDatagramRefused: a PROXY v2 header that announces a UDP
+// connection on a TCP listener is refused, and one announcing a unix
+// stream (HAProxy's, for a client of its own unix socket) is accepted.
+func TestProxyInDatagramRefused(t *testing.T) {
+	w := newWorld(t)
+	b, got := ppBackend(w)
+	_, addrs := w.serve(ppProxyInConfig(w, b.addr(), "v2", "127.0.0.0/8"))
+
+	udp := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UDPv4,
+		SourceAddr: &net.UDPAddr{IP: ppSrc.IP, Port: ppSrc.Port}, DestinationAddr: &net.UDPAddr{IP: ppDst.IP, Port: ppDst.Port}}
+	c := ppDial(t, addrs[0])
+	if _, err := c.Write(ppFormat(t, udp)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
+	line := w.waitLog("msg=access", "reason=proxy_header")
+	if want := `error="read PROXY header: it announces a datagram`; !strings.Contains(line, want) {
+		t.Errorf("access line lacks %q: %s", want, line)
+	}
+
+	unix := &proxyproto.Header{Version: 2, Command: proxyproto.PROXY, TransportProtocol: proxyproto.UnixStream,
+		SourceAddr: &net.UnixAddr{Net: "unix", Name: "/run/client.sock"}, DestinationAddr: &net.UnixAddr{Net: "unix", Name: "/run/haproxy.sock"}}
+	tc, err := ppDialTLS(w, addrs[0], ppFormat(t, unix), false)
+	if err != nil {
+		t.Fatalf("handshake after a unix-stream header: %v", err)
+	}
+	defer tc.Close()
+	ppEcho(t, tc, "unix stream")
+	ppHeader(t, got)
+}

@@ -21,6 +21,9 @@ var (
 	ErrNoProxyHeader  = errors.New("l4: no PROXY header")
 )
 
+// errDatagramHeader refuses a PROXY header for a datagram connection.
+var errDatagramHeader = errors.New("it announces a datagram connection (UDP or unix datagram), and this listener takes streams")
+
 // readProxyHeader reads the PROXY v1 or v2 header a trusted load balancer
 // must send first, within timeout. It returns the header and a copy of the
 // bytes the reader buffered past it: the start of the client's stream.
@@ -49,7 +52,7 @@ func readProxyHeader(raw net.Conn, timeout time.Duration) (*proxyproto.Header, [
 		// taken as it is, it would reach backends as UDP in the header
 		// sluice sends and escape the per-client limits, which count IPs
 		// of streams.
-		return nil, nil, fmt.Errorf("read PROXY header: it announces a datagram (UDP or unix datagram) connection, and this listener takes streams")
+		return nil, nil, fmt.Errorf("read PROXY header: %w", errDatagramHeader)
 	}
 	var rest []byte
 	if n := br.Buffered(); n > 0 {

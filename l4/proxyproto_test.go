@@ -574,7 +574,7 @@ func TestProxyInDatagramRefused(t *testing.T) {
 	}
 	expectClosed(t, c)
 	line := w.waitLog("msg=access", "reason=proxy_header")
-	if want := `error="read PROXY header: it announces a datagram`; !strings.Contains(line, want) {
+	if want := `error="read PROXY header: it announces a datagram connection`; !strings.Contains(line, want) {
 		t.Errorf("access line lacks %q: %s", want, line)
 	}
 

@@ -1,6 +1,7 @@
 package l4
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -209,5 +210,51 @@ func TestAccessLineTimesAndOpenLine(t *testing.T) {
 		if !regexp.MustCompile(re).MatchString(access) {
 			t.Errorf("access line lacks %s: %s", re, access)
 		}
+	}
+}
+
+// TestSuppressedCountedAtShutdown: the count of access lines suppressed in
+// the last second is logged before Shutdown returns, so that a process
+// exiting right after it does not lose it.
+func TestSuppressedCountedAtShutdown(t *testing.T) {
+	w := newWorld(t)
+	p, addrs := w.serve(w.simple(w.backend(echo).addr()))
+	const total = 3 * failBurst
+	for i := range total {
+		c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.SetDeadline(time.Now().Add(testTimeout))
+		c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+		if _, err := io.Copy(io.Discard, c); err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				t.Fatalf("conn %d was not closed: %v", i, err)
+			}
+		}
+		c.Close()
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	if err := p.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	logs, _ := w.logs.snapshot()
+	var lines, suppressed int
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "reason=handshake") {
+			continue
+		}
+		if strings.Contains(l, "msg=access ") {
+			lines++
+		}
+		if m := suppressedAttr.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			suppressed += n
+		}
+	}
+	if lines+suppressed != total {
+		t.Errorf("when Shutdown returned: %d access lines and %d suppressed, want %d in all", lines, suppressed, total)
 	}
 }

@@ -381,13 +381,19 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.conns.Wait()
 		close(done)
 	}()
+	var err error
 	select {
 	case <-done:
-		s.cancel()
-		return nil
 	case <-ctx.Done():
+		err = ctx.Err()
 		s.cancel()
 		<-done
-		return ctx.Err()
 	}
+	s.cancel()
+	// The counts of suppressed lines are the last words of the listener,
+	// logged before Shutdown returns: left to the context's AfterFunc,
+	// they raced the process's exit and were often lost.
+	s.failLogs.stop()
+	s.limitLogs.stop()
+	return err
 }

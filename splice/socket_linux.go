@@ -168,9 +168,9 @@ func rawSocket(c net.Conn) syscall.RawConn {
 // of its stream was in fact reset. A socket reports a RST's error once, to
 // whichever call comes first (a write in the other direction, say); reads
 // after it find an end of stream, as for a FIN. The state tells them
-// apart: a FIN leaves the socket in CLOSE_WAIT, a RST in CLOSE. It is
-// only asked before sluice has sent its own FIN on the socket, after which
-// CLOSE is also where a clean end leads.
+// apart: a FIN leaves the socket in CLOSE_WAIT, a RST in CLOSE. Its
+// answer counts only if sluice had not sent its own FIN on the socket when
+// it was asked, after which CLOSE is also where a clean end leads.
 func resetSeen(rc syscall.RawConn) bool {
 	var state uint8
 	control(rc, func(fd int) error {

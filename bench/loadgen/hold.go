@@ -12,9 +12,13 @@ import (
 
 // holdReport is the JSON of the DONE line of hold mode.
 type holdReport struct {
-	ClosedByPeer int     `json:"closed_by_peer"` // closed by the terminator while held
-	HeldSeconds  float64 `json:"held_seconds"`   // from READY to closing
-	TimedOut     bool    `json:"timed_out"`      // -timeout expired before stdin's EOF
+	ClosedByPeer int `json:"closed_by_peer"` // closed by the terminator while held
+	// How long after it opened a connection was closed by the terminator:
+	// the median and the longest, in seconds (absent if none was).
+	PeerCloseP50 float64 `json:"peer_close_p50_s,omitempty"`
+	PeerCloseMax float64 `json:"peer_close_max_s,omitempty"`
+	HeldSeconds  float64 `json:"held_seconds"` // from READY to closing
+	TimedOut     bool    `json:"timed_out"`    // -timeout expired before stdin's EOF
 }
 
 // runHold is hold mode (S4): it opens cfg.conns TLS connections to
@@ -36,13 +40,15 @@ func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 	conns := make([]net.Conn, cfg.conns)
 	var closing atomic.Bool // set before we close the connections ourselves
 	var byPeer atomic.Int64
+	var peerClose histogram // lifetimes of the connections the peer closed
 	var readers sync.WaitGroup
-	watch := func(c net.Conn) {
+	watch := func(c net.Conn, opened time.Time) {
 		var b [1]byte
 		for {
 			if _, err := c.Read(b[:]); err != nil {
 				if !closing.Load() {
 					byPeer.Add(1)
+					peerClose.record(time.Since(opened))
 				}
 				return
 			}
@@ -60,7 +66,8 @@ func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 			return err
 		}
 		conns[i] = c
-		readers.Go(func() { watch(c) })
+		opened := time.Now()
+		readers.Go(func() { watch(c, opened) })
 		return nil
 	})
 	closeAll := func() {
@@ -93,6 +100,8 @@ func runHold(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 	closeAll()
 	return writeTagged(stdout, "DONE", holdReport{
 		ClosedByPeer: int(byPeer.Load()),
+		PeerCloseP50: round3(peerClose.quantile(0.5).Seconds()),
+		PeerCloseMax: round3(peerClose.maximum().Seconds()),
 		HeldSeconds:  round3(held.Seconds()),
 		TimedOut:     timedOut,
 	})

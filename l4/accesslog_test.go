@@ -108,17 +108,12 @@ func TestAccessLineOfHugeHelloIsBounded(t *testing.T) {
 
 var suppressedAttr = regexp.MustCompile(`\bsuppressed=(\d+)`)
 
-// TestFailedHandshakesRateLimited: a burst of 100 failed handshakes on one
-// listener logs the budget in full and counts the rest; the counts, on the
-// next line of the kind or on a line of their own when the burst stops,
-// add up to 100.
-func TestFailedHandshakesRateLimited(t *testing.T) {
-	w := newWorld(t)
-	_, addrs := w.serve(w.simple(w.backend(echo).addr()))
-	const total = 100
-	start := time.Now()
-	for i := range total {
-		c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
+// failHandshakes makes n connections to addr that fail their handshake
+// (plain HTTP on a TLS listener), one after the other.
+func failHandshakes(t *testing.T, addr string, n int) {
+	t.Helper()
+	for i := range n {
+		c, err := net.DialTimeout("tcp", addr, testTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -132,6 +127,36 @@ func TestFailedHandshakesRateLimited(t *testing.T) {
 		}
 		c.Close()
 	}
+}
+
+// countReason counts, in logs, the access lines of reason and the
+// suppressed lines of that reason that other lines report.
+func countReason(logs, reason string) (lines, suppressed int) {
+	for _, l := range strings.Split(logs, "\n") {
+		if !strings.Contains(l, "reason="+reason) {
+			continue
+		}
+		if strings.Contains(l, "msg=access ") {
+			lines++
+		}
+		if m := suppressedAttr.FindStringSubmatch(l); m != nil {
+			n, _ := strconv.Atoi(m[1])
+			suppressed += n
+		}
+	}
+	return lines, suppressed
+}
+
+// TestFailedHandshakesRateLimited: a burst of 100 failed handshakes on one
+// listener logs the budget in full and counts the rest; the counts, on the
+// next line of the kind or on a line of their own when the burst stops,
+// add up to 100.
+func TestFailedHandshakesRateLimited(t *testing.T) {
+	w := newWorld(t)
+	_, addrs := w.serve(w.simple(w.backend(echo).addr()))
+	const total = 100
+	start := time.Now()
+	failHandshakes(t, addrs[0], total)
 	burst := time.Since(start)
 
 	// Wait for the counts to add up: the last ones come from the flush
@@ -141,19 +166,7 @@ func TestFailedHandshakesRateLimited(t *testing.T) {
 	var lines, suppressed int
 	for {
 		logs, changed := w.logs.snapshot()
-		lines, suppressed = 0, 0
-		for _, l := range strings.Split(logs, "\n") {
-			if !strings.Contains(l, "reason=handshake") {
-				continue
-			}
-			if strings.Contains(l, "msg=access ") {
-				lines++
-			}
-			if m := suppressedAttr.FindStringSubmatch(l); m != nil {
-				n, _ := strconv.Atoi(m[1])
-				suppressed += n
-			}
-		}
+		lines, suppressed = countReason(logs, "handshake")
 		if lines+suppressed >= total {
 			break
 		}
@@ -220,40 +233,14 @@ func TestSuppressedCountedAtShutdown(t *testing.T) {
 	w := newWorld(t)
 	p, addrs := w.serve(w.simple(w.backend(echo).addr()))
 	const total = 3 * failBurst
-	for i := range total {
-		c, err := net.DialTimeout("tcp", addrs[0], testTimeout)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c.SetDeadline(time.Now().Add(testTimeout))
-		c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
-		if _, err := io.Copy(io.Discard, c); err != nil {
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				t.Fatalf("conn %d was not closed: %v", i, err)
-			}
-		}
-		c.Close()
-	}
+	failHandshakes(t, addrs[0], total)
 	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
 	defer cancel()
 	if err := p.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	logs, _ := w.logs.snapshot()
-	var lines, suppressed int
-	for _, l := range strings.Split(logs, "\n") {
-		if !strings.Contains(l, "reason=handshake") {
-			continue
-		}
-		if strings.Contains(l, "msg=access ") {
-			lines++
-		}
-		if m := suppressedAttr.FindStringSubmatch(l); m != nil {
-			n, _ := strconv.Atoi(m[1])
-			suppressed += n
-		}
-	}
+	lines, suppressed := countReason(logs, "handshake")
 	if lines+suppressed != total {
 		t.Errorf("when Shutdown returned: %d access lines and %d suppressed, want %d in all", lines, suppressed, total)
 	}

@@ -3,7 +3,6 @@ package main
 import (
 	"io"
 	"net"
-	"sync"
 	"testing"
 	"time"
 )
@@ -101,24 +100,7 @@ func startTCPServer(t *testing.T, serve func(*net.TCPConn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
-	wg.Go(func() {
-		for {
-			c, err := ln.AcceptTCP()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				serve(c)
-			})
-		}
-	})
-	return ln.Addr().String()
+	return serveOn(t, ln, func(c net.Conn) { serve(c.(*net.TCPConn)) })
 }
 
 func TestClassify(t *testing.T) {

@@ -223,6 +223,14 @@ func startTLSServer(t *testing.T, serve func(net.Conn)) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveOn(t, ln, serve)
+}
+
+// serveOn accepts on ln until the test ends and runs serve on each
+// connection in a goroutine, closing it afterwards; it returns ln's
+// address.
+func serveOn(t *testing.T, ln net.Listener, serve func(net.Conn)) string {
+	t.Helper()
 	var wg sync.WaitGroup
 	t.Cleanup(func() {
 		ln.Close()

@@ -1,23 +1,19 @@
 package main
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
 	"time"
+
+	"sluice/tlsterm"
 )
 
-// testCert is a self-signed ECDSA P-256 certificate, generated for one run.
-// It is its own root: a client trusts it by putting it in RootCAs.
+// testCert is a self-signed certificate, generated for one run. It is its
+// own root: a client trusts it by putting it in RootCAs.
 type testCert struct {
 	certPEM, keyPEM []byte
 	pair            tls.Certificate
@@ -25,50 +21,23 @@ type testCert struct {
 }
 
 // newTestCert makes a certificate for names (DNS names or IP addresses),
-// valid 90 days so that sluice's "expires soon" warning stays quiet.
+// as sluice makes its own default one.
 func newTestCert(names ...string) (*testCert, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	pair, err := tlsterm.SelfSigned(names, time.Now())
 	if err != nil {
-		return nil, fmt.Errorf("generate key: %w", err)
+		return nil, err
 	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(time.Now().UnixNano()),
-		Subject:               pkix.Name{CommonName: names[0]},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(90 * 24 * time.Hour),
-		KeyUsage:              x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:           []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	for _, n := range names {
-		if ip := net.ParseIP(n); ip != nil {
-			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
-		} else {
-			tmpl.DNSNames = append(tmpl.DNSNames, n)
-		}
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		return nil, fmt.Errorf("create certificate: %w", err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	keyDER, err := x509.MarshalPKCS8PrivateKey(pair.PrivateKey)
 	if err != nil {
 		return nil, fmt.Errorf("marshal key: %w", err)
 	}
 	c := &testCert{
-		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		certPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: pair.Certificate[0]}),
 		keyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		pair:    *pair,
 		pool:    x509.NewCertPool(),
 	}
-	if c.pair, err = tls.X509KeyPair(c.certPEM, c.keyPEM); err != nil {
-		return nil, fmt.Errorf("load certificate: %w", err)
-	}
-	leaf, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("parse certificate: %w", err)
-	}
-	c.pool.AddCert(leaf)
+	c.pool.AddCert(pair.Leaf)
 	return c, nil
 }
 

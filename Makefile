@@ -10,7 +10,7 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 DURATION    ?= 2m
 
-.PHONY: all build run test vet lint fmt unit fuzz interop testssl soak attack attack-smoke bench bench-smoke bench-k6 clean
+.PHONY: all build run test vet lint fmt unit fuzz test-ktls interop testssl soak attack attack-smoke bench bench-smoke bench-k6 clean
 
 all: build
 
@@ -63,6 +63,15 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzScanKeyLines$$' -fuzztime $(FUZZTIME) ./cmd/sluice
 	$(GO) test -run '^$$' -fuzz '^FuzzCheckNesting$$' -fuzztime $(FUZZTIME) ./cmd/sluice
 	$(GO) test -run '^$$' -fuzz '^FuzzLoadConfig$$' -fuzztime $(FUZZTIME) -fuzzminimizetime 1s ./cmd/sluice
+
+# tlsterm's kernel-TLS tests inside real Debian kernels under qemu (TCG;
+# this machine's kernel has no kTLS): bookworm's 6.1 cloud kernel and the
+# newest trixie-backports one (6.14 and later rekey). Installs qemu, cpio
+# and kmod with apt-get when missing; kernels are cached in bin/ktls-vm/
+# (about 15 s warm, a minute cold). KTLS_KERNELS, KTLS_RUN and KTLS_TIMEOUT
+# choose kernels, tests and the bound (see .ci/ktls-vm.sh).
+test-ktls:
+	bash .ci/ktls-vm.sh
 
 # Real peers: nginx and HAProxy reading sluice's PROXY headers, HAProxy
 # sending them to sluice, a WebSocket upgrade; installs what is missing with

@@ -40,6 +40,7 @@ type handOverCase struct {
 	tickets   bool   // the client keeps a session cache, so TLS 1.3 servers send tickets
 	noAES     bool   // run in a child with GODEBUG=cpu.aes=off: Go then prefers ChaCha20 in TLS 1.3
 	seqOffset int    // added to TX.Seq: a negative control when not 0
+	resume    bool   // TestKernelTLSHandOver: a second connection resumes the first's session
 }
 
 var handOverCases = []handOverCase{
@@ -212,35 +213,11 @@ type serverResult struct {
 	err        error
 }
 
-// serveHandOver is the server: handshake over a RecordConn, one write by
-// crypto/tls, Prepare, then the kernel's part played by kernelSim on the
-// raw socket.
+// serveHandOver is the server: prepareHandOver, then the kernel's part
+// played by kernelSim on the raw socket.
 func serveHandOver(ln net.Listener, cfg *tls.Config, seqOffset, clientRecords int, done chan<- serverResult) {
-	var res serverResult
+	res := prepareHandOver(ln, cfg)
 	defer func() { done <- res }()
-	raw, err := ln.Accept()
-	if err != nil {
-		res.err = err
-		return
-	}
-	res.raw = raw
-	raw.SetDeadline(time.Now().Add(testTimeout))
-	res.wire = &wireRecorder{Conn: raw}
-	rc := NewRecordConn(res.wire)
-	tc := tls.Server(rc, cfg)
-	if res.err = tc.Handshake(); res.err != nil {
-		return
-	}
-	if _, res.err = tc.Write(userspaceMsg); res.err != nil {
-		return
-	}
-	res.cs = tc.ConnectionState()
-	if res.cs.Version == tls.VersionTLS12 {
-		s, _ := rc.log.secrets()
-		sr, _ := serverRandom(rc.out.records)
-		res.ekm = prf12(suiteHash(res.cs), s.master, "EXPERIMENTAL sluice", append(bytes.Clone(s.clientRandom), sr...), 32)
-	}
-	res.keys, res.err = rc.Prepare(res.cs)
 	if res.err != nil {
 		return
 	}
@@ -274,6 +251,36 @@ func serveHandOver(ln net.Listener, cfg *tls.Config, seqOffset, clientRecords in
 		}
 		res.fromClient = append(res.fromClient, pt)
 	}
+}
+
+// prepareHandOver accepts the next connection on ln and runs the server up
+// to the hand-over: the handshake over a RecordConn, one write by
+// crypto/tls, Prepare. res.raw is set whenever a connection was accepted.
+func prepareHandOver(ln net.Listener, cfg *tls.Config) (res serverResult) {
+	raw, err := ln.Accept()
+	if err != nil {
+		res.err = err
+		return res
+	}
+	res.raw = raw
+	raw.SetDeadline(time.Now().Add(testTimeout))
+	res.wire = &wireRecorder{Conn: raw}
+	rc := NewRecordConn(res.wire)
+	tc := tls.Server(rc, cfg)
+	if res.err = tc.Handshake(); res.err != nil {
+		return res
+	}
+	if _, res.err = tc.Write(userspaceMsg); res.err != nil {
+		return res
+	}
+	res.cs = tc.ConnectionState()
+	if res.cs.Version == tls.VersionTLS12 {
+		s, _ := rc.log.secrets()
+		sr, _ := serverRandom(rc.out.records)
+		res.ekm = prf12(suiteHash(res.cs), s.master, "EXPERIMENTAL sluice", append(bytes.Clone(s.clientRandom), sr...), 32)
+	}
+	res.keys, res.err = rc.Prepare(res.cs)
+	return res
 }
 
 func suiteHash(cs tls.ConnectionState) func() hash.Hash {

@@ -290,7 +290,7 @@ func suiteHash(cs tls.ConnectionState) func() hash.Hash {
 
 // testCert is a self-signed certificate for localhost and a pool that
 // trusts it.
-func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
+func testCert(t testing.TB) (tls.Certificate, *x509.CertPool) {
 	t.Helper()
 	cert, err := SelfSigned([]string{"localhost"}, time.Now())
 	if err != nil {
@@ -305,7 +305,7 @@ func testCert(t *testing.T) (tls.Certificate, *x509.CertPool) {
 	return *cert, pool
 }
 
-func listen(t *testing.T) net.Listener {
+func listen(t testing.TB) net.Listener {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -93,16 +93,23 @@ func runChild(t *testing.T, run string, env ...string) {
 	}
 }
 
-func testHandOver(t *testing.T, tc handOverCase) {
+// configs are the server's and the client's TLS configurations of tc:
+// its version, its suite (TLS 1.2) and, with tickets, a session cache.
+func (tc handOverCase) configs(t *testing.T) (srv, cli *tls.Config) {
 	cert, pool := testCert(t)
-	srv := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tc.version, MaxVersion: tc.version}
+	srv = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tc.version, MaxVersion: tc.version}
 	if tc.suite != 0 {
 		srv.CipherSuites = []uint16{tc.suite}
 	}
-	cli := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tc.version, MaxVersion: tc.version}
+	cli = &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tc.version, MaxVersion: tc.version}
 	if tc.tickets {
 		cli.ClientSessionCache = tls.NewLRUClientSessionCache(4)
 	}
+	return srv, cli
+}
+
+func testHandOver(t *testing.T, tc handOverCase) {
+	srv, cli := tc.configs(t)
 	ln := listen(t)
 	done := make(chan serverResult, 1)
 	go serveHandOver(ln, WithKeyLog(srv), tc.seqOffset, len(clientMsgs), done)

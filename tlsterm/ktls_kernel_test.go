@@ -97,15 +97,7 @@ const (
 var closeNotify = []byte{1, 0} // alert level warning, close_notify
 
 func testKernelHandOver(t *testing.T, tc handOverCase) {
-	cert, pool := testCert(t)
-	srv := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tc.version, MaxVersion: tc.version}
-	if tc.suite != 0 {
-		srv.CipherSuites = []uint16{tc.suite}
-	}
-	cli := &tls.Config{RootCAs: pool, ServerName: "localhost", MinVersion: tc.version, MaxVersion: tc.version}
-	if tc.tickets {
-		cli.ClientSessionCache = tls.NewLRUClientSessionCache(4)
-	}
+	srv, cli := tc.configs(t)
 	ln := listen(t)
 	cfg := WithKeyLog(srv) // one for both connections, so the second resumes
 	conns := 1

@@ -192,6 +192,12 @@ func TestCleanEndsStayClean(t *testing.T) {
 			if rest := readAll(t, e.client); len(rest) != 0 {
 				t.Fatalf("client read %d bytes", len(rest))
 			}
+			// Through a passthrough route the client's close_notify is
+			// the backend's, relayed ahead of the FIN: wait for sluice's
+			// FIN too, or the client's end could reach sluice first.
+			if rest := readAll(t, e.clientRaw); len(rest) != 0 {
+				t.Fatalf("client read %d bytes after the end of its TLS stream", len(rest))
+			}
 			closeWrite(t, e.client)
 			if rest := readAll(t, e.backend); len(rest) != 0 {
 				t.Fatalf("backend read %d bytes", len(rest))

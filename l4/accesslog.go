@@ -87,6 +87,15 @@ func (c *conn) attrs(attrs []slog.Attr) []slog.Attr {
 		if c.tls.ClientCN != "" {
 			attrs = append(attrs, slog.String("client_cn", clip(c.tls.ClientCN, maxLoggedName)))
 		}
+		if c.layer != "" {
+			attrs = append(attrs, slog.String("record_layer", c.layer))
+		}
+		if c.fallback != "" && c.fallback != fallbackOff {
+			attrs = append(attrs, slog.String("ktls_fallback", c.fallback))
+			if c.fallbackErr != nil {
+				attrs = append(attrs, slog.String("ktls_error", clip(c.fallbackErr.Error(), maxLoggedError)))
+			}
+		}
 	}
 	if c.handshake > 0 {
 		attrs = append(attrs, slog.Duration("handshake", c.handshake))

@@ -119,7 +119,21 @@ type TLSConfig struct {
 	// reconnect at once after a backend deploy still resume rather than all
 	// doing full handshakes.
 	SessionTicketLifetime Duration `toml:"session_ticket_lifetime"`
+	// KTLS hands each connection's record layer to the kernel after the
+	// handshake, so that its bytes are spliced like a plain connection's
+	// and crypto/tls's state is let go: "auto" (the default) where the
+	// kernel can, "off", or "require": refuse to start without a kernel
+	// that can. A connection the kernel cannot take (a resumed TLS 1.2
+	// session, say) stays in userspace either way.
+	KTLS string `toml:"ktls"`
 }
+
+// The values of [listener.tls] ktls.
+const (
+	KTLSAuto    = "auto"
+	KTLSOff     = "off"
+	KTLSRequire = "require"
+)
 
 // CertConfig names a certificate chain and its key, both PEM files.
 type CertConfig struct {

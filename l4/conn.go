@@ -64,6 +64,9 @@ const (
 	// reasonHandshakeLimit: no handshake slot came free in time (see
 	// Config.MaxHandshakes).
 	reasonHandshakeLimit = "max_handshakes"
+	// reasonKernelTLS: the kernel took some of the keys and refused the
+	// rest, which leaves the socket usable by no one.
+	reasonKernelTLS = "ktls"
 )
 
 // conn is one accepted connection on its way through the server.
@@ -76,6 +79,15 @@ type conn struct {
 	client, local net.Addr // as learnt from PROXY, else the socket's
 	tls           *tlsterm.Info
 	hello         *tlsterm.Hello // the ClientHello of a passthrough connection
+	// rec is under the *tls.Conn of a connection that may be handed to
+	// kernel TLS, until handOver; tr is the Transport beneath it.
+	rec *tlsterm.RecordConn
+	tr  *splice.Transport
+	// layer is where a terminated connection's record layer went: "kernel"
+	// or "userspace", and if userspace, fallback says why and fallbackErr
+	// in detail.
+	layer, fallback string
+	fallbackErr     error
 	notTLS        bool           // a listener that peeks found no TLS: plain routes only
 	peeked        []byte         // bytes read by the peek, for the backend
 	headBuf       *[]byte        // the pooled buffer peeked points into
@@ -259,7 +271,15 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 	if route == nil && s.TLSConfig != nil {
 		// Over a splice.Transport, the relay can tell when crypto/tls holds
 		// no complete record, and wait for the socket with nothing held.
-		tc := tls.Server(splice.NewTransport(c.raw, prefix), s.TLSConfig)
+		c.tr = splice.NewTransport(c.raw, prefix)
+		var under net.Conn = c.tr
+		cfg := s.TLSConfig
+		if _, tcp := c.raw.(*net.TCPConn); tcp && s.keyLogTLS != nil {
+			// Read record by record, so that the kernel can take over.
+			c.rec = tlsterm.NewRecordConn(c.tr)
+			under, cfg = c.rec, s.keyLogTLS
+		}
+		tc := tls.Server(under, cfg)
 		// A trusted proxy that sent its header and hung up without a byte
 		// more checked that sluice accepts: a health check.
 		silentProxy := s.AcceptProxy && len(prefix) == 0
@@ -342,6 +362,14 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 	// the 8 KiB they sit in for the life of the connection.
 	c.pre = int64(len(c.peeked) + len(prefix))
 	c.releasePeek()
+	if c.tls != nil {
+		if cur, err = c.handOver(cur); err != nil {
+			splice.Abort(c.raw)
+			splice.Abort(backend)
+			c.reason = reasonKernelTLS
+			return err
+		}
+	}
 	stop()
 	s.meter.relaying(c)
 	if s.LogOpen {

@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"sluice/tlsterm"
 )
 
 // Metrics holds the instruments of one Proxy, across its reloads: a
@@ -60,6 +62,20 @@ const (
 
 var hsFailReasons = []string{hsFailTimeout, hsFailProtocol, hsFailClientCert, hsFailNoALPN, hsFailClosed}
 
+// Record layers of a terminated connection, and why one stayed in
+// userspace, for sluice_tls_record_layer_total.
+const (
+	layerKernel    = "kernel"
+	layerUserspace = "userspace"
+	// fallbackOff: ktls = "off"; fallbackUnavailable: the kernel has no
+	// TLS; the others are tlsterm's (FallbackReason).
+	fallbackOff         = "off"
+	fallbackUnavailable = "unavailable"
+)
+
+var fallbackReasons = []string{fallbackOff, fallbackUnavailable, tlsterm.FallbackCipher, tlsterm.FallbackResumed,
+	tlsterm.FallbackBuffered, tlsterm.FallbackKernel, tlsterm.FallbackOther}
+
 // Reasons a dial fails, for sluice_upstream_connect_errors_total.
 const (
 	dialTimeout     = "timeout"
@@ -85,6 +101,9 @@ type listenerMeter struct {
 	closed                               sync.Map // closeKey → *metrics.Counter
 	handshakes                           sync.Map // tlsKey → *metrics.Counter
 	hsFailures                           map[string]*metrics.Counter
+	// recordLayer counts terminated connections by record layer: "" for
+	// the kernel, else the reason they stayed in userspace.
+	recordLayer map[string]*metrics.Counter
 
 	mu      sync.Mutex
 	open    int64 // connections accepted and not yet ended
@@ -121,11 +140,16 @@ func (m *Metrics) listener(name string) *listenerMeter {
 		duration:     m.set.NewPrometheusHistogramExt("sluice_connection_duration_seconds"+l, durationBuckets),
 		handshake:    m.set.NewPrometheusHistogramExt("sluice_tls_handshake_duration_seconds"+l, handshakeBuckets),
 		hsFailures:   make(map[string]*metrics.Counter, len(hsFailReasons)),
+		recordLayer:  make(map[string]*metrics.Counter, len(fallbackReasons)+1),
 	}
 	// Every reason is there from the start, at zero, so that a rate()
 	// over a new listener's failures has a series to start from.
 	for _, r := range hsFailReasons {
 		lm.hsFailures[r] = m.set.NewCounter("sluice_tls_handshake_failures_total" + labels("listener", name, "reason", r))
+	}
+	lm.recordLayer[""] = m.set.NewCounter("sluice_tls_record_layer_total" + labels("listener", name, "layer", layerKernel, "reason", "none"))
+	for _, r := range fallbackReasons {
+		lm.recordLayer[r] = m.set.NewCounter("sluice_tls_record_layer_total" + labels("listener", name, "layer", layerUserspace, "reason", r))
 	}
 	lm.relays.next, lm.relays.prev = &lm.relays, &lm.relays
 	m.listeners[name] = lm
@@ -175,6 +199,14 @@ func (lm *listenerMeter) handshakeDone(version, cipher string, resumed bool, d t
 func (lm *listenerMeter) handshakeFailed(reason string) {
 	if lm != nil {
 		lm.hsFailures[reason].Inc()
+	}
+}
+
+// recordLayerChosen counts a terminated connection's record layer:
+// fallback "" for the kernel, else one of fallbackReasons.
+func (lm *listenerMeter) recordLayerChosen(fallback string) {
+	if lm != nil {
+		lm.recordLayer[fallback].Inc()
 	}
 }
 

@@ -51,6 +51,29 @@ type Proxy struct {
 	// inherited are sockets handed over by an old process, by address
 	// (Inherit), for Listen.
 	inherited map[string]*os.File
+
+	// kernelTLS is what the kernel's TLS can take, probed (probeKernel;
+	// nil: tlsterm.ProbeKernel) the first time a listener wants it.
+	ktlsOnce    sync.Once
+	kernelTLS   *tlsterm.KernelTLS
+	probeKernel func() *tlsterm.KernelTLS
+}
+
+// kernel probes the kernel's TLS once, and says once what it found.
+func (p *Proxy) kernel() *tlsterm.KernelTLS {
+	p.ktlsOnce.Do(func() {
+		probe := p.probeKernel
+		if probe == nil {
+			probe = tlsterm.ProbeKernel
+		}
+		p.kernelTLS = probe()
+		if p.kernelTLS.Err != nil {
+			p.logger.Info("kernel tls unavailable: terminated connections keep their record layer in userspace", "error", p.kernelTLS.Err.Error())
+			return
+		}
+		p.logger.Info("kernel tls available", "ciphers", p.kernelTLS.String())
+	})
+	return p.kernelTLS
 }
 
 // generation is one configuration put to work.
@@ -180,6 +203,16 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 				continue
 			}
 			s.TLSConfig = cfg
+			if lc.TLS.KTLS != KTLSOff {
+				kt := p.kernel()
+				s.ktls = kt
+				if kt.Err == nil {
+					s.keyLogTLS = tlsterm.WithKeyLog(cfg)
+				} else if lc.TLS.KTLS == KTLSRequire {
+					es.add(path+".tls.ktls", "%q, and this kernel cannot: %v", KTLSRequire, kt.Err)
+					continue
+				}
+			}
 			g.stores = append(g.stores, store)
 			g.storePath = append(g.storePath, path+".tls")
 			g.storeListener = append(g.storeListener, name)

@@ -322,6 +322,11 @@ func (t *TLSConfig) validate(p string, es *errs) {
 	if t.SessionTicketLifetime.Duration != 0 && t.SessionTickets != nil && !*t.SessionTickets {
 		es.add(p+".session_ticket_lifetime", "set with session_tickets = false: it would have no effect")
 	}
+	switch t.KTLS {
+	case "", KTLSAuto, KTLSOff, KTLSRequire:
+	default:
+		es.add(p+".ktls", "%q: expected %q (the default), %q or %q", t.KTLS, KTLSAuto, KTLSOff, KTLSRequire)
+	}
 	ca, err := tlsterm.ParseClientAuth(t.ClientAuth)
 	es.wrap(p+".client_auth", err)
 	if err != nil {

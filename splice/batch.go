@@ -62,6 +62,12 @@ func (h *half) pace(moved int64) {
 // direction does not batch; if lowering it fails, the socket is closed or
 // broken and the next read says so.
 func (h *half) setBatching(on bool) {
+	if on && h.src.kernel != nil {
+		// A kernel TLS socket reports readable per whole record, and how
+		// SO_RCVLOWAT counts there is the TLS layer's business: untested,
+		// so not relied on.
+		return
+	}
 	lowat := 1
 	if on {
 		lowat = batchLowat

@@ -1,7 +1,6 @@
 package splice
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -63,14 +62,25 @@ var _ lingerSetter = (*net.TCPConn)(nil)
 // to send), and a *tls.Conn is closed beneath its record layer, so that no
 // close_notify is sent. A unix socket, which cannot be reset, is closed.
 func Abort(c net.Conn) error {
-	if tc, ok := c.(*tls.Conn); ok {
-		c = tc.NetConn()
-	}
-	if t, ok := c.(*Transport); ok {
-		c = t.Conn
-	}
+	c = beneath(c, func(c net.Conn) bool { _, ok := c.(lingerSetter); return ok })
 	if ls, ok := c.(lingerSetter); ok {
 		ls.SetLinger(0)
 	}
 	return c.Close()
+}
+
+// netConner is a wrapper that tells the conn beneath it: a *tls.Conn, a
+// Transport, a tlsterm.RecordConn.
+type netConner interface{ NetConn() net.Conn }
+
+// beneath unwraps c until is(c) holds or nothing is beneath it.
+func beneath(c net.Conn, is func(net.Conn) bool) net.Conn {
+	for !is(c) {
+		u, ok := c.(netConner)
+		if !ok {
+			break
+		}
+		c = u.NetConn()
+	}
+	return c
 }

@@ -24,20 +24,26 @@ type endpoint struct {
 	// finSent: the relay has half-closed conn (see resetSeen); eofSeen:
 	// conn's own stream has ended cleanly.
 	finSent, eofSeen atomic.Bool
+	// kernel is conn when the kernel runs its TLS record layer; notified
+	// says its peer's close_notify came (only the reading half touches it).
+	kernel   KernelRecords
+	notified bool
 }
 
 // init sets e up for c, a socket or a *tls.Conn over a Transport.
 func (e *endpoint) init(c net.Conn) {
 	e.conn = c
+	e.kernel, _ = c.(KernelRecords)
 	if rc := rawSocket(c); rc != nil {
 		e.sock, e.tcp, e.raw = rc, rc, true
 		return
 	}
 	if tc, ok := c.(*tls.Conn); ok {
-		if tr, ok := tc.NetConn().(*Transport); ok && tr.sock != nil {
+		under := beneath(tc.NetConn(), func(c net.Conn) bool { _, ok := c.(*Transport); return ok })
+		if tr, ok := under.(*Transport); ok && tr.sock != nil {
 			e.sock, e.tcp, e.tr = tr.sock, tr.sock, tr
 		} else {
-			e.tcp = rawSocket(tc.NetConn())
+			e.tcp = rawSocket(under)
 		}
 	}
 }
@@ -159,7 +165,7 @@ func (h *half) drainCopy() (halfResult, bool) {
 		n, rerr := h.read(buf)
 		if n > 0 {
 			h.moving(time.Now())
-			w, werr := h.dst.conn.Write(buf[:n])
+			w, werr := h.write(buf[:n])
 			h.counter.Add(int64(w))
 			if werr != nil {
 				return h.writeFailed(werr), true
@@ -190,8 +196,44 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 		}
 		h.armRead(h.span())
 		return halfResult{}, true, false
+	case h.src.kernel != nil && !errors.Is(rerr, net.ErrClosed):
+		return h.control(rerr)
 	}
 	return stopped(h.srcPeer, rerr), false, true
+}
+
+// control hands a kernel TLS source the error that stopped a read or
+// splice: a control record (close_notify ends the stream cleanly, a key
+// update is followed and the direction reads on) or a failure of the
+// record layer, named.
+func (h *half) control(rerr error) (res halfResult, more, done bool) {
+	data, err := h.src.kernel.Control(rerr)
+	switch {
+	case err == io.EOF:
+		h.src.notified = true
+		return halfResult{end: h.srcEnded(io.EOF), peer: h.srcPeer}, false, true
+	case err != nil:
+		return stopped(h.srcPeer, err), false, true
+	case len(data) > 0:
+		h.moving(time.Now())
+		w, werr := h.write(data)
+		h.counter.Add(int64(w))
+		if werr != nil {
+			return h.writeFailed(werr), false, true
+		}
+	}
+	return halfResult{}, true, false
+}
+
+// write writes p to the destination, after what a kernel TLS destination
+// owes its peer first.
+func (h *half) write(p []byte) (int, error) {
+	if h.dst.kernel != nil {
+		if err := h.dst.kernel.PrepareWrite(); err != nil {
+			return 0, err
+		}
+	}
+	return h.dst.conn.Write(p)
 }
 
 // srcEnded says how the source's stream ended when a read found its end
@@ -207,6 +249,9 @@ func (h *half) srcEnded(rerr error) End {
 	}
 	if rerr != io.EOF || (h.src.tr != nil && h.src.tr.eof) {
 		return EndTruncated // see Transport.eof
+	}
+	if h.src.kernel != nil && !h.src.notified {
+		return EndTruncated // a FIN without close_notify
 	}
 	return EndClosed
 }
@@ -237,7 +282,8 @@ func (h *half) drainSplice() (halfResult, bool) {
 	for {
 		_, rerr := spliceIn(h.src.sock, pp)
 		if rerr != nil {
-			if isSpliceUnsupported(rerr) {
+			// From kernel TLS, EINVAL is a control record (see control).
+			if isSpliceUnsupported(rerr) && h.src.kernel == nil {
 				h.splice = false
 				return halfResult{}, false
 			}
@@ -248,6 +294,11 @@ func (h *half) drainSplice() (halfResult, bool) {
 			continue
 		}
 		h.moving(time.Now())
+		if h.dst.kernel != nil {
+			if err := h.dst.kernel.PrepareWrite(); err != nil {
+				return h.writeFailed(err), true
+			}
+		}
 		w, werr := spliceOut(h.dst.sock, pp)
 		h.counter.Add(int64(w))
 		if werr != nil {

@@ -472,7 +472,7 @@ func closeWrite(c net.Conn) error {
 		if err := tc.CloseWrite(); err != nil {
 			return err
 		}
-		c = tc.NetConn()
+		c = beneath(tc.NetConn(), func(c net.Conn) bool { _, ok := c.(closeWriter); return ok })
 	}
 	if cw, ok := c.(closeWriter); ok {
 		return cw.CloseWrite()

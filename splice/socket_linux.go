@@ -154,6 +154,8 @@ func rawSocket(c net.Conn) syscall.RawConn {
 		sc = v
 	case *net.UnixConn:
 		sc = v
+	case KernelRecords:
+		sc = v
 	default:
 		return nil
 	}

@@ -65,6 +65,9 @@ func (t *Transport) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// Buffered is how many prefix bytes are left to replay.
+func (t *Transport) Buffered() int { return len(t.prefix) }
+
 // CloseWrite half-closes the socket (sends a FIN), or closes conn if it
 // cannot half-close.
 func (t *Transport) CloseWrite() error {
@@ -87,3 +90,22 @@ func (wouldBlock) Timeout() bool   { return true }
 func (wouldBlock) Temporary() bool { return true }
 
 var errWouldBlock net.Error = wouldBlock{}
+
+// KernelRecords is a socket whose TLS record layer the kernel runs (kernel
+// TLS; tlsterm.KernelConn): a relay splices its plaintext as it does a
+// plain socket's bytes, and leaves to it what only it understands.
+type KernelRecords interface {
+	net.Conn
+	syscall.Conn
+	// Control is told the error that stopped a read or splice from the
+	// socket, which may mean that a record other than application data is
+	// waiting. It returns plaintext to pass on (application data after
+	// all), io.EOF at the end of the peer's stream (close_notify), nil to
+	// read on, or the error that ends the stream.
+	Control(err error) ([]byte, error)
+	// PrepareWrite is called before each write to the socket: the record
+	// layer may owe the peer a record first (a key update).
+	PrepareWrite() error
+	// CloseWrite ends our stream: close_notify, then a FIN.
+	CloseWrite() error
+}

@@ -286,7 +286,7 @@ func prepareHandOver(ln net.Listener, cfg *tls.Config) (res serverResult) {
 		sr, _ := serverRandom(rc.out.records)
 		res.ekm = prf12(suiteHash(res.cs), s.master, "EXPERIMENTAL sluice", append(bytes.Clone(s.clientRandom), sr...), 32)
 	}
-	res.keys, res.err = rc.Prepare(res.cs)
+	res.keys, res.err = rc.Prepare(res.cs, 0)
 	return res
 }
 

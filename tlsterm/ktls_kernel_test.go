@@ -19,7 +19,6 @@ import (
 	"testing"
 
 	"go.uber.org/goleak"
-	"golang.org/x/sys/unix"
 )
 
 // TestKernelTLSHandOver hands real connections to the real kernel: after a
@@ -87,9 +86,6 @@ var (
 )
 
 const (
-	// cmsg types of include/uapi/linux/tls.h at level SOL_TLS.
-	tlsSetRecordType = 1 // sendmsg: the record type of this message
-	tlsGetRecordType = 2 // recvmsg: the record type of what was read
 	// maxCiphertext13 is the largest TLS 1.3 record body (RFC 8446 §5.2).
 	maxCiphertext13 = 1<<14 + 256
 )
@@ -290,7 +286,7 @@ func serveKernel(raw *net.TCPConn, out [][]byte, inLen int, done chan<- serverEn
 	}
 	end.sum = h.Sum(nil)
 	_, end.againErr = raw.Read(buf)
-	end.cmsgType, end.record, end.recvErr = recvRecord(raw)
+	end.cmsgType, end.record, end.recvErr = recvRawRecord(raw)
 	_, end.afterErr = raw.Read(buf)
 	end.err = <-wrote
 }
@@ -318,7 +314,7 @@ func writeAll(raw *net.TCPConn, out [][]byte, readAll <-chan struct{}) error {
 		}
 	}
 	<-readAll
-	if err := sendRecord(raw, recordTypeAlert, closeNotify); err != nil {
+	if err := sendRawRecord(raw, recordTypeAlert, closeNotify); err != nil {
 		return fmt.Errorf("send close_notify: %w", err)
 	}
 	return raw.CloseWrite()
@@ -386,65 +382,25 @@ func checkExplicitNonces(t *testing.T, recs [][]byte) {
 	t.Logf("explicit nonces 0 to %d, one per record", next-1)
 }
 
-// sendRecord sends b as one record of type typ through the kernel: sendmsg
-// with a SOL_TLS/TLS_SET_RECORD_TYPE cmsg. (write(2) only ever sends
-// application data.)
-func sendRecord(raw *net.TCPConn, typ byte, b []byte) error {
-	// struct cmsghdr: a size_t length, then level and type as ints.
-	oob := make([]byte, unix.CmsgSpace(1))
-	lenSize := unix.SizeofCmsghdr - 8
-	if lenSize == 8 {
-		binary.NativeEndian.PutUint64(oob, uint64(unix.CmsgLen(1)))
-	} else {
-		binary.NativeEndian.PutUint32(oob, uint32(unix.CmsgLen(1)))
-	}
-	binary.NativeEndian.PutUint32(oob[lenSize:], unix.SOL_TLS)
-	binary.NativeEndian.PutUint32(oob[lenSize+4:], tlsSetRecordType)
-	oob[unix.CmsgLen(0)] = typ
+// sendRawRecord sends b as one record of type typ through raw's kernel TLS.
+func sendRawRecord(raw *net.TCPConn, typ byte, b []byte) error {
 	rc, err := raw.SyscallConn()
 	if err != nil {
 		return err
 	}
-	var serr error
-	if err := rc.Write(func(fd uintptr) bool {
-		_, serr = unix.SendmsgN(int(fd), b, oob, nil, 0)
-		return serr != unix.EAGAIN
-	}); err != nil {
-		return err
-	}
-	return serr
+	return sendRecord(rc, typ, b)
 }
 
-// recvRecord reads one record with recvmsg and returns the record type the
-// kernel reports in its SOL_TLS/TLS_GET_RECORD_TYPE cmsg.
-func recvRecord(raw *net.TCPConn) (byte, []byte, error) {
+// recvRawRecord waits for one record on raw's kernel TLS and returns its
+// type and plaintext.
+func recvRawRecord(raw *net.TCPConn) (byte, []byte, error) {
 	rc, err := raw.SyscallConn()
 	if err != nil {
 		return 0, nil, err
 	}
 	buf := make([]byte, 1<<14)
-	oob := make([]byte, unix.CmsgSpace(1))
-	var n, oobn int
-	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
-		n, oobn, _, _, rerr = unix.Recvmsg(int(fd), buf, oob, 0)
-		return rerr != unix.EAGAIN
-	}); err != nil {
-		return 0, nil, err
-	}
-	if rerr != nil {
-		return 0, nil, fmt.Errorf("recvmsg: %w", rerr)
-	}
-	msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
-	if err != nil {
-		return 0, nil, fmt.Errorf("recvmsg cmsg: %w", err)
-	}
-	for _, m := range msgs {
-		if m.Header.Level == unix.SOL_TLS && m.Header.Type == tlsGetRecordType && len(m.Data) == 1 {
-			return m.Data[0], buf[:n], nil
-		}
-	}
-	return 0, buf[:n], fmt.Errorf("recvmsg: no record type among %d cmsgs", len(msgs))
+	typ, n, err := recvRecord(rc, buf, true)
+	return typ, buf[:n], err
 }
 
 // payload is one pseudo-random buffer of each size, the same for a seed.

@@ -124,7 +124,7 @@ func benchIdleMemory(b *testing.B, cert tls.Certificate, pool *x509.CertPool, ke
 				a.err = fmt.Errorf("negotiated %s", tls.CipherSuiteName(cs.CipherSuite))
 				return
 			}
-			keys, err := rc.Prepare(cs)
+			keys, err := rc.Prepare(cs, 0)
 			if err != nil {
 				a.err = err
 				return

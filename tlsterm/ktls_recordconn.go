@@ -76,6 +76,9 @@ func (c *RecordConn) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// NetConn returns the connection beneath.
+func (c *RecordConn) NetConn() net.Conn { return c.Conn }
+
 // release stops bounding reads and drops the copies.
 func (c *RecordConn) release() {
 	c.mu.Lock()

@@ -3,9 +3,9 @@ package tlsterm
 import (
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
-	"strings"
 	"testing"
 	"time"
 )
@@ -33,38 +33,81 @@ func serveTLS(ln net.Listener, cfg *tls.Config, fn func(rc *RecordConn, tc *tls.
 	return done
 }
 
-// TestPrepareRefusesAfterRead: once crypto/tls has read an application
-// record its plaintext may be buffered where the kernel cannot see it, so
-// Prepare must send the connection down the userspace path.
-func TestPrepareRefusesAfterRead(t *testing.T) {
+// TestPrepareAfterRead: a caller may read the first bytes through the
+// *tls.Conn (sluice's peek at the request head) and still hand over, as
+// long as it took all that crypto/tls decrypted: the kernel then goes on
+// from the next client record. A read that left bytes in crypto/tls's
+// buffer sends the connection down the userspace path.
+func TestPrepareAfterRead(t *testing.T) {
 	for _, version := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		t.Run(VersionName(version), func(t *testing.T) {
-			cert, pool := testCert(t)
-			ln := listen(t)
-			done := serveTLS(ln, WithKeyLog(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: version}), func(rc *RecordConn, tc *tls.Conn) error {
-				if _, err := tc.Read(make([]byte, 1)); err != nil {
+		for _, whole := range []bool{true, false} {
+			name := VersionName(version) + map[bool]string{true: "/whole_record", false: "/part_of_record"}[whole]
+			t.Run(name, func(t *testing.T) {
+				cert, pool := testCert(t)
+				ln := listen(t)
+				var keys *KernelKeys
+				done := serveTLS(ln, WithKeyLog(&tls.Config{Certificates: []tls.Certificate{cert}, MaxVersion: version}), func(rc *RecordConn, tc *tls.Conn) error {
+					buf := make([]byte, 1)
+					if whole {
+						buf = make([]byte, 1<<14)
+					}
+					n, err := tc.Read(buf)
+					if err != nil {
+						return err
+					}
+					keys, err = rc.Prepare(tc.ConnectionState(), int64(n))
+					t.Logf("Prepare after reading %d bytes: %v", n, err)
+					if whole {
+						if err != nil {
+							return err
+						}
+						// The client's next record opens under the kernel's
+						// RX keys at the sequence number Prepare counted.
+						rec, err := readRecord(rc.Conn)
+						if err != nil {
+							return err
+						}
+						sim, err := newSim(keys.RX)
+						if err != nil {
+							return err
+						}
+						typ, pt, err := sim.open(rec)
+						if err != nil || typ != recordTypeApplicationData || string(pt) != "world" {
+							return fmt.Errorf("next client record: type %d %q, %v", typ, pt, err)
+						}
+						return nil
+					}
+					if FallbackReason(err) != FallbackBuffered {
+						return errors.Join(fmt.Errorf("want reason %q, got %q", FallbackBuffered, FallbackReason(err)), err)
+					}
+					// The userspace path still works: rc passes through.
+					_, err = tc.Write([]byte("ok"))
 					return err
+				})
+				c := tls.Client(dial(t, ln), &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: version})
+				if _, err := c.Write([]byte("hello")); err != nil {
+					t.Fatal(err)
 				}
-				_, err := rc.Prepare(tc.ConnectionState())
-				t.Logf("Prepare after Read: %v", err)
-				if !errors.Is(err, ErrNoHandOver) || !strings.Contains(err.Error(), "already read") {
-					return errors.Join(errors.New("want ErrNoHandOver: already read"), err)
+				if whole {
+					if _, err := c.Write([]byte("world")); err != nil {
+						t.Fatal(err)
+					}
 				}
-				// The userspace path still works: rc passes through.
-				_, err = tc.Write([]byte("ok"))
-				return err
+				if err := <-done; err != nil {
+					t.Fatal(err)
+				}
+				if whole {
+					t.Logf("RX seq %d after one record read", keys.RX.Seq)
+					if want := uint64(1); version == tls.VersionTLS13 && keys.RX.Seq != want {
+						t.Fatalf("RX seq %d, want %d", keys.RX.Seq, want)
+					}
+					return
+				}
+				if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
+					t.Fatalf("client read after the fallback: %v", err)
+				}
 			})
-			c := tls.Client(dial(t, ln), &tls.Config{RootCAs: pool, ServerName: "localhost", MaxVersion: version})
-			if _, err := c.Write([]byte("hello")); err != nil {
-				t.Fatal(err)
-			}
-			if err := <-done; err != nil {
-				t.Fatal(err)
-			}
-			if _, err := io.ReadFull(c, make([]byte, 2)); err != nil {
-				t.Fatalf("client read after the fallback: %v", err)
-			}
-		})
+		}
 	}
 }
 
@@ -88,7 +131,7 @@ func TestHandOverResumption(t *testing.T) {
 				var keys *KernelKeys
 				done := serveTLS(ln, srv, func(rc *RecordConn, c *tls.Conn) error {
 					var err error
-					keys, err = rc.Prepare(c.ConnectionState())
+					keys, err = rc.Prepare(c.ConnectionState(), 0)
 					if i == 1 && tc.wantErr {
 						t.Logf("Prepare on the resumed session: %v", err)
 						if !errors.Is(err, ErrNoHandOver) {

@@ -20,10 +20,11 @@ import (
 // copied: what crypto/tls does in a future release is then still right.
 
 // count12 counts the records after the last ChangeCipherSpec, which in TLS
-// 1.2 is where the keys change and the sequence number starts at 0. From
-// the client, those may only be handshake records (its Finished): an
-// application data record means crypto/tls read past the handshake.
-func count12(records []record, fromClient bool) (uint64, error) {
+// 1.2 is where the keys change and the sequence number starts at 0, and
+// the plaintext bytes of the application data among them. From the server
+// those are its Finished; from the client, its Finished and whatever
+// crypto/tls read after the handshake (a peek at the request head).
+func count12(records []record, p suiteParams) (seq uint64, appBytes int64, err error) {
 	ccs := -1
 	for i := range records {
 		if records[i].typ() == recordTypeChangeCipherSpec {
@@ -31,29 +32,40 @@ func count12(records []record, fromClient bool) (uint64, error) {
 		}
 	}
 	if ccs < 0 {
-		return 0, errors.New("no ChangeCipherSpec")
+		return 0, 0, errors.New("no ChangeCipherSpec")
+	}
+	// GCM records carry an 8-byte explicit nonce and a 16-byte tag,
+	// ChaCha20-Poly1305 records only the tag (RFC 5288, RFC 7905).
+	overhead := 8 + 16
+	if p.cipherType == tlsCipherChaCha20Poly1305 {
+		overhead = 16
 	}
 	after := records[ccs+1:]
 	for i := range after {
-		switch t := after[i].typ(); {
-		case t == recordTypeAlert:
-			return 0, errors.New("alert sent after ChangeCipherSpec")
-		case fromClient && t != recordTypeHandshake:
-			return 0, fmt.Errorf("crypto/tls already read a record of type %d", t)
+		switch t := after[i].typ(); t {
+		case recordTypeHandshake:
+		case recordTypeApplicationData:
+			if len(after[i].body) < overhead {
+				return 0, 0, fmt.Errorf("record %d too short", i)
+			}
+			appBytes += int64(len(after[i].body) - overhead)
+		default:
+			return 0, 0, fmt.Errorf("a record of type %d after ChangeCipherSpec", t)
 		}
 	}
-	return uint64(len(after)), nil
+	return uint64(len(after)), appBytes, nil
 }
 
-// count13 counts the records protected with ci's key (at sequence 0):
-// every TLS 1.3 record after the ServerHello is encrypted and looks alike
-// on the wire, so each is tried in turn. Those under the handshake key
-// fail to open; the first that opens is number 0, and all after it must
-// open in sequence, or the key changed (a KeyUpdate) and the count is
-// unknown.
-func count13(records []record, ci *CryptoInfo) (uint64, error) {
+// count13 counts the records protected with ci's key (at sequence 0), and
+// the plaintext bytes of the application data among them: every TLS 1.3
+// record after the ServerHello is encrypted and looks alike on the wire,
+// so each is tried in turn. Those under the handshake key fail to open;
+// the first that opens is number 0, and all after it must open in
+// sequence, or the key changed (a KeyUpdate) and the count is unknown.
+// Only application data may follow the handshake if onlyData is set (the
+// client's records: a post-handshake message from it would be news).
+func count13(records []record, ci *CryptoInfo, onlyData bool) (seq uint64, appBytes int64, err error) {
 	var aead cipher.AEAD
-	var seq uint64
 	started := false
 	for i := range records {
 		r := &records[i]
@@ -61,21 +73,33 @@ func count13(records []record, ci *CryptoInfo) (uint64, error) {
 			continue // ClientHello, ServerHello, compatibility ChangeCipherSpec
 		}
 		if aead == nil {
-			var err error
 			if aead, err = recordAEAD(ci.CipherType, ci.Key); err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 		}
-		_, err := aead.Open(nil, nonce13(ci.nonceBase(), seq), r.body, r.header[:])
+		plain, err := aead.Open(nil, nonce13(ci.nonceBase(), seq), r.body, r.header[:])
 		switch {
 		case err == nil:
 			started = true
 			seq++
 		case started:
-			return 0, fmt.Errorf("record %d under the traffic key does not open", seq)
+			return 0, 0, fmt.Errorf("record %d under the traffic key does not open", seq)
+		default:
+			continue
+		}
+		// TLSInnerPlaintext: content, the content type, zero padding.
+		plain = bytes.TrimRight(plain, "\x00")
+		if len(plain) == 0 {
+			return 0, 0, fmt.Errorf("record %d has no content type", seq-1)
+		}
+		typ := plain[len(plain)-1]
+		if typ == recordTypeApplicationData {
+			appBytes += int64(len(plain) - 1)
+		} else if onlyData {
+			return 0, 0, fmt.Errorf("record %d under the traffic key is of type %d", seq-1, typ)
 		}
 	}
-	return seq, nil
+	return seq, appBytes, nil
 }
 
 // nonce13 is base XOR the big-endian sequence number (RFC 8446 §5.3), as

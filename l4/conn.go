@@ -88,13 +88,13 @@ type conn struct {
 	// in detail.
 	layer, fallback string
 	fallbackErr     error
-	notTLS        bool           // a listener that peeks found no TLS: plain routes only
-	peeked        []byte         // bytes read by the peek, for the backend
-	headBuf       *[]byte        // the pooled buffer peeked points into
-	route         *Route
-	backend       *Backend
-	stats         splice.Stats
-	reason        string
+	notTLS          bool    // a listener that peeks found no TLS: plain routes only
+	peeked          []byte  // bytes read by the peek, for the backend
+	headBuf         *[]byte // the pooled buffer peeked points into
+	route           *Route
+	backend         *Backend
+	stats           splice.Stats
+	reason          string
 
 	// healthCheck: the connection came from a trusted proxy with a PROXY
 	// LOCAL header, which a proxy sends for connections of its own (HAProxy's

@@ -53,7 +53,7 @@ type handOverError struct {
 	err    error
 }
 
-func (e *handOverError) Error() string { return ErrNoHandOver.Error() + ": " + e.err.Error() }
+func (e *handOverError) Error() string   { return ErrNoHandOver.Error() + ": " + e.err.Error() }
 func (e *handOverError) Unwrap() []error { return []error{ErrNoHandOver, e.err} }
 
 func noHandOver(reason string, format string, args ...any) error {

@@ -52,21 +52,16 @@ type Proxy struct {
 	// (Inherit), for Listen.
 	inherited map[string]*os.File
 
-	// kernelTLS is what the kernel's TLS can take, probed (probeKernel;
-	// nil: tlsterm.ProbeKernel) the first time a listener wants it.
-	ktlsOnce    sync.Once
-	kernelTLS   *tlsterm.KernelTLS
-	probeKernel func() *tlsterm.KernelTLS
+	// kernelTLS is what the kernel's TLS can take, probed the first time
+	// a listener wants it.
+	ktlsOnce  sync.Once
+	kernelTLS *tlsterm.KernelTLS
 }
 
 // kernel probes the kernel's TLS once, and says once what it found.
 func (p *Proxy) kernel() *tlsterm.KernelTLS {
 	p.ktlsOnce.Do(func() {
-		probe := p.probeKernel
-		if probe == nil {
-			probe = tlsterm.ProbeKernel
-		}
-		p.kernelTLS = probe()
+		p.kernelTLS = tlsterm.ProbeKernel()
 		if p.kernelTLS.Err != nil {
 			p.logger.Info("kernel tls unavailable: terminated connections keep their record layer in userspace", "error", p.kernelTLS.Err.Error())
 			return

@@ -4,14 +4,15 @@
 // under qemu, so that tlsterm's kernel-TLS tests run against a real Debian
 // kernel. It mounts /proc, /sys and /dev, loads the modules that
 // /modules.list names (one path a line, dependencies first), brings lo up,
-// checks that the kernel now offers the "tls" TCP ULP, runs /tlsterm.test,
-// prints one result line and powers the machine off.
+// checks that the kernel now offers the "tls" TCP ULP, runs every /*.test
+// binary in turn (tlsterm's and l4's), prints one result line and powers
+// the machine off.
 //
 // The kernel hands init every unknown "key=value" of its command line as an
 // environment variable, and vminit reads two:
 //
 //	KTLS_RUN      the test binary's arguments, split on white space
-//	              (default "-test.v -test.run=KTLS|KernelTLS|HandOver|Probe";
+//	              (default: the kernel-TLS tests and l4's TLS tests;
 //	              quote it on the kernel command line: KTLS_RUN="-test.v ...")
 //	KTLS_TIMEOUT  seconds until the watchdog powers off (default 300)
 //
@@ -33,6 +34,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -40,9 +42,13 @@ import (
 )
 
 const (
-	testBinary     = "/tlsterm.test"
-	moduleList     = "/modules.list"
-	defaultRun     = "-test.v -test.run=KTLS|KernelTLS|HandOver|Probe"
+	testBinaries = "/*.test"
+	moduleList   = "/modules.list"
+	// The kernel-TLS tests of both packages, and l4's tests of
+	// terminated connections, which there run over kernel TLS.
+	defaultRun = "-test.v -test.run=KTLS|KernelTLS|HandOver|Probe|NoShortCleanEnd|Lifecycle|EchoThroughTLS|SNICertificateAndRoute|" +
+		"ALPNRoute|MutualTLS|HalfCloseThroughTLS|BackendHalfCloseReachesClient|IdleTimeout|AbortsReachTheOtherSide|" +
+		"CleanEndsStayClean|TLSTruncationReported|ByteAtATime"
 	defaultTimeout = 300 * time.Second
 	// testMargin is how long before the watchdog the test binary's own
 	// -test.timeout fires, so that a hung test prints its goroutines.
@@ -95,25 +101,36 @@ func run(bound time.Duration) string {
 		return "VMRESULT fail reason=no-tls-ulp the kernel offers " + strings.Join(ulps, ",")
 	}
 
-	args := testArgs(os.Getenv("KTLS_RUN"), bound-testMargin)
-	fmt.Printf("VMINIT run %s %s\n", testBinary, strings.Join(args, " "))
-	cmd := exec.Command(testBinary, args...)
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
-	// PATH lets tests find binaries the initramfs carries (openssl), and
-	// the kernel passes init none.
-	cmd.Env = append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=/tmp", "HOME=/")
-	start = time.Now()
-	err = cmd.Run()
-	took := time.Since(start).Round(time.Millisecond)
-	var exitErr *exec.ExitError
-	switch {
-	case err == nil:
-		return fmt.Sprintf("VMRESULT pass tests=%s", took)
-	case errors.As(err, &exitErr):
-		return fmt.Sprintf("VMRESULT fail exit=%d tests=%s %s", exitErr.ExitCode(), took, exitErr)
-	default:
-		return fmt.Sprintf("VMRESULT fail reason=exec %v", err)
+	bins, _ := filepath.Glob(testBinaries)
+	if len(bins) == 0 {
+		return "VMRESULT fail reason=no-tests nothing matches " + testBinaries
 	}
+	// Each binary gets what is left of the bound, less the margin.
+	deadline := time.Now().Add(bound - testMargin)
+	start = time.Now()
+	var failed []string
+	for _, bin := range bins {
+		args := testArgs(os.Getenv("KTLS_RUN"), time.Until(deadline).Round(time.Second))
+		fmt.Printf("VMINIT run %s %s\n", bin, strings.Join(args, " "))
+		cmd := exec.Command(bin, args...)
+		cmd.Stdout, cmd.Stderr = os.Stdout, os.Stderr
+		// PATH lets tests find binaries the initramfs carries (openssl),
+		// and the kernel passes init none.
+		cmd.Env = append(os.Environ(), "PATH=/usr/sbin:/usr/bin:/sbin:/bin", "TMPDIR=/tmp", "HOME=/")
+		var exitErr *exec.ExitError
+		switch err := cmd.Run(); {
+		case err == nil:
+		case errors.As(err, &exitErr):
+			failed = append(failed, fmt.Sprintf("%s exit=%d", filepath.Base(bin), exitErr.ExitCode()))
+		default:
+			failed = append(failed, fmt.Sprintf("%s %v", filepath.Base(bin), err))
+		}
+	}
+	took := time.Since(start).Round(time.Millisecond)
+	if len(failed) > 0 {
+		return fmt.Sprintf("VMRESULT fail tests=%s %s", took, strings.Join(failed, " "))
+	}
+	return fmt.Sprintf("VMRESULT pass tests=%s", took)
 }
 
 // testArgs splits run (or the default) on white space and adds

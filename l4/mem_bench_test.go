@@ -4,26 +4,39 @@ import (
 	"crypto/tls"
 	"io"
 	"net"
+	"os"
 	"runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
 
 // BenchmarkIdleConnMemory holds idle connections open through sluice (TLS
 // to a plain backend) and reports what each costs the process: goroutine
-// stacks and live heap, after a GC, per connection. It measures what the
-// S4 scenario of bench/ measures as RSS, but from inside, split by kind.
+// stacks and live heap, after a GC, per connection, and the process's RSS
+// and the kernel's slab caches (where kernel TLS keeps its state). It
+// measures what the S4 scenario of bench/ measures as RSS, but from
+// inside, split by kind. The clients and the backend live in the process
+// too, the same in every case, so the differences between cases are
+// sluice's. The TLS cases hand their record layer to the kernel where it
+// has TLS (make test-ktls runs this there); "-userspace" keeps it in
+// crypto/tls.
 //
 //	go test -run '^$' -bench IdleConnMemory -benchtime 2000x ./l4
 func BenchmarkIdleConnMemory(b *testing.B) {
 	for _, tc := range []struct {
-		name string
-		tls  bool
-		echo bool // one small round trip before going idle
+		name      string
+		tls       bool
+		echo      bool // one small round trip before going idle
+		userspace bool // ktls = "off"
 	}{
-		{"tls-handshake-only", true, false},
-		{"tls-after-echo", true, true},
-		{"plain-after-echo", false, true},
+		{"tls-handshake-only", true, false, false},
+		{"tls-after-echo", true, true, false},
+		{"tls-after-echo-userspace", true, true, true},
+		{"plain-after-echo", false, true, false},
 	} {
 		b.Run(tc.name, func(b *testing.B) {
 			w := newWorld(b)
@@ -31,7 +44,10 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 			cfg := w.simple(be.Addr().String())
 			if !tc.tls {
 				cfg.Listeners[0].TLS = nil
+			} else if tc.userspace {
+				cfg.Listeners[0].TLS.KTLS = KTLSOff
 			}
+			raiseNoFile(b, uint64(4*b.N+1024))
 			p, addrs := w.serve(cfg)
 			for _, s := range p.gen.servers {
 				s.ParkAfter = 10 * time.Millisecond
@@ -102,18 +118,51 @@ func reportMem(b *testing.B, before memSample, n int) {
 	b.ReportMetric(float64(after.stack-before.stack)/float64(n), "stack-B/conn")
 	b.ReportMetric(float64(after.heap-before.heap)/float64(n), "heap-B/conn")
 	b.ReportMetric(float64(after.goroutines-before.goroutines)/float64(n), "goroutines/conn")
+	if after.rss > 0 {
+		b.ReportMetric(float64(after.rss-before.rss)/float64(n), "rss-B/conn")
+		b.ReportMetric(float64(after.slab-before.slab)/float64(n), "slab-B/conn")
+	}
 }
 
 type memSample struct {
 	stack, heap uint64
 	goroutines  int
+	rss, slab   int64 // from /proc; 0 where there is none
 }
 
 func memNow() memSample {
 	runtime.GC()
+	debug.FreeOSMemory()
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
-	return memSample{stack: ms.StackInuse, heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine()}
+	return memSample{stack: ms.StackInuse, heap: ms.HeapAlloc, goroutines: runtime.NumGoroutine(),
+		rss: procBytes("/proc/self/status", "VmRSS:"), slab: procBytes("/proc/meminfo", "Slab:")}
+}
+
+// procBytes reads the "key   N kB" line of a /proc file, in bytes; 0 if
+// there is none.
+func procBytes(path, key string) int64 {
+	data, _ := os.ReadFile(path)
+	for line := range strings.Lines(string(data)) {
+		if f := strings.Fields(line); len(f) >= 2 && f[0] == key {
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb << 10
+		}
+	}
+	return 0
+}
+
+// raiseNoFile raises RLIMIT_NOFILE to at least need where the process
+// may (the hard limit takes root, as in the VM).
+func raiseNoFile(b *testing.B, need uint64) {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil || lim.Cur >= need {
+		return
+	}
+	lim.Cur, lim.Max = need, max(lim.Max, need)
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Logf("RLIMIT_NOFILE to %d: %v", need, err)
+	}
 }
 
 // benchBackend is an echo backend that counts connections; its conns live

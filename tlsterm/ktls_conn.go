@@ -170,11 +170,7 @@ func (c *KernelConn) handshakeMessage(b []byte) error {
 	if len(b) != 5 || b[0] != handshakeKeyUpdate || b[1] != 0 || b[2] != 0 || b[3] != 1 || b[4] > 1 {
 		return fmt.Errorf("kernel tls: unexpected handshake message (% x) from the client", b[:min(len(b), 8)])
 	}
-	next, err := hkdfExpandLabel(c.suite.hash, c.clientSecret, "traffic upd", nil, c.suite.hash().Size())
-	if err != nil {
-		return err
-	}
-	ci, err := info13(c.suite, next, 0)
+	next, ci, err := c.nextKey(c.clientSecret)
 	if err != nil {
 		return err
 	}
@@ -189,6 +185,17 @@ func (c *KernelConn) handshakeMessage(b []byte) error {
 	return nil
 }
 
+// nextKey derives the traffic secret after secret (RFC 8446 §7.2) and
+// the kernel's crypto_info for it, at sequence 0.
+func (c *KernelConn) nextKey(secret []byte) ([]byte, CryptoInfo, error) {
+	next, err := hkdfExpandLabel(c.suite.hash, secret, "traffic upd", nil, c.suite.hash().Size())
+	if err != nil {
+		return nil, CryptoInfo{}, err
+	}
+	ci, err := info13(c.suite, next, 0)
+	return next, ci, err
+}
+
 // PrepareWrite is for the relay writing to conn, before each write: it
 // sends what the record layer owes the client first (the KeyUpdate a
 // client asked for, and the new key it announces).
@@ -201,11 +208,7 @@ func (c *KernelConn) PrepareWrite() error {
 	if !c.updateOwed.Swap(false) {
 		return nil
 	}
-	next, err := hkdfExpandLabel(c.suite.hash, c.serverSecret, "traffic upd", nil, c.suite.hash().Size())
-	if err != nil {
-		return err
-	}
-	ci, err := info13(c.suite, next, 0)
+	next, ci, err := c.nextKey(c.serverSecret)
 	if err != nil {
 		return err
 	}

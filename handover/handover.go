@@ -42,10 +42,11 @@ type Child struct {
 }
 
 // Start runs exe with args and the listening sockets files, keyed by
-// their configured addresses, and waits up to timeout for it to say it is
-// ready. The files are the caller's to close. On failure the new process
-// is killed and waited for; the caller goes on serving.
-func Start(exe string, args []string, files map[string]*os.File, stdout, stderr io.Writer, timeout time.Duration) (*Child, error) {
+// their configured addresses, and conns, the child's end of a ConnPair
+// (nil: none), and waits up to timeout for it to say it is ready. The
+// files are the caller's to close. On failure the new process is killed
+// and waited for; the caller goes on serving.
+func Start(exe string, args []string, files map[string]*os.File, conns *os.File, stdout, stderr io.Writer, timeout time.Duration) (*Child, error) {
 	r, w, err := os.Pipe()
 	if err != nil {
 		return nil, fmt.Errorf("handover: pipe: %w", err)
@@ -60,10 +61,14 @@ func Start(exe string, args []string, files map[string]*os.File, stdout, stderr 
 	extra = append(extra, w)
 	cmd := exec.Command(exe, args...)
 	cmd.Stdout, cmd.Stderr = stdout, stderr
-	cmd.ExtraFiles = extra
 	cmd.Env = append(withoutHandover(os.Environ()),
 		envAddrs+"="+strings.Join(addrs, "\n"),
 		envReady+"="+strconv.Itoa(3+len(files)))
+	if conns != nil {
+		cmd.Env = append(cmd.Env, envConns+"="+strconv.Itoa(3+len(extra)))
+		extra = append(extra, conns)
+	}
+	cmd.ExtraFiles = extra
 	err = cmd.Start()
 	w.Close() // the child holds its copy: EOF here once it exits
 	restoreNonblock(files)
@@ -145,7 +150,7 @@ func Inherited() (files map[string]*os.File, ready func() error, err error) {
 func withoutHandover(env []string) []string {
 	out := env[:0:0]
 	for _, kv := range env {
-		if !strings.HasPrefix(kv, envAddrs+"=") && !strings.HasPrefix(kv, envReady+"=") {
+		if !strings.HasPrefix(kv, envAddrs+"=") && !strings.HasPrefix(kv, envReady+"=") && !strings.HasPrefix(kv, envConns+"=") {
 			out = append(out, kv)
 		}
 	}

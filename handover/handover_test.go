@@ -44,7 +44,7 @@ func TestStartKeepsListenersNonblocking(t *testing.T) {
 	if !nonblocking(t, tl) {
 		t.Fatal("a Go listener starts non-blocking")
 	}
-	_, err = Start("/bin/false", nil, map[string]*os.File{ln.Addr().String(): f}, nil, nil, 5*time.Second)
+	_, err = Start("/bin/false", nil, map[string]*os.File{ln.Addr().String(): f}, nil, nil, nil, 5*time.Second)
 	if err == nil {
 		t.Fatal("Start of /bin/false succeeded")
 	}

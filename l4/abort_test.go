@@ -18,6 +18,7 @@ import (
 type abortEnds struct {
 	w                     *world
 	p                     *Proxy
+	cfg                   *Config
 	client, backend       net.Conn // TLS or plain, as the route kind has it
 	clientRaw, backendRaw *net.TCPConn
 }
@@ -56,10 +57,11 @@ func connectThrough(t *testing.T, kind string, tune func(*ListenerConfig)) *abor
 	if tune != nil {
 		tune(&l)
 	}
-	p, addrs := w.serve(&Config{Listeners: []ListenerConfig{l},
-		Upstreams: []UpstreamConfig{{Name: "app", Servers: []string{be.addr()}}}})
+	cfg := &Config{Listeners: []ListenerConfig{l},
+		Upstreams: []UpstreamConfig{{Name: "app", Servers: []string{be.addr()}}}}
+	p, addrs := w.serve(cfg)
 
-	e := &abortEnds{w: w, p: p}
+	e := &abortEnds{w: w, p: p, cfg: cfg}
 	raw, err := net.DialTimeout("tcp", addrs[0], testTimeout)
 	if err != nil {
 		t.Fatal(err)

@@ -52,7 +52,14 @@ func (c *conn) logAccess(err error) {
 		slog.Duration("dur", time.Since(c.start)),
 		slog.String("reason", c.reason),
 	)
-	if c.stats.Reason != "" {
+	msg := "access"
+	switch c.stats.Reason {
+	case "":
+	case splice.HandedOver:
+		// Not the end of the connection: the new process writes its
+		// access line when it ends.
+		msg = "moved"
+	default:
 		attrs = append(attrs,
 			slog.String("client_end", string(c.stats.ClientEnd)),
 			slog.String("backend_end", string(c.stats.BackendEnd)),
@@ -64,7 +71,7 @@ func (c *conn) logAccess(err error) {
 	if suppressed > 0 {
 		attrs = append(attrs, slog.Int64("suppressed", suppressed))
 	}
-	c.srv.Logger.LogAttrs(context.Background(), level, "access", attrs...)
+	c.srv.Logger.LogAttrs(context.Background(), level, msg, attrs...)
 }
 
 // attrs appends what is known of the connection when its relay starts:

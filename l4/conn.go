@@ -116,6 +116,8 @@ type conn struct {
 	// counted this connection (ipHeld).
 	ipKey  netip.Prefix
 	ipHeld bool
+	// relay is the running relay, once started, to move it (see move.go).
+	relay atomic.Pointer[splice.Handle]
 	// lifetime ends the relay at MaxLifetime, and endLifetime releases
 	// its timer; nil without one.
 	lifetime    context.Context
@@ -324,7 +326,6 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 // the relay has started (the relay calls finish when it ends); on error,
 // the connection is closed.
 func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, prefix []byte, route *Route) error {
-	s := c.srv
 	if route == nil {
 		var err error
 		if route, err = c.selectRoute(cur, &prefix); err != nil {
@@ -371,13 +372,21 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 		}
 	}
 	stop()
+	c.startRelay(ctx, cur, backend)
+	return nil
+}
+
+// startRelay starts the relay between the client's connection, cur, and
+// the backend's, linked into the listener's meter and ready to move.
+func (c *conn) startRelay(ctx context.Context, cur, backend net.Conn) {
+	s := c.srv
 	s.meter.relaying(c)
 	if s.LogOpen {
 		c.logOpen()
 	}
 	idle := s.IdleTimeout
-	if route.IdleTimeout > 0 {
-		idle = route.IdleTimeout
+	if c.route.IdleTimeout > 0 {
+		idle = c.route.IdleTimeout
 	}
 	if s.MaxLifetime > 0 {
 		// The relay ends as at the end of a drain; relayDone tells the
@@ -385,7 +394,7 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 		ctx, c.endLifetime = context.WithDeadline(ctx, c.start.Add(s.MaxLifetime))
 		c.lifetime = ctx
 	}
-	splice.Start(ctx, cur, backend, splice.Options{
+	c.relay.Store(splice.Start(ctx, cur, backend, splice.Options{
 		IdleTimeout:      idle,
 		HalfCloseTimeout: s.HalfCloseTimeout,
 		Buffers:          s.Buffers,
@@ -393,8 +402,7 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 		Parker:           s.Parker,
 		ParkAfter:        s.ParkAfter,
 		Counters:         &c.counts,
-	}, c.relayDone)
-	return nil
+	}, c.relayDone))
 }
 
 // relayDone is the relay's completion callback.

@@ -34,6 +34,14 @@ func (l *connLimit) take() (ok bool, wait <-chan struct{}) {
 	return true, nil
 }
 
+// takeAnyway takes a slot even over the limit, for a connection accepted
+// elsewhere (moved from an old process): it is there already.
+func (l *connLimit) takeAnyway() {
+	l.mu.Lock()
+	l.used++
+	l.mu.Unlock()
+}
+
 // give gives a slot back.
 func (l *connLimit) give() {
 	l.mu.Lock()

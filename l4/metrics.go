@@ -162,6 +162,14 @@ func (lm *listenerMeter) acceptedConn() {
 		return
 	}
 	lm.accepted.Inc()
+	lm.adoptedConn()
+}
+
+// adoptedConn counts a connection open that another process accepted.
+func (lm *listenerMeter) adoptedConn() {
+	if lm == nil {
+		return
+	}
 	lm.mu.Lock()
 	lm.open++
 	lm.mu.Unlock()
@@ -227,6 +235,27 @@ func (lm *listenerMeter) relaying(c *conn) {
 	c.prev, c.next = lm.relays.prev, &lm.relays
 	c.prev.next, lm.relays.prev = c, c
 	lm.mu.Unlock()
+}
+
+// relayingConns appends the connections relaying now to conns.
+func (lm *listenerMeter) relayingConns(conns []*conn) []*conn {
+	lm.mu.Lock()
+	defer lm.mu.Unlock()
+	for c := lm.relays.next; c != &lm.relays; c = c.next {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// allListeners returns every listener's meter.
+func (m *Metrics) allListeners() []*listenerMeter {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	lms := make([]*listenerMeter, 0, len(m.listeners))
+	for _, lm := range m.listeners {
+		lms = append(lms, lm)
+	}
+	return lms
 }
 
 // ended counts a connection's end: its duration, its bytes if it relayed

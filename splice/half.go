@@ -68,6 +68,7 @@ type half struct {
 	drained           shortRead // the last read from src took all it had
 
 	// Guarded by r.mu.
+	frozen bool // stopped for a Freeze (see freeze.go)
 	parked bool
 	timer  *time.Timer // the idle timeout while parked
 	token  uint64      // the Parker's registration
@@ -109,6 +110,9 @@ func (h *half) loop() (res halfResult, parked bool) {
 		before := h.counter.Load()
 		if res, done := h.drain(); done {
 			return res, false
+		}
+		if h.stopForFreeze() {
+			return halfResult{}, true
 		}
 		if h.src.sock != nil {
 			h.pace(h.counter.Load() - before)
@@ -169,6 +173,9 @@ func (h *half) drainCopy() (halfResult, bool) {
 			h.counter.Add(int64(w))
 			if werr != nil {
 				return h.writeFailed(werr), true
+			}
+			if h.r.freezeAsked() && rerr == nil {
+				return halfResult{}, false // everything read is written
 			}
 		}
 		if res, more, done := h.readEnded(rerr); !more {
@@ -304,6 +311,9 @@ func (h *half) drainSplice() (halfResult, bool) {
 		if werr != nil {
 			return h.writeFailed(werr), true
 		}
+		if h.r.freezeAsked() {
+			return halfResult{}, false // the pipe is empty
+		}
 	}
 }
 
@@ -398,6 +408,11 @@ func (h *half) park() bool {
 	defer r.mu.Unlock()
 	if r.closed {
 		return false
+	}
+	if r.freezing.Load() {
+		// Parking is a point with nothing in flight: stop here instead.
+		r.frozeLocked(h)
+		return true
 	}
 	var left time.Duration
 	if t := r.timeout(); t > 0 {

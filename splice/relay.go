@@ -186,7 +186,7 @@ func Relay(ctx context.Context, client, backend net.Conn, opts Options) (Stats, 
 // at once; done is called, on the goroutine that finished last, after both
 // directions have ended and both connections are closed. With opts.Parker
 // set, an idle connection holds no goroutine at all (see Options.Parker).
-func Start(ctx context.Context, client, backend net.Conn, opts Options, done func(Stats, error)) {
+func Start(ctx context.Context, client, backend net.Conn, opts Options, done func(Stats, error)) *Handle {
 	r := &relay{
 		idle:      opts.idleTimeout(),
 		linger:    opts.halfCloseTimeout(),
@@ -230,6 +230,7 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		}
 		go h.copyHalf()
 	}
+	return &Handle{r}
 }
 
 type direction int
@@ -293,6 +294,13 @@ type relay struct {
 	mu      sync.Mutex // guards closed, results and each half's parked state
 	closed  bool
 	results []halfResult
+
+	// A Freeze in progress (see freeze.go): freezing is also read without
+	// the lock; the rest is guarded by mu.
+	freezing     atomic.Bool
+	frozen       int // directions stopped for it
+	freezeDone   chan struct{}
+	freezeFailed bool
 }
 
 func (r *relay) touch() { r.touchAt(time.Now()) }
@@ -386,6 +394,7 @@ func (r *relay) finish(h *half, res halfResult) {
 	r.mu.Lock()
 	r.results = append(r.results, res)
 	last := len(r.results) == 2
+	r.freezeFailedLocked()
 	r.mu.Unlock()
 	if last {
 		r.complete()

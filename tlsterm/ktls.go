@@ -34,6 +34,7 @@ type KernelKeys struct {
 	// For TLS 1.3 key updates after the hand-over: the suite and both
 	// directions' current traffic secrets.
 	suite                      suiteParams
+	suiteID                    uint16
 	clientSecret, serverSecret []byte
 }
 
@@ -125,6 +126,7 @@ func (c *RecordConn) prepare(cs tls.ConnectionState, read int64) (*KernelKeys, e
 	if err != nil {
 		return nil, err
 	}
+	k.suiteID = cs.CipherSuite
 	if decrypted != read {
 		return nil, noHandOver(FallbackBuffered, "crypto/tls decrypted %d bytes of client data and %d were read from it", decrypted, read)
 	}

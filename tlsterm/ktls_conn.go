@@ -69,6 +69,7 @@ func HandOver(conn *net.TCPConn, k *KernelKeys) (*KernelConn, error) {
 		rc:           rc,
 		version:      k.TX.Version,
 		suite:        k.suite,
+		suiteID:      k.suiteID,
 		clientSecret: k.clientSecret,
 		serverSecret: k.serverSecret,
 	}, nil
@@ -83,6 +84,7 @@ type KernelConn struct {
 	rc      syscall.RawConn
 	version uint16
 	suite   suiteParams
+	suiteID uint16
 	// The TLS 1.3 traffic secrets in force, for key updates.
 	clientSecret []byte // only the reading direction's Control touches it
 
@@ -239,3 +241,42 @@ func (c *KernelConn) KeyUpdates() int64 { return c.keyUpdates.Load() }
 
 // NetConn returns the socket beneath.
 func (c *KernelConn) NetConn() net.Conn { return c.TCPConn }
+
+// KernelState is what a KernelConn keeps in userspace, for another process
+// to take the connection over (a binary upgrade): the kernel keeps the
+// rest with the socket.
+type KernelState struct {
+	Version     uint16 `json:"version"`
+	CipherSuite uint16 `json:"cipher_suite"`
+	// The TLS 1.3 traffic secrets in force, for key updates.
+	ClientSecret []byte `json:"client_secret,omitempty"`
+	ServerSecret []byte `json:"server_secret,omitempty"`
+	// UpdateOwed: the client asked for a key update not yet answered.
+	UpdateOwed bool `json:"update_owed,omitempty"`
+}
+
+// State returns what another process needs to run c on (see Adopt). Call
+// it only while nothing reads or writes c.
+func (c *KernelConn) State() KernelState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return KernelState{Version: c.version, CipherSuite: c.suiteID, ClientSecret: c.clientSecret,
+		ServerSecret: c.serverSecret, UpdateOwed: c.updateOwed.Load()}
+}
+
+// Adopt runs on conn, a socket whose record layer another process handed
+// to the kernel, with the state it passed along.
+func Adopt(conn *net.TCPConn, st KernelState) (*KernelConn, error) {
+	p, ok := suiteFor(st.Version, st.CipherSuite)
+	if !ok {
+		return nil, fmt.Errorf("tlsterm: adopt kernel tls: unknown suite %#04x for version %#04x", st.CipherSuite, st.Version)
+	}
+	rc, err := conn.SyscallConn()
+	if err != nil {
+		return nil, fmt.Errorf("tlsterm: adopt kernel tls: %w", err)
+	}
+	c := &KernelConn{TCPConn: conn, rc: rc, version: st.Version, suite: p, suiteID: st.CipherSuite,
+		clientSecret: st.ClientSecret, serverSecret: st.ServerSecret}
+	c.updateOwed.Store(st.UpdateOwed)
+	return c, nil
+}

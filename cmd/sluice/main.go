@@ -225,6 +225,10 @@ func serve(proxy *l4.Proxy, r *running, sigs <-chan os.Signal) error {
 	if err := r.ready(); err != nil {
 		logger.Warn("could not tell the old process this one is ready", "error", err)
 	}
+	if conns := handover.ConnsInherited(); conns != nil {
+		// The old process moves its connections once it hears ready.
+		go receiveConns(proxy, conns, logger)
+	}
 	status := time.NewTicker(10 * time.Second)
 	defer status.Stop()
 

@@ -1,0 +1,185 @@
+package splice
+
+import (
+	"context"
+	"errors"
+	"net"
+	"time"
+)
+
+// Moving a relay to another process (a binary upgrade): Freeze stops both
+// directions where nothing is in flight (every byte read has been written,
+// no pipe or buffer holds any), so that whatever the peers send meanwhile
+// waits in the sockets' queues; the caller passes the two sockets on, then
+// either Releases the relay here or Thaws it if the move failed.
+
+// HandedOver: the relay was moved to another process (Handle.Release).
+const HandedOver Reason = "handed_over"
+
+// ErrNotMovable is returned by Freeze for a relay that cannot move: one
+// side is a *tls.Conn (its record layer lives in this process), a
+// direction has already ended, or the relay is closing.
+var ErrNotMovable = errors.New("splice: relay cannot move")
+
+// Handle is a running relay, as Start returned it.
+type Handle struct{ r *relay }
+
+// Frozen is a relay stopped by Freeze: its connections, open and idle in
+// this process, and the bytes it has moved each way.
+type Frozen struct {
+	Client, Backend net.Conn
+	In, Out         int64
+}
+
+// freezePoke is how often Freeze wakes a direction waiting on the
+// netpoller, in case it armed its read deadline after the last poke.
+const freezePoke = 20 * time.Millisecond
+
+// Freeze stops both directions at their next point with nothing in
+// flight, and returns the connections. A direction stuck in a write (its
+// peer reads nothing) cannot stop: when ctx ends first, the relay runs on
+// and Freeze returns ctx's error. After a nil error the caller must call
+// Release or Thaw.
+func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
+	r := h.r
+	r.mu.Lock()
+	if r.closed || r.halfDone.Load() || len(r.results) > 0 || !r.ends[clientPeer].movable() || !r.ends[backendPeer].movable() {
+		r.mu.Unlock()
+		return nil, ErrNotMovable
+	}
+	r.freezeDone = make(chan struct{})
+	r.freezeFailed = false
+	r.freezing.Store(true)
+	var unpark []*half
+	for _, hf := range r.halves {
+		if hf.parked {
+			hf.parked = false
+			if hf.timer != nil {
+				hf.timer.Stop()
+			}
+			unpark = append(unpark, hf)
+			r.frozeLocked(hf)
+		}
+	}
+	done := r.freezeDone
+	r.mu.Unlock()
+	for _, hf := range unpark {
+		r.parker.remove(hf)
+	}
+
+	poke := time.NewTicker(freezePoke)
+	defer poke.Stop()
+	for {
+		// Wake directions waiting on the netpoller: the deadline passes
+		// and they come round to a point where they stop.
+		for _, hf := range r.halves {
+			hf.src.conn.SetReadDeadline(time.Now())
+		}
+		select {
+		case <-done:
+			r.mu.Lock()
+			failed := r.freezeFailed
+			r.mu.Unlock()
+			if failed {
+				h.Thaw()
+				return nil, ErrNotMovable
+			}
+			return &Frozen{Client: r.ends[clientPeer].conn, Backend: r.ends[backendPeer].conn,
+				In: r.counts.In.Load(), Out: r.counts.Out.Load()}, nil
+		case <-ctx.Done():
+			h.Thaw()
+			return nil, ctx.Err()
+		case <-poke.C:
+		}
+	}
+}
+
+// Thaw resumes a relay Freeze stopped (or was stopping).
+func (h *Handle) Thaw() {
+	r := h.r
+	r.mu.Lock()
+	r.freezing.Store(false)
+	var resume []*half
+	for _, hf := range r.halves {
+		if hf.frozen {
+			hf.frozen = false
+			hf.readArm = deadlineArm{} // the pokes moved the deadline
+			resume = append(resume, hf)
+		}
+	}
+	r.frozen = 0
+	r.mu.Unlock()
+	for _, hf := range resume {
+		go hf.copyHalf()
+	}
+}
+
+// Release ends a frozen relay here once its connections live on
+// elsewhere: it closes this process's descriptors, which does not end the
+// connections while another process holds them (no FIN, no RST), and
+// reports Stats with Reason HandedOver.
+func (h *Handle) Release() {
+	r := h.r
+	r.once.Do(func() {
+		r.mu.Lock()
+		r.closed = true
+		r.mu.Unlock()
+		r.ends[clientPeer].conn.Close()
+		r.ends[backendPeer].conn.Close()
+	})
+	r.stopCtx()
+	r.done(Stats{BytesIn: r.counts.In.Load(), BytesOut: r.counts.Out.Load(), Reason: HandedOver,
+		ClientEnd: EndCut, BackendEnd: EndCut}, nil)
+}
+
+// movable reports whether the endpoint is a socket another process can
+// take as it is: plain, or with its TLS record layer in the kernel.
+func (e *endpoint) movable() bool { return e.raw }
+
+// freezeAsked reports, cheaply, whether a Freeze is waiting: a direction
+// moving bytes stops after its current write.
+func (r *relay) freezeAsked() bool { return r.freezing.Load() }
+
+// frozeLocked records that hf stopped for a Freeze; r.mu is held.
+func (r *relay) frozeLocked(hf *half) {
+	hf.frozen = true
+	r.frozen++
+	if r.frozen == len(r.halves) {
+		close(r.freezeDone)
+	}
+}
+
+// stopForFreeze is called by a direction at a point with nothing in
+// flight: if a Freeze waits, the direction stops there (its goroutine
+// returns) and reports true.
+func (h *half) stopForFreeze() bool {
+	r := h.r
+	if !r.freezeAsked() {
+		return false
+	}
+	if h.batching {
+		// The next process's relay starts without batching: a raised
+		// SO_RCVLOWAT would hold its first bytes back.
+		h.setBatching(false)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !r.freezing.Load() || r.closed {
+		return false
+	}
+	r.frozeLocked(h)
+	return true
+}
+
+// freezeFailedLocked tells a waiting Freeze that a direction ended
+// instead of stopping; r.mu is held.
+func (r *relay) freezeFailedLocked() {
+	if r.freezing.Load() && !r.freezeFailed {
+		r.freezeFailed = true
+		select {
+		case <-r.freezeDone:
+		default:
+			close(r.freezeDone)
+		}
+	}
+}

@@ -325,7 +325,9 @@ func waitParked(t *testing.T, p *Proxy, n int) {
 // (only it can make a Go server pick AES-256-GCM). It then asks for a key
 // update, which sluice follows on kernels that can rekey (it installs the
 // client's next key, sends its own KeyUpdate and rekeys TX); on older ones
-// the connection ends, and the line says why.
+// the connection ends, and the line says why. The "moved" cases move the
+// connection to another Proxy (a binary upgrade) before the key update:
+// the traffic secrets went with it.
 func TestKernelTLSOpenSSL(t *testing.T) {
 	needKernelTLS(t)
 	bin, err := exec.LookPath("openssl")
@@ -334,85 +336,100 @@ func TestKernelTLSOpenSSL(t *testing.T) {
 	}
 	rekey := tlsterm.ProbeKernel().Rekey
 	for _, suite := range []uint16{tls.TLS_AES_128_GCM_SHA256, tls.TLS_AES_256_GCM_SHA384, tls.TLS_CHACHA20_POLY1305_SHA256} {
-		t.Run(tls.CipherSuiteName(suite), func(t *testing.T) {
-			w := newWorld(t)
-			be := w.backend(echo)
-			_, addrs := w.serve(w.simple(be.addr()))
-			ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
-			defer cancel()
-			// -no_ign_eof after -quiet turns s_client's commands back on:
-			// a line "K" sends a KeyUpdate that asks for one back.
-			cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", addrs[0], "-servername", "localhost",
-				"-tls1_3", "-ciphersuites", tls.CipherSuiteName(suite), "-quiet", "-no_ign_eof")
-			stdin, _ := cmd.StdinPipe()
-			stdout, _ := cmd.StdoutPipe()
-			errPipe, _ := cmd.StderrPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
+		for _, move := range []bool{false, true} {
+			name := tls.CipherSuiteName(suite)
+			if move {
+				name += "/moved"
 			}
-			// s_client says KEYUPDATE on stderr once it has sent one; a
-			// line written before that could be read with the command,
-			// and dropped with it.
-			var stderr bytes.Buffer
-			keyUpdated := make(chan struct{})
-			stderrDone := make(chan struct{})
-			go func() {
-				defer close(stderrDone)
-				sc := bufio.NewScanner(errPipe)
-				for sc.Scan() {
-					if sc.Text() == "KEYUPDATE" {
-						close(keyUpdated)
-					}
-					stderr.Write(append(sc.Bytes(), '\n'))
-				}
-			}()
-			defer func() {
-				stdin.Close()
-				cmd.Wait()
-				<-stderrDone
-				if t.Failed() {
-					t.Logf("openssl stderr:\n%s", stderr.Bytes())
-				}
-			}()
-			out := bufio.NewReader(stdout)
-			line := func(want string) error {
-				got, err := out.ReadString('\n')
-				if err != nil || got != want {
-					return fmt.Errorf("openssl printed %q, %v; want %q", got, err, want)
-				}
-				return nil
-			}
-			// Lines of digits: s_client takes lines starting with a
-			// command letter as commands.
-			big := hex.EncodeToString(stream(uint64(suite), 3000)) + "\n"
-			for _, msg := range []string{"0 before\n", "1" + big} {
-				io.WriteString(stdin, msg)
-				if err := line(msg); err != nil {
-					t.Fatal(err)
-				}
-			}
-			io.WriteString(stdin, "K\n")
-			select {
-			case <-keyUpdated:
-			case <-ctx.Done():
-				t.Fatal("openssl sent no KeyUpdate")
-			}
-			io.WriteString(stdin, "2 after the key update\n")
-			if !rekey {
-				if err := line("2 after the key update\n"); err == nil {
-					t.Fatal("the connection went on after a key update this kernel cannot follow")
-				}
-				w.waitLog("msg=access", "record_layer=kernel", "reason=client_error", "needs Linux 6.14")
-				return
-			}
-			if err := line("2 after the key update\n"); err != nil {
-				t.Fatal(err)
-			}
-			stdin.Close()
-			if rest, _ := io.ReadAll(out); len(rest) != 0 {
-				t.Fatalf("openssl printed %q after its last line", rest)
-			}
-			w.waitLog("msg=access", "record_layer=kernel", "cipher="+tls.CipherSuiteName(suite), "client_end=closed")
-		})
+			t.Run(name, func(t *testing.T) { testOpenSSLKeyUpdate(t, bin, suite, rekey, move) })
+		}
 	}
+}
+
+func testOpenSSLKeyUpdate(t *testing.T, bin string, suite uint16, rekey, move bool) {
+	w := newWorld(t)
+	be := w.backend(echo)
+	cfg := w.simple(be.addr())
+	p, addrs := w.serve(cfg)
+	ctx, cancel := context.WithTimeout(t.Context(), testTimeout)
+	defer cancel()
+	// -no_ign_eof after -quiet turns s_client's commands back on:
+	// a line "K" sends a KeyUpdate that asks for one back.
+	cmd := exec.CommandContext(ctx, bin, "s_client", "-connect", addrs[0], "-servername", "localhost",
+		"-tls1_3", "-ciphersuites", tls.CipherSuiteName(suite), "-quiet", "-no_ign_eof")
+	stdin, _ := cmd.StdinPipe()
+	stdout, _ := cmd.StdoutPipe()
+	errPipe, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// s_client says KEYUPDATE on stderr once it has sent one; a
+	// line written before that could be read with the command,
+	// and dropped with it.
+	var stderr bytes.Buffer
+	keyUpdated := make(chan struct{})
+	stderrDone := make(chan struct{})
+	go func() {
+		defer close(stderrDone)
+		sc := bufio.NewScanner(errPipe)
+		for sc.Scan() {
+			if sc.Text() == "KEYUPDATE" {
+				close(keyUpdated)
+			}
+			stderr.Write(append(sc.Bytes(), '\n'))
+		}
+	}()
+	defer func() {
+		stdin.Close()
+		cmd.Wait()
+		<-stderrDone
+		if t.Failed() {
+			t.Logf("openssl stderr:\n%s", stderr.Bytes())
+		}
+	}()
+	out := bufio.NewReader(stdout)
+	line := func(want string) error {
+		got, err := out.ReadString('\n')
+		if err != nil || got != want {
+			return fmt.Errorf("openssl printed %q, %v; want %q", got, err, want)
+		}
+		return nil
+	}
+	// Lines of digits: s_client takes lines starting with a
+	// command letter as commands.
+	big := hex.EncodeToString(stream(uint64(suite), 3000)) + "\n"
+	for _, msg := range []string{"0 before\n", "1" + big} {
+		io.WriteString(stdin, msg)
+		if err := line(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if move {
+		next, _ := w.serve(cfg)
+		if moved, _, _ := moveTo(t, p, next); moved != 1 {
+			t.Fatalf("moved %d connections, want 1", moved)
+		}
+	}
+	io.WriteString(stdin, "K\n")
+	select {
+	case <-keyUpdated:
+	case <-ctx.Done():
+		t.Fatal("openssl sent no KeyUpdate")
+	}
+	io.WriteString(stdin, "2 after the key update\n")
+	if !rekey {
+		if err := line("2 after the key update\n"); err == nil {
+			t.Fatal("the connection went on after a key update this kernel cannot follow")
+		}
+		w.waitLog("msg=access", "record_layer=kernel", "reason=client_error", "needs Linux 6.14")
+		return
+	}
+	if err := line("2 after the key update\n"); err != nil {
+		t.Fatal(err)
+	}
+	stdin.Close()
+	if rest, _ := io.ReadAll(out); len(rest) != 0 {
+		t.Fatalf("openssl printed %q after its last line", rest)
+	}
+	w.waitLog("msg=access", "record_layer=kernel", "cipher="+tls.CipherSuiteName(suite), "client_end=closed")
 }

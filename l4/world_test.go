@@ -28,6 +28,11 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(envBenchClients); spec != "" {
+		// This binary, started by BenchmarkIdleSluiceMemory to hold its
+		// clients in a process of their own.
+		os.Exit(benchClients(spec))
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -116,8 +116,10 @@ type conn struct {
 	// counted this connection (ipHeld).
 	ipKey  netip.Prefix
 	ipHeld bool
-	// relay is the running relay, once started, to move it (see move.go).
-	relay atomic.Pointer[splice.Handle]
+	// relay is the running relay, once started, to move it (see move.go);
+	// adopted says an old process moved the connection here.
+	relay   atomic.Pointer[splice.Handle]
+	adopted bool
 	// lifetime ends the relay at MaxLifetime, and endLifetime releases
 	// its timer; nil without one.
 	lifetime    context.Context
@@ -381,7 +383,7 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 func (c *conn) startRelay(ctx context.Context, cur, backend net.Conn) {
 	s := c.srv
 	s.meter.relaying(c)
-	if s.LogOpen {
+	if s.LogOpen && !c.adopted {
 		c.logOpen()
 	}
 	idle := s.IdleTimeout

@@ -170,7 +170,8 @@ func (p *Proxy) AdoptConn(state []byte, client, backend net.Conn) (start func(),
 	}
 	s.init()
 	c := &conn{srv: s, raw: client, id: st.ID, start: st.Start, client: parseAddr(st.Client, client.RemoteAddr()),
-		local: parseAddr(st.Local, client.LocalAddr()), tls: st.TLS, handshake: st.Shake, dial: st.Dial, pre: st.Pre}
+		local: parseAddr(st.Local, client.LocalAddr()), tls: st.TLS, handshake: st.Shake, dial: st.Dial, pre: st.Pre,
+		adopted: true}
 	if st.SNI != "" {
 		c.hello = &tlsterm.Hello{ServerName: st.SNI}
 	}

@@ -91,11 +91,13 @@ testssl: build
 # terminating, a plain, a passthrough and a WebSocket listener for
 # DURATION (make soak DURATION=1h), random sizes and half-closes, SHA-256
 # at both ends, while backends are SIGKILLed and restarted and sluice is
-# reloaded with SIGHUP (once with a file it must refuse). Fails on a
+# reloaded with SIGHUP (once with a file it must refuse) and upgraded with
+# SIGUSR2 every 7s (its connections move to the new process). Fails on a
 # failure no backend kill explains, a byte lost, corrupted or cut short
-# under a clean end, descriptors or goroutines not back to their baseline,
-# or sluice not exiting 0. SOAK_ARGS passes more flags (-streams, -seed,
-# -keep, -json FILE).
+# under a clean end, an upgrade that fails or leaves more than one sluice,
+# descriptors or goroutines not back to their baseline, or sluice not
+# exiting 0. SOAK_ARGS passes more flags (-streams, -seed, -keep, -json
+# FILE, -upgrade-every 0 to leave upgrades out).
 soak: build
 	$(GO) build -o bin/soak ./bench/soak
 	bin/soak -sluice $(BIN) -duration $(DURATION) $(SOAK_ARGS)

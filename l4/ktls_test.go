@@ -211,6 +211,30 @@ func TestKernelTLSEnds(t *testing.T) {
 		expectReset(t, "backend", e.backend)
 		e.w.waitLog("msg=access", "record_layer=kernel", "reason=client_error", "failed authentication")
 	})
+	t.Run("backend_fin_after_a_long_silence", func(t *testing.T) {
+		// The backend is silent for longer than the idle timeout while
+		// the client keeps the relay alive; the write deadline on the
+		// client's socket, set with the backend's last bytes, has passed
+		// when its FIN comes, and must not stop the close_notify.
+		const idle = 300 * time.Millisecond
+		e := connectThrough(t, "terminate", func(l *ListenerConfig) { l.IdleTimeout = Duration{idle} })
+		io.WriteString(e.backend, "x")
+		readExactly(t, e.client, "x")
+		for i := range 8 {
+			io.WriteString(e.client, "u")
+			readExactly(t, e.backend, "u")
+			if i < 7 {
+				time.Sleep(idle / 4) // the silence is the subject
+			}
+		}
+		e.backendRaw.CloseWrite()
+		if got := readAll(t, e.client); len(got) != 0 { // io.EOF: close_notify came
+			t.Fatalf("client read %q", got)
+		}
+		e.client.(*tls.Conn).CloseWrite()
+		readAll(t, e.backend)
+		e.w.waitLog("msg=access", "record_layer=kernel", "reason=backend_closed", "client_end=closed", "backend_end=closed")
+	})
 	t.Run("backend_first", func(t *testing.T) {
 		e := connectThrough(t, "terminate", nil)
 		io.WriteString(e.backend, "bye")

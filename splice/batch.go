@@ -82,7 +82,7 @@ func (h *half) setBatching(on bool) {
 	}
 	h.rateStart, h.rateBytes, h.emptyFlushes = time.Time{}, 0, 0
 	// The read deadline in force was set for the other mode.
-	h.readArm = deadlineArm{}
+	h.readArm.forget()
 }
 
 // waitBatch is wait while batching: until batchLowat bytes are queued, the
@@ -90,7 +90,7 @@ func (h *half) setBatching(on bool) {
 // finds out which.
 func (h *half) waitBatch() (res halfResult, done bool) {
 	h.src.conn.SetReadDeadline(time.Now().Add(batchFlush))
-	h.readArm = deadlineArm{}
+	h.readArm.forget()
 	if err := waitReadable(h.src.sock); err != nil && !isTimeout(err) {
 		return stopped(h.srcPeer, err), true
 	}

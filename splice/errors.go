@@ -43,3 +43,10 @@ func benignOrNil(err error) error {
 	}
 	return err
 }
+
+// maxEmptyReads bounds the empty records a kernel TLS source may deliver
+// in a row: a client may send some, but a stream of nothing but empty
+// records is a peer (or a kernel) that keeps the relay spinning.
+const maxEmptyReads = 64
+
+var errEmptyReads = errors.New("splice: kernel tls delivered empty records and nothing else")

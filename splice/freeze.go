@@ -43,7 +43,8 @@ const freezePoke = 20 * time.Millisecond
 func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 	r := h.r
 	r.mu.Lock()
-	if r.closed || r.halfDone.Load() || len(r.results) > 0 || !r.ends[clientPeer].movable() || !r.ends[backendPeer].movable() {
+	if r.closed || r.freezing.Load() || r.halfDone.Load() || len(r.results) > 0 ||
+		!r.ends[clientPeer].movable() || !r.ends[backendPeer].movable() {
 		r.mu.Unlock()
 		return nil, ErrNotMovable
 	}
@@ -94,16 +95,21 @@ func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 	}
 }
 
-// Thaw resumes a relay Freeze stopped (or was stopping).
+// Thaw resumes a relay Freeze stopped (or was stopping). The time it
+// spent frozen does not count as idle, and a cancellation that came
+// meanwhile takes effect now.
 func (h *Handle) Thaw() {
 	r := h.r
+	r.touch()
 	r.mu.Lock()
 	r.freezing.Store(false)
+	cancel := r.cancelPending
+	r.cancelPending = false
 	var resume []*half
 	for _, hf := range r.halves {
 		if hf.frozen {
 			hf.frozen = false
-			hf.readArm = deadlineArm{} // the pokes moved the deadline
+			hf.readArm.forget() // the pokes moved the deadline
 			resume = append(resume, hf)
 		}
 	}
@@ -111,6 +117,9 @@ func (h *Handle) Thaw() {
 	r.mu.Unlock()
 	for _, hf := range resume {
 		go hf.copyHalf()
+	}
+	if cancel {
+		r.cancel()
 	}
 }
 

@@ -65,6 +65,7 @@ type half struct {
 	rateStart         time.Time // start of the window rateBytes counts in
 	rateBytes         int64
 	emptyFlushes      int       // flushes in a row that found nothing
+	emptyReads        int       // kernel TLS reads in a row that found an empty record
 	drained           shortRead // the last read from src took all it had
 
 	// Guarded by r.mu.
@@ -162,7 +163,7 @@ func (h *half) drainCopy() (halfResult, bool) {
 		if h.src.sock == nil {
 			// Reads block: bound them by the inactivity timeout.
 			if t := h.r.timeout(); h.armRead(t) && h.r.timeout() != t {
-				h.readArm = deadlineArm{} // see wait
+				h.readArm.forget() // see wait
 				continue
 			}
 		}
@@ -194,6 +195,15 @@ func (h *half) readEnded(rerr error) (res halfResult, more, done bool) {
 	case rerr == nil:
 		return halfResult{}, true, false
 	case rerr == errWouldBlock: // the common case: before errors.Is below
+		return halfResult{}, false, false
+	case rerr == io.EOF && h.src.kernel != nil && h.src.tcp != nil && !finReceived(h.src.tcp):
+		// Kernel TLS reads nothing from a zero-length application data
+		// record, which TLS allows; only a FIN ends the stream. The
+		// record is gone: wait for the next, but not for ever if the
+		// kernel keeps saying nothing.
+		if h.emptyReads++; h.emptyReads > maxEmptyReads {
+			return stopped(h.srcPeer, errEmptyReads), false, true
+		}
 		return halfResult{}, false, false
 	case rerr == io.EOF, errors.Is(rerr, io.ErrUnexpectedEOF):
 		return halfResult{end: h.srcEnded(rerr), peer: h.srcPeer}, false, true
@@ -326,7 +336,7 @@ func (h *half) wait() (res halfResult, done, park bool) {
 	if h.armRead(h.span()) && h.r.timeout() != t {
 		// The other direction finished meanwhile: the half-close deadline
 		// it set may have just been overwritten by the longer idle one.
-		h.readArm = deadlineArm{}
+		h.readArm.forget()
 		return halfResult{}, false, false
 	}
 	err := waitReadable(h.src.sock)
@@ -360,7 +370,7 @@ func (h *half) timedOut() (halfResult, bool) {
 	if t := h.r.timeout(); t > 0 && h.r.quiet() >= t {
 		return halfResult{idle: true, peer: h.srcPeer}, true
 	}
-	h.readArm = deadlineArm{}
+	h.readArm.forget()
 	return halfResult{}, false
 }
 
@@ -371,7 +381,7 @@ func (h *half) armRead(span time.Duration) bool {
 	if span <= 0 {
 		if h.readArm.span != 0 {
 			h.src.conn.SetReadDeadline(time.Time{})
-			h.readArm = deadlineArm{}
+			h.readArm = deadlineArm{} // known: none
 		}
 		return false
 	}
@@ -389,6 +399,7 @@ func (h *half) armRead(span time.Duration) bool {
 // deadline: bytes that arrive at the end of a long quiet read must still
 // get a whole period to be written.
 func (h *half) moving(now time.Time) {
+	h.emptyReads = 0
 	h.r.touchAt(now)
 	t := h.r.timeout()
 	if t <= 0 {
@@ -433,7 +444,7 @@ func (h *half) park() bool {
 	}
 	// The read deadline pushed out while waiting would keep a runtime
 	// timer per socket for nothing; the Parker's timer stands in for it.
-	h.readArm = deadlineArm{}
+	h.readArm.forget()
 	return true
 }
 
@@ -465,6 +476,10 @@ type deadlineArm struct {
 	at   time.Time
 	span time.Duration
 }
+
+// forget records that the deadline in force is unknown (someone else
+// moved it, or it has passed): the next armRead sets or clears it.
+func (a *deadlineArm) forget() { *a = deadlineArm{span: -1} }
 
 // due reports whether the deadline should be pushed out to now+t, and
 // records that it is.

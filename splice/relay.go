@@ -298,9 +298,10 @@ type relay struct {
 	// A Freeze in progress (see freeze.go): freezing is also read without
 	// the lock; the rest is guarded by mu.
 	freezing     atomic.Bool
-	frozen       int // directions stopped for it
-	freezeDone   chan struct{}
-	freezeFailed bool
+	frozen        int // directions stopped for it
+	freezeDone    chan struct{}
+	freezeFailed  bool
+	cancelPending bool // ctx was cancelled while frozen (see cancel)
 }
 
 func (r *relay) touch() { r.touchAt(time.Now()) }
@@ -327,6 +328,16 @@ func (r *relay) abortBoth() { r.once.Do(func() { r.closeConns(Abort) }) }
 // Canceled only if the cancellation is what tore it down: a relay already
 // closing after an error keeps that error and its reason.
 func (r *relay) cancel() {
+	r.mu.Lock()
+	if r.freezing.Load() {
+		// Frozen for a move, its sockets may be another process's by
+		// now: aborting them here would reset that process's
+		// connection. Thaw cancels, if the relay stays.
+		r.cancelPending = true
+		r.mu.Unlock()
+		return
+	}
+	r.mu.Unlock()
 	r.once.Do(func() {
 		r.canceled.Store(true)
 		r.closeConns(Abort)

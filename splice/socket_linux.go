@@ -185,6 +185,25 @@ func resetSeen(rc syscall.RawConn) bool {
 	return state == unix.BPF_TCP_CLOSE
 }
 
+// finReceived reports whether the peer of a TCP socket has ended its
+// stream (or the connection is gone): its state is no longer one where
+// the peer may still send.
+func finReceived(rc syscall.RawConn) bool {
+	state := uint8(unix.BPF_TCP_CLOSE) // if it cannot be asked: ended, as read says
+	control(rc, func(fd int) error {
+		info, err := unix.GetsockoptTCPInfo(fd, unix.IPPROTO_TCP, unix.TCP_INFO)
+		if err == nil {
+			state = info.State
+		}
+		return err
+	})
+	switch state {
+	case unix.BPF_TCP_ESTABLISHED, unix.BPF_TCP_FIN_WAIT1, unix.BPF_TCP_FIN_WAIT2:
+		return false
+	}
+	return true
+}
+
 // setRcvLowat sets the socket's SO_RCVLOWAT: how many bytes must be queued
 // before it reports readable.
 func setRcvLowat(rc syscall.RawConn, n int) error {

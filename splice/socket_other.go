@@ -21,6 +21,7 @@ func spliceOut(syscall.RawConn, *pipe) (int, error)     { return 0, errUnsupport
 func isSpliceUnsupported(error) bool                    { return true }
 func setRcvLowat(syscall.RawConn, int) error            { return errUnsupported }
 func resetSeen(syscall.RawConn) bool                    { return false }
+func finReceived(syscall.RawConn) bool                  { return true }
 
 // PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
 // never used.

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // KernelTLS is what this kernel's TLS can take, as ProbeKernel found.
@@ -225,9 +226,15 @@ func (c *KernelConn) PrepareWrite() error {
 	return nil
 }
 
+// closeNotifyTimeout bounds the close_notify's write, as crypto/tls
+// bounds its own: the write deadline in force was set for data, and may
+// have passed while only the client was sending.
+const closeNotifyTimeout = 5 * time.Second
+
 // CloseWrite ends the server's stream: close_notify, then a TCP FIN.
 func (c *KernelConn) CloseWrite() error {
 	c.mu.Lock()
+	c.TCPConn.SetWriteDeadline(time.Now().Add(closeNotifyTimeout))
 	err := sendRecord(c.rc, recordTypeAlert, []byte{alertWarning, alertCloseNotify})
 	c.mu.Unlock()
 	if err != nil {

@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 
+	"golang.org/x/sys/unix"
+
 	"go.uber.org/goleak"
 )
 
@@ -417,4 +419,78 @@ func payload(seed uint64, sizes []int) [][]byte {
 func sha256Sum(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
+}
+
+// TestKernelTLSEmptyRecord pins what the kernel does with a zero-length
+// application data record, which TLS allows a client to send: splice(2)
+// from the kTLS socket moves nothing and returns 0, as at a FIN, while the
+// socket is still established, and the next record's bytes follow. The
+// relay tells the two apart by the TCP state (splice's readEnded).
+func TestKernelTLSEmptyRecord(t *testing.T) {
+	if err := ProbeKernelTLS(); err != nil {
+		t.Skipf("no kernel TLS: %v", err)
+	}
+	cert, pool := testCert(t)
+	ln := listen(t)
+	prepared := make(chan serverResult, 1)
+	go func() {
+		prepared <- prepareHandOver(ln, WithKeyLog(&tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13}))
+	}()
+	conn := dial(t, ln)
+	c := tls.Client(conn, &tls.Config{RootCAs: pool, ServerName: "localhost"})
+	if err := c.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	res := <-prepared
+	raw := kernelServer(t, res, res.cs.CipherSuite)
+	// The client's records, sealed with its traffic key as crypto/tls
+	// would, past crypto/tls: an empty one, then "hi".
+	sim := newKernelSim(t, res.keys.RX)
+	if _, err := conn.Write(append(sim.seal(recordTypeApplicationData, nil), sim.seal(recordTypeApplicationData, []byte("hi"))...)); err != nil {
+		t.Fatal(err)
+	}
+	rc, err := raw.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds [2]int
+	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	var got []int64
+	var state uint8
+	for len(got) < 4 {
+		var n int64
+		var serr error
+		if err := rc.Read(func(fd uintptr) bool {
+			n, serr = unix.Splice(int(fd), nil, fds[1], nil, 1<<16, unix.SPLICE_F_NONBLOCK)
+			return serr != unix.EAGAIN
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if serr != nil {
+			t.Fatalf("splice: %v after %v", serr, got)
+		}
+		got = append(got, n)
+		if n == 0 {
+			rc.Control(func(fd uintptr) {
+				info, err := unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO)
+				if err == nil {
+					state = info.State
+				}
+			})
+		}
+		if n == 2 {
+			break
+		}
+	}
+	t.Logf("splice returned %v; TCP state at the 0: %d (established %d)", got, state, unix.BPF_TCP_ESTABLISHED)
+	if got[len(got)-1] != 2 {
+		t.Fatalf("splice returned %v, want the 2 bytes of the second record last", got)
+	}
+	if len(got) > 1 && state != unix.BPF_TCP_ESTABLISHED {
+		t.Fatalf("splice returned 0 for the empty record with the socket in state %d, not established", state)
+	}
 }

@@ -34,6 +34,12 @@ func (k kind) upstream() string {
 	return [...]string{"term", "plain", "pass", "ws", "ws"}[k]
 }
 
+// listener is the name of the sluice listener the kind goes through, as
+// its log lines say listener=.
+func (k kind) listener() string {
+	return [...]string{"terminate", "plain", "passthrough", "websocket", "websocket"}[k]
+}
+
 // target is how a client reaches a kind's route.
 type target struct {
 	addr string
@@ -49,6 +55,7 @@ type clientResult struct {
 	Up, Down int64
 	Start    time.Time
 	End      time.Time
+	Local    string // the client's address, as sluice logs it; "" if it never connected
 	Instance int    // the backend's pid from its ack; 0 if never learnt
 	Status   string // statusOK, statusFail, statusTruncated, statusCorrupted
 	Cause    string // phase:cause, empty when ok
@@ -86,6 +93,7 @@ func (c *clientConn) run(ctx context.Context, t target, h header) {
 	}
 	c.raw = nc.(*net.TCPConn)
 	c.conn = c.raw
+	c.res.Local = c.raw.LocalAddr().String()
 	deadline, _ := ctx.Deadline()
 	c.raw.SetDeadline(deadline)
 	if t.tls != nil {

@@ -24,6 +24,7 @@ type options struct {
 	killEvery     time.Duration
 	restartAfter  time.Duration
 	reloadEvery   time.Duration
+	upgradeEvery  time.Duration
 	streamTimeout time.Duration
 	settle        time.Duration
 	jsonPath      string
@@ -41,6 +42,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.killEvery, "kill-every", 3*time.Second, "SIGKILL a random backend this often")
 	fs.DurationVar(&o.restartAfter, "restart-after", time.Second, "restart a killed backend after this")
 	fs.DurationVar(&o.reloadEvery, "reload-every", 2*time.Second, "rewrite sluice's configuration and SIGHUP it this often")
+	fs.DurationVar(&o.upgradeEvery, "upgrade-every", 7*time.Second, "upgrade sluice (SIGUSR2: a new process takes the listeners and connections over) this often; 0: never")
 	fs.DurationVar(&o.streamTimeout, "stream-timeout", time.Minute, "bound on one stream; a stream that takes longer is a hang")
 	fs.DurationVar(&o.settle, "settle", 30*time.Second, "bound on waiting for sluice's goroutines and fds to return to baseline")
 	fs.StringVar(&o.jsonPath, "json", "", "also write the report as JSON to this file")
@@ -54,6 +56,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	}
 	if o.workers < 1 || o.duration <= 0 {
 		return o, errors.New("-streams and -duration must be positive")
+	}
+	if o.upgradeEvery < 0 {
+		return o, errors.New("-upgrade-every must not be negative")
 	}
 	return o, nil
 }
@@ -86,6 +91,9 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 		ln.Close()
 	}
 	selfBase := selfUsage()
+	// An upgrade's new sluice is the old one's child; once the old one
+	// exits it becomes the soak's, which can then learn how it exits.
+	subreaper := becomeSubreaper()
 	s := &soak{
 		opts:     opts,
 		log:      slog.New(slog.NewTextHandler(stderr, nil)),
@@ -94,6 +102,9 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	s.rep.SelfBase = selfBase
 	s.rep.Duration, s.rep.Workers = opts.duration.String(), opts.workers
 	s.log.Info("soak starting", "seed", opts.seed, "duration", opts.duration, "streams", opts.workers)
+	if subreaper != nil {
+		s.log.Warn("the exit status of upgraded sluice processes will be unknown", "error", subreaper)
+	}
 	err = s.run(ctx)
 	s.teardown()
 	if err != nil {
@@ -141,7 +152,13 @@ func (s *soak) run(ctx context.Context) error {
 	s.log.Info("baseline", "goroutines", base.Goroutines, "fds", base.FDs, "pipes", base.Pipes)
 
 	f := s.load(ctx)
+	s.sluice = f.sluice // after upgrades, another process
 	s.rep.Kills, s.rep.Restarts, s.rep.Reloads, s.rep.RefusedReloads = len(f.kills), f.restarts, f.reloads, f.refused
+	s.rep.Upgrades = f.upgrades
+	for _, u := range f.upgrades {
+		s.rep.Moved += u.Moved
+		s.rep.Staying += u.Staying
+	}
 	s.rep.Problems = append(s.rep.Problems, f.problems...)
 	if ctx.Err() != nil {
 		return ctx.Err()
@@ -277,13 +294,18 @@ func (s *soak) load(ctx context.Context) *faults {
 	defer cancel()
 	f := &faults{
 		backends: s.backends, sluice: s.sluice, scrape: s.scrape, conf: s.conf, confPath: s.confPath,
+		logPath: s.logPath, sluiceComm: procComm(s.opts.sluice),
 		killEvery: s.opts.killEvery, restartAfter: s.opts.restartAfter, reloadEvery: s.opts.reloadEvery,
-		invalidAt: 3, rng: rand.New(rand.NewPCG(s.opts.seed, 1)),
+		upgradeEvery: s.opts.upgradeEvery, invalidAt: 3, rng: rand.New(rand.NewPCG(s.opts.seed, 1)),
 	}
 	var fwg, wwg sync.WaitGroup
 	fwg.Add(2)
 	go runFault(f.killLoop, stop, &fwg)
 	go runFault(f.reloadLoop, stop, &fwg)
+	if f.upgradeEvery > 0 {
+		fwg.Add(1)
+		go runFault(f.upgradeLoop, stop, &fwg)
+	}
 	for i := range s.opts.workers {
 		wwg.Add(1)
 		go s.work.worker(stop, ctx, rand.New(rand.NewPCG(s.opts.seed, uint64(i)+2)), &wwg)
@@ -298,9 +320,10 @@ func (s *soak) load(ctx context.Context) *faults {
 			waiting = false
 		case <-tick.C:
 			f.mu.Lock()
-			kills, reloads := len(f.kills), f.reloads
+			kills, reloads, upgrades := len(f.kills), f.reloads, len(f.upgrades)
 			f.mu.Unlock()
-			s.log.Info("progress", "streams", s.work.nextID.Load(), "active", s.work.active.Load(), "kills", kills, "reloads", reloads)
+			s.log.Info("progress", "streams", s.work.nextID.Load(), "active", s.work.active.Load(),
+				"kills", kills, "reloads", reloads, "upgrades", upgrades)
 		}
 	}
 	cancel()

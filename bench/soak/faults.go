@@ -9,27 +9,47 @@ import (
 	"time"
 )
 
-// faults injects the soak's two kinds of trouble while streams run:
-// backends SIGKILLed and restarted on their address, and sluice reloaded
-// with SIGHUP, once with a configuration it must refuse.
+// faults injects the soak's three kinds of trouble while streams run:
+// backends SIGKILLed and restarted on their address; sluice reloaded with
+// SIGHUP, once with a configuration it must refuse; and sluice upgraded
+// with SIGUSR2, which replaces its process and moves its connections.
 type faults struct {
 	backends     []*backendProc
-	sluice       *sluiceProc
 	scrape       *scraper
 	conf         sluiceConf
 	confPath     string
+	logPath      string
+	sluiceComm   string // the sluice processes' name in /proc
 	killEvery    time.Duration
 	restartAfter time.Duration
 	reloadEvery  time.Duration
-	invalidAt    int // the reload that is refused (1-based); 0: none
+	upgradeEvery time.Duration // 0: no upgrades
+	invalidAt    int           // the reload that is refused (1-based); 0: none
 	rng          *rand.Rand
 
+	// signalling serializes reloads and upgrades: a reload is confirmed
+	// through counters that an upgrade resets, and an upgrade's new
+	// process must read a valid configuration file.
+	signalling sync.Mutex
+
 	mu       sync.Mutex
+	sluice   *sluiceProc // the process that serves now, which signals go to
 	kills    []kill
 	restarts int
 	reloads  int // accepted, confirmed by sluice_reloads_total
 	refused  int // refused, confirmed likewise
+	// counted is what the serving process's sluice_reloads_total does
+	// not count: the reloads before it started.
+	counted  struct{ reloads, refused int }
+	upgrades []upgrade
 	problems []string
+}
+
+// current is the sluice process that serves now.
+func (f *faults) current() *sluiceProc {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.sluice
 }
 
 func (f *faults) problem(format string, args ...any) {
@@ -82,22 +102,30 @@ func (f *faults) reloadLoop(ctx context.Context) {
 			return
 		case <-time.After(f.reloadEvery):
 		}
-		if n == f.invalidAt {
-			if !f.reload(f.conf.renderInvalid(), false) {
-				return
-			}
-		}
-		if !f.reload(f.conf.render(n%2), true) {
+		if !f.reloadOnce(n) {
 			return
 		}
 	}
 }
 
+// reloadOnce is the n-th reload, with the refused one before it if n is
+// invalidAt: no upgrade may start while the invalid file is in place.
+func (f *faults) reloadOnce(n int) bool {
+	f.signalling.Lock()
+	defer f.signalling.Unlock()
+	if n == f.invalidAt && !f.reload(f.conf.renderInvalid(), false) {
+		return false
+	}
+	return f.reload(f.conf.render(n%2), true)
+}
+
 // reload writes text, sends SIGHUP and waits for sluice to count the
-// reload as accepted or refused; false means sluice is gone or stuck.
+// reload as accepted or refused; false means sluice is gone or stuck. The
+// caller holds f.signalling.
 func (f *faults) reload(text string, valid bool) bool {
 	f.mu.Lock()
-	wantOK, wantRefused := f.reloads, f.refused
+	proc, counted := f.sluice, f.counted
+	wantOK, wantRefused := f.reloads-counted.reloads, f.refused-counted.refused
 	f.mu.Unlock()
 	if valid {
 		wantOK++
@@ -108,7 +136,7 @@ func (f *faults) reload(text string, valid bool) bool {
 		f.problem("reload: %v", err)
 		return false
 	}
-	if err := f.sluice.signal(syscall.SIGHUP); err != nil {
+	if err := proc.signal(syscall.SIGHUP); err != nil {
 		f.problem("reload: SIGHUP: %v", err)
 		return false
 	}
@@ -120,12 +148,12 @@ func (f *faults) reload(text string, valid bool) bool {
 			ok := int(m.series[`sluice_reloads_total{result="success"}`]) // start-up is not counted
 			refused := int(m.series[`sluice_reloads_total{result="failure"}`])
 			if ok > wantOK || refused > wantRefused || (valid && refused != wantRefused) || (!valid && ok != wantOK) {
-				f.problem("reload: sluice counts %d accepted and %d refused, expected %d and %d", ok, refused, wantOK, wantRefused)
+				f.problem("reload: sluice %d counts %d accepted and %d refused, expected %d and %d", proc.pid, ok, refused, wantOK, wantRefused)
 				return false
 			}
 			if ok == wantOK && refused == wantRefused {
 				f.mu.Lock()
-				f.reloads, f.refused = ok, refused
+				f.reloads, f.refused = counted.reloads+ok, counted.refused+refused
 				f.mu.Unlock()
 				return true
 			}

@@ -4,16 +4,22 @@
 // one), each upstream with two backend processes (itself, re-executed as
 // `soak backend`), and runs -streams concurrent streams for -duration:
 // random sizes both ways, half-closes from either side, while backends are
-// SIGKILLed and restarted on their address and sluice is reloaded with
-// SIGHUP (once with a file it must refuse). Both ends of every stream
-// check its bytes with SHA-256; a failure is allowed only where the
+// SIGKILLed and restarted on their address, sluice is reloaded with
+// SIGHUP (once with a file it must refuse), and sluice is upgraded with
+// SIGUSR2 (-upgrade-every): a new process takes the listeners over, the
+// old one moves its plain and passthrough connections to it and drains
+// the rest, and from then on the new one is signalled. Both ends of every
+// stream check its bytes with SHA-256; a failure is allowed only where the
 // backend under the stream was killed, and only as a failure seen at the
-// client (never a clean end with short or wrong bytes). At the end
-// sluice's goroutines and fds must be back to their baseline, the soak's
-// own too, and sluice must exit 0 on SIGTERM. It prints a report (and
-// writes it as JSON with -json) and exits 1 on any finding.
+// client (never a clean end with short or wrong bytes); a stream moved to
+// a new process must verify like any other. An upgrade must finish within
+// 20s and leave one sluice within the drain timeout, each old process
+// exiting 0. At the end sluice's goroutines and fds must be back to their
+// baseline, the soak's own too, and sluice must exit 0 on SIGTERM. It
+// prints a report (and writes it as JSON with -json) and exits 1 on any
+// finding.
 //
-//	soak [-sluice bin/sluice] [-duration 2m] [-streams 300] [-json FILE] [-seed N] [-keep]
+//	soak [-sluice bin/sluice] [-duration 2m] [-streams 300] [-upgrade-every 7s] [-json FILE] [-seed N] [-keep]
 //	soak backend -listen ADDR [-cert F -key K]   (run by the controller)
 package main
 

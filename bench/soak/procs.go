@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,10 +10,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // backendProc is one backend slot: an address that a `soak backend`
@@ -162,12 +166,19 @@ func (b *backendProc) stop(grace time.Duration) error {
 	return nil
 }
 
-// sluiceProc is the sluice process under test, its output in a log file.
+// sluiceProc is one sluice process: the one the soak started, or one a
+// binary upgrade started, whose parent is an earlier sluice. It is
+// signalled through a pidfd (os.Process), so never a reused pid.
 type sluiceProc struct {
-	cmd  *exec.Cmd
+	pid  int
+	proc *os.Process
 	done chan struct{}
-	err  error // cmd.Wait's, once done is closed
+	err  error // the exit's, once done is closed: nil for status 0
 }
+
+// errExitUnknown is the exit of a process that was not the soak's child
+// when it ended (see watch): it is gone, its status is not known.
+var errExitUnknown = errors.New("exit status unknown (not the soak's child)")
 
 func startSluice(bin, config, logPath string) (*sluiceProc, error) {
 	logf, err := os.Create(logPath)
@@ -180,14 +191,136 @@ func startSluice(bin, config, logPath string) (*sluiceProc, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start sluice: %w", err)
 	}
-	s := &sluiceProc{cmd: cmd, done: make(chan struct{})}
-	go s.wait()
+	s := &sluiceProc{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
+	go s.wait(cmd)
 	return s, nil
 }
 
-func (s *sluiceProc) wait() {
-	s.err = s.cmd.Wait()
+func (s *sluiceProc) wait(cmd *exec.Cmd) {
+	s.err = cmd.Wait()
 	close(s.done)
+}
+
+// adoptSluice follows a process that an upgrade started. It is the child
+// of the process it replaces, so it cannot be waited for until that one
+// exits and it is handed to the soak, a child subreaper (see
+// becomeSubreaper); until then its pid is polled.
+func adoptSluice(pid int) (*sluiceProc, error) {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return nil, fmt.Errorf("find sluice %d: %w", pid, err)
+	}
+	s := &sluiceProc{pid: pid, proc: p, done: make(chan struct{})}
+	go s.watch()
+	return s, nil
+}
+
+// watch polls until the process has exited: reaped here once it is the
+// soak's child, or gone (or a zombie someone else must reap) while it is
+// not.
+func (s *sluiceProc) watch() {
+	defer close(s.done)
+	defer s.proc.Release()
+	for {
+		var ws syscall.WaitStatus
+		pid, err := syscall.Wait4(s.pid, &ws, syscall.WNOHANG, nil)
+		switch {
+		case pid == s.pid:
+			s.err = exitError(ws)
+			return
+		case errors.Is(err, syscall.ECHILD) && !running(s.pid):
+			s.err = errExitUnknown
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func exitError(ws syscall.WaitStatus) error {
+	switch {
+	case ws.Exited() && ws.ExitStatus() == 0:
+		return nil
+	case ws.Exited():
+		return fmt.Errorf("exit status %d", ws.ExitStatus())
+	case ws.Signaled():
+		return fmt.Errorf("signal: %v", ws.Signal())
+	}
+	return fmt.Errorf("wait status %#x", uint32(ws))
+}
+
+// becomeSubreaper makes the soak the parent of the sluice processes that
+// upgrades start once their own parent exits, so that it can reap them and
+// learn their exit status (PR_SET_CHILD_SUBREAPER).
+func becomeSubreaper() error {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become a child subreaper: %w", err)
+	}
+	return nil
+}
+
+// procStat is what /proc/PID/stat says of a process.
+type procStat struct {
+	pid, ppid int
+	comm      string
+	state     byte
+}
+
+func readProcStat(pid int) (procStat, bool) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return procStat{}, false
+	}
+	// pid (comm) state ppid ...; comm may hold spaces and parentheses.
+	open, end := bytes.IndexByte(b, '('), bytes.LastIndexByte(b, ')')
+	if open < 0 || end < open {
+		return procStat{}, false
+	}
+	f := strings.Fields(string(b[end+1:]))
+	if len(f) < 2 {
+		return procStat{}, false
+	}
+	ppid, err := strconv.Atoi(f[1])
+	if err != nil {
+		return procStat{}, false
+	}
+	return procStat{pid: pid, ppid: ppid, comm: string(b[open+1 : end]), state: f[0][0]}, true
+}
+
+// running says whether pid is a process that has not exited (a zombie
+// has).
+func running(pid int) bool {
+	st, ok := readProcStat(pid)
+	return ok && st.state != 'Z' && st.state != 'X'
+}
+
+// procComm is the name /proc gives a process run from bin: its base name
+// cut to 15 bytes (TASK_COMM_LEN).
+func procComm(bin string) string {
+	comm := filepath.Base(bin)
+	return comm[:min(len(comm), 15)]
+}
+
+// liveSluices lists the running processes named comm that are cur or a
+// child of cur or of the soak: every sluice of the run, as an upgrade's
+// new process is the child of the old one, and the soak takes in orphans.
+func liveSluices(comm string, cur int) []int {
+	ents, _ := os.ReadDir("/proc")
+	self := os.Getpid()
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, ok := readProcStat(pid)
+		if !ok || st.comm != comm || st.state == 'Z' || st.state == 'X' {
+			continue
+		}
+		if pid == cur || st.ppid == cur || st.ppid == self {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
 }
 
 func (s *sluiceProc) alive() bool {
@@ -201,23 +334,21 @@ func (s *sluiceProc) alive() bool {
 
 func (s *sluiceProc) signal(sig os.Signal) error {
 	if !s.alive() {
-		return errors.New("sluice has exited")
+		return fmt.Errorf("sluice %d has exited", s.pid)
 	}
-	return s.cmd.Process.Signal(sig)
+	return s.proc.Signal(sig)
 }
 
 // stop sends SIGTERM and waits up to grace for the exit; the result is
 // the exit's error (nil for status 0). After grace it SIGKILLs.
 func (s *sluiceProc) stop(grace time.Duration) error {
-	if s.alive() {
-		s.cmd.Process.Signal(syscall.SIGTERM)
-	}
+	s.signal(syscall.SIGTERM)
 	select {
 	case <-s.done:
 		return s.err
 	case <-time.After(grace):
-		s.cmd.Process.Signal(syscall.SIGKILL)
+		s.signal(syscall.SIGKILL)
 		<-s.done
-		return fmt.Errorf("sluice did not exit within %v of SIGTERM", grace)
+		return fmt.Errorf("sluice %d did not exit within %v of SIGTERM", s.pid, grace)
 	}
 }

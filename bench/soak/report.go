@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 )
 
 // tally counts streams of one group (a kind, a mode, or all).
@@ -60,6 +61,10 @@ type report struct {
 	Restarts       int                    `json:"restarts"`
 	Reloads        int                    `json:"reloads"`
 	RefusedReloads int                    `json:"refused_reloads"`
+	Upgrades       []upgrade              `json:"upgrades"`
+	Moved          int                    `json:"moved_connections"`   // as the old processes counted them
+	Staying        int                    `json:"staying_connections"` // likewise
+	MovedStreams   tally                  `json:"moved_streams"`       // streams whose connection moved (by the log)
 	SluiceBase     usage                  `json:"sluice_baseline"`
 	SluiceEnd      usage                  `json:"sluice_end"`
 	SelfBase       usage                  `json:"soak_baseline"`
@@ -90,6 +95,9 @@ func (r *report) judgeAll(results []clientResult, vs *verdicts, j *judge) {
 		r.All.add(c, b, f)
 		r.ByKind[c.Kind.String()].add(c, b, f)
 		r.ByMode[c.Mode.String()].add(c, b, f)
+		if c.Local != "" && r.Log.movedDuring(c.Kind.listener(), c.Local, c.Start, c.End) {
+			r.MovedStreams.add(c, b, f)
+		}
 		r.LostBytes += f.Lost
 		r.CorruptBytes += f.Corrupt
 		if c.Status == statusTruncated || (b != nil && b.Status == statusTruncated) {
@@ -153,16 +161,36 @@ func (r *report) decide() {
 	if r.Log.RefusedReloads != r.RefusedReloads {
 		r.Problems = append(r.Problems, fmt.Sprintf("sluice logged %d refused reloads, the soak made %d", r.Log.RefusedReloads, r.RefusedReloads))
 	}
+	if r.MovedStreams.Streams != r.Log.Moved {
+		r.Problems = append(r.Problems, fmt.Sprintf("%d msg=moved lines, but %d streams were moved while they ran", r.Log.Moved, r.MovedStreams.Streams))
+	}
+	if r.Log.Moved != r.Moved || r.Log.TakenOver != r.Moved {
+		r.Problems = append(r.Problems, fmt.Sprintf("the old processes counted %d connections moved, logged %d msg=moved lines; the new ones took over %d",
+			r.Moved, r.Log.Moved, r.Log.TakenOver))
+	}
+	if procs := 1 + len(r.Upgrades); r.Log.Started != procs || (r.SluiceExit == "0" && r.Log.Stopped != procs) {
+		r.Problems = append(r.Problems, fmt.Sprintf("sluice logged %d starts and %d stops, for %d processes (1 + %d upgrades)",
+			r.Log.Started, r.Log.Stopped, procs, len(r.Upgrades)))
+	}
 	r.Pass = len(r.Problems) == 0
 }
 
 func (r *report) print(w io.Writer) {
-	fmt.Fprintf(w, "soak: %s, %d workers, %d kills (%d restarts), %d reloads + %d refused\n",
-		r.Duration, r.Workers, r.Kills, r.Restarts, r.Reloads, r.RefusedReloads)
+	fmt.Fprintf(w, "soak: %s, %d workers, %d kills (%d restarts), %d reloads + %d refused, %d upgrades\n",
+		r.Duration, r.Workers, r.Kills, r.Restarts, r.Reloads, r.RefusedReloads, len(r.Upgrades))
+	var ready, moved, gone time.Duration
+	for _, u := range r.Upgrades {
+		ready, moved, gone = max(ready, u.Ready), max(moved, u.Done), max(gone, u.OldGone)
+	}
+	fmt.Fprintf(w, "upgrades: %d, connections moved %d, staying %d; slowest: new process ready %v, moved %v, old process gone %v after\n",
+		len(r.Upgrades), r.Moved, r.Staying, ready.Round(time.Millisecond), moved.Round(time.Millisecond), gone.Round(time.Millisecond))
 	fmt.Fprintf(w, "streams: %d, ok %d, failed with a kill under them %d, unexplained %d\n",
 		r.All.Streams, r.All.OK, r.All.Allowed, r.All.Unexplained)
 	fmt.Fprintf(w, "bytes verified (SHA-256 at the receiving end): up %s, down %s\n", mib(r.All.UpBytes), mib(r.All.DownBytes))
 	fmt.Fprintf(w, "lost %d, corrupted %d, streams ended clean but short %d\n", r.LostBytes, r.CorruptBytes, r.TruncStreams)
+	m := r.MovedStreams
+	fmt.Fprintf(w, "streams moved to a new process mid-stream: %d, ok %d, failed with a kill under them %d, unexplained %d; verified up %s, down %s\n",
+		m.Streams, m.OK, m.Allowed, m.Unexplained, mib(m.UpBytes), mib(m.DownBytes))
 	printTallies(w, "route", r.ByKind)
 	printTallies(w, "half-close", r.ByMode)
 	fmt.Fprintf(w, "failures by cause:\n")
@@ -177,8 +205,8 @@ func (r *report) print(w io.Writer) {
 		r.SluiceBase.Pipes, r.SluiceEnd.Pipes, r.SluiceExit)
 	fmt.Fprintf(w, "soak controller: goroutines %d -> %d, fds %d -> %d\n",
 		r.SelfBase.Goroutines, r.SelfEnd.Goroutines, r.SelfBase.FDs, r.SelfEnd.FDs)
-	fmt.Fprintf(w, "sluice log: %d lines, %d WARN, %d ERROR for the refused reload, %d other ERROR, %d panic\n",
-		r.Log.Lines, r.Log.Warns, r.Log.RefusedReloads, r.Log.ErrorCount, r.Log.Panics)
+	fmt.Fprintf(w, "sluice log: %d lines, %d WARN, %d ERROR for the refused reload, %d other ERROR, %d panic; %d starts, %d stops, %d moved, %d taken over\n",
+		r.Log.Lines, r.Log.Warns, r.Log.RefusedReloads, r.Log.ErrorCount, r.Log.Panics, r.Log.Started, r.Log.Stopped, r.Log.Moved, r.Log.TakenOver)
 	var reasons []string
 	for _, k := range slices.Sorted(maps.Keys(r.Log.Reasons)) {
 		reasons = append(reasons, fmt.Sprintf("%s=%d", k, r.Log.Reasons[k]))

@@ -117,7 +117,7 @@ func TestMoveConnsUnderTraffic(t *testing.T) {
 				if _, err := c.Write(b[size/2:]); err != nil {
 					return err
 				}
-				if err := closeWriteConn(c); err != nil {
+				if err := closeWriteConn(c); err != nil || c == net.Conn(raw) {
 					return err
 				}
 				return raw.CloseWrite() // after close_notify, a *tls.Conn's FIN

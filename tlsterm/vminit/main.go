@@ -48,7 +48,7 @@ const (
 	// terminated connections, which there run over kernel TLS.
 	defaultRun = "-test.v -test.run=KTLS|KernelTLS|HandOver|Probe|NoShortCleanEnd|Lifecycle|EchoThroughTLS|SNICertificateAndRoute|" +
 		"ALPNRoute|MutualTLS|HalfCloseThroughTLS|BackendHalfCloseReachesClient|IdleTimeout|AbortsReachTheOtherSide|" +
-		"CleanEndsStayClean|TLSTruncationReported|ByteAtATime|MoveConns"
+		"CleanEndsStayClean|TLSTruncationReported|ByteAtATime|MoveConns|ProxyOut|ProxyIn"
 	defaultTimeout = 300 * time.Second
 	// testMargin is how long before the watchdog the test binary's own
 	// -test.timeout fires, so that a hung test prints its goroutines.

@@ -120,6 +120,9 @@ type conn struct {
 	// adopted says an old process moved the connection here.
 	relay   atomic.Pointer[splice.Handle]
 	adopted bool
+	// clientEnded, backendEnded: an adopted connection one of whose
+	// peers had already ended its stream (see splice.Options).
+	clientEnded, backendEnded splice.End
 	// lifetime ends the relay at MaxLifetime, and endLifetime releases
 	// its timer; nil without one.
 	lifetime    context.Context
@@ -404,6 +407,8 @@ func (c *conn) startRelay(ctx context.Context, cur, backend net.Conn) {
 		Parker:           s.Parker,
 		ParkAfter:        s.ParkAfter,
 		Counters:         &c.counts,
+		ClientEnded:      c.clientEnded,
+		BackendEnded:     c.backendEnded,
 	}, c.relayDone))
 }
 

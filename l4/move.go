@@ -39,9 +39,14 @@ type connState struct {
 	Shake    time.Duration `json:"handshake,omitempty"`
 	Dial     time.Duration `json:"connect,omitempty"`
 	// Pre, In and Out are the bytes moved so far (see conn.pre).
-	Pre    int64                `json:"pre"`
-	In     int64                `json:"in"`
-	Out    int64                `json:"out"`
+	Pre int64 `json:"pre"`
+	In  int64 `json:"in"`
+	Out int64 `json:"out"`
+	// ClientEnded or BackendEnded: that peer's stream had ended (and the
+	// other side was half-closed); only the other direction moves on.
+	ClientEnded  splice.End `json:"client_ended,omitempty"`
+	BackendEnded splice.End `json:"backend_ended,omitempty"`
+
 	TLS    *tlsterm.Info        `json:"tls,omitempty"`
 	Kernel *tlsterm.KernelState `json:"kernel,omitempty"`
 	SNI    string               `json:"sni,omitempty"` // passthrough
@@ -118,7 +123,8 @@ func (c *conn) move(ctx context.Context, move Mover) error {
 // state describes c for the next process; fr is its frozen relay.
 func (c *conn) state(fr *splice.Frozen) connState {
 	st := connState{ID: c.id, Listener: c.srv.Name, Client: c.client.String(), Local: c.local.String(),
-		Start: c.start, Shake: c.handshake, Dial: c.dial, Pre: c.pre, In: fr.In, Out: fr.Out, TLS: c.tls}
+		Start: c.start, Shake: c.handshake, Dial: c.dial, Pre: c.pre, In: fr.In, Out: fr.Out, TLS: c.tls,
+		ClientEnded: fr.ClientEnded, BackendEnded: fr.BackendEnded}
 	if c.route != nil {
 		st.Route, st.Upstream = c.route.Name, c.route.Upstream.Name
 	}
@@ -171,7 +177,7 @@ func (p *Proxy) AdoptConn(state []byte, client, backend net.Conn) (start func(),
 	s.init()
 	c := &conn{srv: s, raw: client, id: st.ID, start: st.Start, client: parseAddr(st.Client, client.RemoteAddr()),
 		local: parseAddr(st.Local, client.LocalAddr()), tls: st.TLS, handshake: st.Shake, dial: st.Dial, pre: st.Pre,
-		adopted: true}
+		adopted: true, clientEnded: st.ClientEnded, backendEnded: st.BackendEnded}
 	if st.SNI != "" {
 		c.hello = &tlsterm.Hello{ServerName: st.SNI}
 	}

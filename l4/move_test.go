@@ -94,69 +94,95 @@ func (h *hashReader) readAll() error {
 // otherwise.
 func TestMoveConnsUnderTraffic(t *testing.T) {
 	for _, kind := range []string{"plain", "passthrough", "terminate"} {
-		t.Run(kind, func(t *testing.T) {
-			e := connectThrough(t, kind, nil)
-			next, _ := e.w.serve(e.cfg)
-			const size = 4 << 20
-			up, down := stream(7, size), stream(8, size)
-			atBackend := &hashReader{r: e.backend, mark: size / 4, marked: make(chan struct{})}
-			atClient := &hashReader{r: e.client, mark: size / 4, marked: make(chan struct{})}
-			e.client.SetDeadline(time.Now().Add(testTimeout))
-			e.backend.SetDeadline(time.Now().Add(testTimeout))
-			var wg sync.WaitGroup
-			errs := make(chan error, 4)
-			// Half of each stream before the move, the rest from the
-			// moment it starts: bytes are in flight both ways while the
-			// relay stops, and more follow while it moves.
-			moving := make(chan struct{})
-			send := func(c net.Conn, raw *net.TCPConn, b []byte) error {
-				if _, err := c.Write(b[:size/2]); err != nil {
-					return err
-				}
-				<-moving
-				if _, err := c.Write(b[size/2:]); err != nil {
-					return err
-				}
-				if err := closeWriteConn(c); err != nil || c == net.Conn(raw) {
-					return err
-				}
-				return raw.CloseWrite() // after close_notify, a *tls.Conn's FIN
+		for _, clientDone := range []bool{false, true} {
+			name := kind
+			if clientDone {
+				name += "/client_done"
 			}
-			wg.Go(func() { errs <- send(e.client, e.clientRaw, up) })
-			wg.Go(func() { errs <- send(e.backend, e.backendRaw, down) })
-			wg.Go(func() { errs <- atBackend.readAll() })
-			wg.Go(func() { errs <- atClient.readAll() })
-
-			<-atBackend.marked
-			<-atClient.marked
-			close(moving)
-			moved, stayed, received := moveTo(t, e.p, next)
-			wg.Wait()
-			close(errs)
-			for err := range errs {
-				if err != nil {
-					t.Fatal(err)
-				}
-			}
-			if atBackend.sum != sha256.Sum256(up) || atClient.sum != sha256.Sum256(down) {
-				t.Fatalf("streams differ: backend read %d bytes, client %d", atBackend.n.Load(), atClient.n.Load())
-			}
-			wantMoved := kind != "terminate" || kernelTLS()
-			t.Logf("moved %d, stayed %d, received %d", moved, stayed, received)
-			if wantMoved != (moved == 1 && received == 1) {
-				t.Fatalf("moved %d, stayed %d, received %d; want moved: %v", moved, stayed, received, wantMoved)
-			}
-			total := []string{"client_end=closed", "backend_end=closed"}
-			if kind != "passthrough" { // passthrough counts the TLS records
-				total = append(total, fmt.Sprintf("bytes_in=%d", size), fmt.Sprintf("bytes_out=%d", size))
-			}
-			if wantMoved {
-				e.w.waitLog("msg=moved")
-			}
-			line := e.w.waitLog(append([]string{"msg=access"}, total...)...)
-			t.Logf("%s", line)
-		})
+			t.Run(name, func(t *testing.T) { testMoveUnderTraffic(t, kind, clientDone) })
+		}
 	}
+}
+
+// testMoveUnderTraffic streams both ways through a connection of kind
+// and moves it half-way; with clientDone the client has sent its whole
+// stream and ended it before the move, so only the backend's direction
+// moves on.
+func testMoveUnderTraffic(t *testing.T, kind string, clientDone bool) {
+	e := connectThrough(t, kind, nil)
+	next, _ := e.w.serve(e.cfg)
+	const size = 4 << 20
+	up, down := stream(7, size), stream(8, size)
+	atBackend := &hashReader{r: e.backend, mark: size / 4, marked: make(chan struct{})}
+	atClient := &hashReader{r: e.client, mark: size / 4, marked: make(chan struct{})}
+	e.client.SetDeadline(time.Now().Add(testTimeout))
+	e.backend.SetDeadline(time.Now().Add(testTimeout))
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	// Half of each stream before the move, the rest from the moment it
+	// starts: bytes are in flight both ways while the relay stops, and
+	// more follow while it moves.
+	moving := make(chan struct{})
+	send := func(c net.Conn, raw *net.TCPConn, b []byte, wait bool) error {
+		if _, err := c.Write(b[:size/2]); err != nil {
+			return err
+		}
+		if wait {
+			<-moving
+		}
+		if _, err := c.Write(b[size/2:]); err != nil {
+			return err
+		}
+		if err := closeWriteConn(c); err != nil || c == net.Conn(raw) {
+			return err
+		}
+		return raw.CloseWrite() // after close_notify, a *tls.Conn's FIN
+	}
+	backendRead := make(chan error, 1)
+	wg.Go(func() { errs <- send(e.client, e.clientRaw, up, !clientDone) })
+	wg.Go(func() { errs <- send(e.backend, e.backendRaw, down, true) })
+	wg.Go(func() { backendRead <- atBackend.readAll() })
+	wg.Go(func() { errs <- atClient.readAll() })
+
+	<-atBackend.marked
+	<-atClient.marked
+	if clientDone {
+		// The client's whole stream, and its end, are at the backend.
+		if err := <-backendRead; err != nil {
+			t.Fatal(err)
+		}
+		backendRead <- nil
+	}
+	close(moving)
+	moved, stayed, received := moveTo(t, e.p, next)
+	wg.Wait()
+	errs <- <-backendRead
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if atBackend.sum != sha256.Sum256(up) || atClient.sum != sha256.Sum256(down) {
+		t.Fatalf("streams differ: backend read %d bytes, client %d", atBackend.n.Load(), atClient.n.Load())
+	}
+	wantMoved := kind != "terminate" || kernelTLS()
+	t.Logf("moved %d, stayed %d, received %d", moved, stayed, received)
+	if wantMoved != (moved == 1 && received == 1) {
+		t.Fatalf("moved %d, stayed %d, received %d; want moved: %v", moved, stayed, received, wantMoved)
+	}
+	total := []string{"client_end=closed", "backend_end=closed"}
+	if kind != "passthrough" { // passthrough counts the TLS records
+		total = append(total, fmt.Sprintf("bytes_in=%d", size), fmt.Sprintf("bytes_out=%d", size))
+	}
+	if clientDone {
+		total = append(total, "reason=client_closed")
+	}
+	if wantMoved {
+		e.w.waitLog("msg=moved")
+	}
+	line := e.w.waitLog(append([]string{"msg=access"}, total...)...)
+	t.Logf("%s", line)
 }
 
 // closeWriteConn half-closes c: close_notify and a FIN for TLS.

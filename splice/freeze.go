@@ -25,10 +25,14 @@ var ErrNotMovable = errors.New("splice: relay cannot move")
 type Handle struct{ r *relay }
 
 // Frozen is a relay stopped by Freeze: its connections, open and idle in
-// this process, and the bytes it has moved each way.
+// this process, and the bytes it has moved each way. ClientEnded (or
+// BackendEnded) says how that peer's stream ended if it has, in which
+// case the other side was half-closed: the relay runs on in one
+// direction (see Options.ClientEnded).
 type Frozen struct {
-	Client, Backend net.Conn
-	In, Out         int64
+	Client, Backend           net.Conn
+	In, Out                   int64
+	ClientEnded, BackendEnded End
 }
 
 // freezePoke is how often Freeze wakes a direction waiting on the
@@ -43,7 +47,21 @@ const freezePoke = 20 * time.Millisecond
 func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 	r := h.r
 	r.mu.Lock()
-	if r.closed || r.freezing.Load() || r.halfDone.Load() || len(r.results) > 0 ||
+	// A relay may move with one direction finished cleanly (its source
+	// ended, its destination got our FIN): the next process runs the
+	// other. A direction that finishes sends its FIN (finSent) a moment
+	// before it records its result: wait that moment out.
+	for r.finishing() && len(r.results) == 0 && !r.closed {
+		r.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+		r.mu.Lock()
+	}
+	oneEnded := len(r.results) == 1 && r.results[0].eof() && r.halfDone.Load()
+	if r.closed || r.freezing.Load() || (len(r.results) > 0 && !oneEnded) || (r.halfDone.Load() && !oneEnded) ||
 		!r.ends[clientPeer].movable() || !r.ends[backendPeer].movable() {
 		r.mu.Unlock()
 		return nil, ErrNotMovable
@@ -63,6 +81,14 @@ func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 		}
 	}
 	done := r.freezeDone
+	fr := &Frozen{Client: r.ends[clientPeer].conn, Backend: r.ends[backendPeer].conn}
+	if oneEnded {
+		if res := r.results[0]; res.peer == clientPeer {
+			fr.ClientEnded = res.end
+		} else {
+			fr.BackendEnded = res.end
+		}
+	}
 	r.mu.Unlock()
 	for _, hf := range unpark {
 		r.parker.remove(hf)
@@ -85,8 +111,8 @@ func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 				h.Thaw()
 				return nil, ErrNotMovable
 			}
-			return &Frozen{Client: r.ends[clientPeer].conn, Backend: r.ends[backendPeer].conn,
-				In: r.counts.In.Load(), Out: r.counts.Out.Load()}, nil
+			fr.In, fr.Out = r.counts.In.Load(), r.counts.Out.Load()
+			return fr, nil
 		case <-ctx.Done():
 			h.Thaw()
 			return nil, ctx.Err()
@@ -153,10 +179,18 @@ func (r *relay) freezeAsked() bool { return r.freezing.Load() }
 func (r *relay) frozeLocked(hf *half) {
 	hf.frozen = true
 	r.frozen++
-	if r.frozen == len(r.halves) {
+	if r.frozen == r.live() {
 		close(r.freezeDone)
 	}
 }
+
+// finishing reports whether a direction has begun to finish cleanly.
+func (r *relay) finishing() bool {
+	return r.ends[clientPeer].finSent.Load() || r.ends[backendPeer].finSent.Load()
+}
+
+// live is how many directions have not finished; r.mu is held.
+func (r *relay) live() int { return len(r.halves) - len(r.results) }
 
 // stopForFreeze is called by a direction at a point with nothing in
 // flight: if a Freeze waits, the direction stops there (its goroutine

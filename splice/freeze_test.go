@@ -160,3 +160,67 @@ func TestFreezeRelease(t *testing.T) {
 		}
 	}
 }
+
+// TestFreezeHalfClosed: a relay whose client has ended its stream (and
+// whose backend got the FIN) moves too; the next relay, started with
+// ClientEnded, runs the backend's direction on and ends as one that never
+// moved would.
+func TestFreezeHalfClosed(t *testing.T) {
+	w := startFrozenWorld(t, Options{}, true)
+	w.client.CloseWrite()
+	expectEOF(t, w.backend)
+	ctx, cancel := context.WithTimeout(context.Background(), testTimeout)
+	defer cancel()
+	fr, err := w.h.Freeze(ctx)
+	if err != nil {
+		t.Fatalf("Freeze: %v", err)
+	}
+	if fr.ClientEnded != EndClosed || fr.BackendEnded != "" {
+		t.Fatalf("frozen with client %q, backend %q ended; want the client closed", fr.ClientEnded, fr.BackendEnded)
+	}
+	var files []net.Conn
+	for _, c := range []net.Conn{fr.Client, fr.Backend} {
+		f, err := c.(*net.TCPConn).File()
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc, err := net.FileConn(f)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		files = append(files, nc)
+	}
+	w.h.Release()
+	<-w.done
+
+	done := make(chan relayResult, 1)
+	p, err := NewParker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	Start(context.Background(), files[0], files[1], Options{Parker: p, ClientEnded: fr.ClientEnded, Counters: countersAt(fr.In, fr.Out)},
+		func(st Stats, err error) { done <- relayResult{st, err} })
+	mustWrite(t, w.backend, []byte("late answer"))
+	w.backend.CloseWrite()
+	if got := readAll(t, w.client); string(got) != "late answer" {
+		t.Fatalf("client read %q", got)
+	}
+	select {
+	case r := <-done:
+		want := Stats{BytesIn: 4, BytesOut: 4 + 11, Reason: ClientClosed, ClientEnd: EndClosed, BackendEnd: EndClosed}
+		if !sameStats(r.st, want) {
+			t.Fatalf("the next relay ended %+v (%v), want %+v", r.st, r.err, want)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the next relay did not end")
+	}
+}
+
+func countersAt(in, out int64) *Counters {
+	c := new(Counters)
+	c.In.Store(in)
+	c.Out.Store(out)
+	return c
+}

@@ -66,6 +66,12 @@ type Options struct {
 	// the caller can read them while the relay lives (metrics); nil: the
 	// relay counts on its own. Stats reports the same totals at the end.
 	Counters *Counters
+
+	// ClientEnded (or BackendEnded) starts a relay taken over from
+	// another process (see Handle.Freeze) whose client (backend) had
+	// already ended its stream, this way, and whose other side was
+	// half-closed: only the other direction runs. At most one may be set.
+	ClientEnded, BackendEnded End
 }
 
 // Counters are a relay's byte counts, updated as bytes are written.
@@ -220,7 +226,11 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		r.halves[dir] = newHalf(r, direction(dir), opts.NoSplice)
 	}
 	r.stopCtx = context.AfterFunc(ctx, r.cancel)
+	ended := r.preEnded(opts)
 	for _, h := range r.halves {
+		if h == ended {
+			continue
+		}
 		// A socket has nothing buffered above it: its direction can park
 		// before it has run at all, and the Parker starts it as soon as
 		// the socket has bytes (level-triggered: including bytes already
@@ -231,6 +241,26 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		go h.copyHalf()
 	}
 	return &Handle{r}
+}
+
+// preEnded records the direction whose source opts says had already
+// ended (a relay taken over from another process), and returns its half.
+func (r *relay) preEnded(opts Options) *half {
+	var h *half
+	var end End
+	switch {
+	case opts.ClientEnded.clean():
+		h, end = r.halves[toBackend], opts.ClientEnded
+	case opts.BackendEnded.clean():
+		h, end = r.halves[toClient], opts.BackendEnded
+	default:
+		return nil
+	}
+	h.src.eofSeen.Store(true)
+	h.dst.finSent.Store(true)
+	r.halfDone.Store(true)
+	r.results = append(r.results, halfResult{end: end, peer: h.srcPeer, rank: r.stopped.Add(1)})
+	return h
 }
 
 type direction int
@@ -297,7 +327,7 @@ type relay struct {
 
 	// A Freeze in progress (see freeze.go): freezing is also read without
 	// the lock; the rest is guarded by mu.
-	freezing     atomic.Bool
+	freezing      atomic.Bool
 	frozen        int // directions stopped for it
 	freezeDone    chan struct{}
 	freezeFailed  bool

@@ -68,22 +68,7 @@ func BenchmarkIdleSluiceMemory(b *testing.B) {
 			if err != nil || line != "ready\n" {
 				b.Fatalf("client process: %q, %v", line, err)
 			}
-			timer := time.NewTimer(testTimeout)
-			defer timer.Stop()
-			for range n {
-				select {
-				case <-be.accepted:
-				case <-timer.C:
-					b.Fatal("backend did not get every connection")
-				}
-			}
-			for p.parker.Parked() < 2*n {
-				select {
-				case <-time.After(10 * time.Millisecond):
-				case <-timer.C:
-					b.Fatalf("%d of %d relay directions parked", p.parker.Parked(), 2*n)
-				}
-			}
+			waitIdle(b, be, p, n)
 			reportMem(b, before, n)
 			if tc.tls {
 				layer := "userspace"

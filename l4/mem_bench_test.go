@@ -72,27 +72,31 @@ func BenchmarkIdleConnMemory(b *testing.B) {
 				}
 				return c
 			})
-			// The server side finishes its handshake and dial after the
-			// client's; wait until the backend has every connection.
-			timer := time.NewTimer(testTimeout)
-			defer timer.Stop()
-			for range n {
-				select {
-				case <-be.accepted:
-				case <-timer.C:
-					b.Fatal("backend did not get every connection")
-				}
-			}
-			// Then until every relay direction has parked.
-			for p.parker.Parked() < 2*n {
-				select {
-				case <-time.After(10 * time.Millisecond):
-				case <-timer.C:
-					b.Fatalf("%d of %d relay directions parked", p.parker.Parked(), 2*n)
-				}
-			}
+			waitIdle(b, be, p, n)
 			reportMem(b, before, n)
 		})
+	}
+}
+
+// waitIdle waits until the backend has all n connections (the server
+// side finishes its handshake and dial after the client's), and then
+// until every relay direction has parked.
+func waitIdle(b *testing.B, be *benchBackend, p *Proxy, n int) {
+	timer := time.NewTimer(testTimeout)
+	defer timer.Stop()
+	for range n {
+		select {
+		case <-be.accepted:
+		case <-timer.C:
+			b.Fatal("backend did not get every connection")
+		}
+	}
+	for p.parker.Parked() < 2*n {
+		select {
+		case <-time.After(10 * time.Millisecond):
+		case <-timer.C:
+			b.Fatalf("%d of %d relay directions parked", p.parker.Parked(), 2*n)
+		}
 	}
 }
 

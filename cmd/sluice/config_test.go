@@ -18,6 +18,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"sluice/l4"
+	"sluice/tlsterm"
 )
 
 // testCertPair writes a self-signed ECDSA certificate for localhost and its
@@ -1210,3 +1211,38 @@ func TestLoadConfigNonParseErrors(t *testing.T) {
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// TestCheckKTLS: a bad ktls value names its line, and ktls = "require" is
+// refused by -check on a kernel without TLS (this machine's), naming the
+// key and the kernel's reason; elsewhere it passes.
+func TestCheckKTLS(t *testing.T) {
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		value, want string
+	}{
+		{"sometimes", `:4: listener[0].tls.ktls: "sometimes": expected "auto" (the default), "off" or "require"`},
+		{"require", `:4: listener[0].tls.ktls: "require", and this kernel cannot: tlsterm: no kernel TLS`},
+	} {
+		file := filepath.Join(dir, tc.value+".toml")
+		writeFile(t, file, `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+ktls = "`+tc.value+`"
+[[listener.route]]
+upstream = "app"
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+`)
+		msgs, stdout, err := checkConfig(t, file)
+		if tc.value == "require" && tlsterm.ProbeKernelTLS() == nil {
+			if err != nil {
+				t.Errorf("ktls = require on a kernel with TLS: %v %q", err, msgs)
+			}
+			continue
+		}
+		if err == nil || len(msgs) != 1 || !strings.HasPrefix(msgs[0], file+tc.want) {
+			t.Errorf("ktls = %q: %v, stdout %q, errors:\n%s\nwant %s%s", tc.value, err, stdout, strings.Join(msgs, "\n"), file, tc.want)
+		}
+	}
+}

@@ -52,6 +52,11 @@ func (c *conn) logAccess(err error) {
 		slog.Duration("dur", time.Since(c.start)),
 		slog.String("reason", c.reason),
 	)
+	if c.kernel != nil {
+		if n := c.kernel.KeyUpdates(); n > 0 {
+			attrs = append(attrs, slog.Int64("key_updates", n))
+		}
+	}
 	msg := "access"
 	switch c.stats.Reason {
 	case "":

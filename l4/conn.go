@@ -88,6 +88,8 @@ type conn struct {
 	// in detail.
 	layer, fallback string
 	fallbackErr     error
+	// kernel is the connection the kernel's TLS runs, if it does.
+	kernel *tlsterm.KernelConn
 	notTLS          bool    // a listener that peeks found no TLS: plain routes only
 	peeked          []byte  // bytes read by the peek, for the backend
 	headBuf         *[]byte // the pooled buffer peeked points into

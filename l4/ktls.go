@@ -27,7 +27,7 @@ func (c *conn) handOver(cur net.Conn) (net.Conn, error) {
 		c.srv.meter.recordLayerChosen(c.fallback)
 		return cur, nil
 	}
-	c.layer = layerKernel
+	c.layer, c.kernel = layerKernel, kc
 	c.srv.meter.recordLayerChosen("")
 	return kc, nil
 }

@@ -455,5 +455,5 @@ func testOpenSSLKeyUpdate(t *testing.T, bin string, suite uint16, rekey, move bo
 	if rest, _ := io.ReadAll(out); len(rest) != 0 {
 		t.Fatalf("openssl printed %q after its last line", rest)
 	}
-	w.waitLog("msg=access", "record_layer=kernel", "cipher="+tls.CipherSuiteName(suite), "client_end=closed")
+	w.waitLog("msg=access", "record_layer=kernel", "cipher="+tls.CipherSuiteName(suite), "key_updates=1", "client_end=closed")
 }

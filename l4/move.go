@@ -183,8 +183,8 @@ func (p *Proxy) AdoptConn(state []byte, client, backend net.Conn) (start func(),
 	}
 	if st.TLS != nil {
 		c.layer = layerUserspace
-		if st.Kernel != nil {
-			c.layer = layerKernel
+		if kc, ok := client.(*tlsterm.KernelConn); ok {
+			c.layer, c.kernel = layerKernel, kc
 		}
 	}
 	c.route = s.routeNamed(st.Route, st.Upstream)

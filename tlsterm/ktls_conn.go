@@ -260,6 +260,8 @@ type KernelState struct {
 	ServerSecret []byte `json:"server_secret,omitempty"`
 	// UpdateOwed: the client asked for a key update not yet answered.
 	UpdateOwed bool `json:"update_owed,omitempty"`
+	// KeyUpdates counts the client's key updates followed so far.
+	KeyUpdates int64 `json:"key_updates,omitempty"`
 }
 
 // State returns what another process needs to run c on (see Adopt). Call
@@ -268,7 +270,7 @@ func (c *KernelConn) State() KernelState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return KernelState{Version: c.version, CipherSuite: c.suiteID, ClientSecret: c.clientSecret,
-		ServerSecret: c.serverSecret, UpdateOwed: c.updateOwed.Load()}
+		ServerSecret: c.serverSecret, UpdateOwed: c.updateOwed.Load(), KeyUpdates: c.keyUpdates.Load()}
 }
 
 // Adopt runs on conn, a socket whose record layer another process handed
@@ -285,5 +287,6 @@ func Adopt(conn *net.TCPConn, st KernelState) (*KernelConn, error) {
 	c := &KernelConn{TCPConn: conn, rc: rc, version: st.Version, suite: p, suiteID: st.CipherSuite,
 		clientSecret: st.ClientSecret, serverSecret: st.ServerSecret}
 	c.updateOwed.Store(st.UpdateOwed)
+	c.keyUpdates.Store(st.KeyUpdates)
 	return c, nil
 }

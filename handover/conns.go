@@ -45,14 +45,29 @@ type Sender struct {
 	uc *net.UnixConn
 }
 
-// NewSender takes over f, the parent's end.
+// hello is what a new process says first on the pair: that it takes
+// connections. A new process that does not (an older sluice) says
+// nothing, and no socket is sent its way, where it would sit unread and
+// keep its connection open for the life of that process.
+const hello = "hello"
+
+// NewSender takes over f, the parent's end, and waits for the new
+// process's hello.
 func NewSender(f *os.File) (*Sender, error) {
 	c, err := net.FileConn(f)
 	f.Close()
 	if err != nil {
 		return nil, fmt.Errorf("handover: %w", err)
 	}
-	return &Sender{uc: c.(*net.UnixConn)}, nil
+	uc := c.(*net.UnixConn)
+	uc.SetReadDeadline(time.Now().Add(AnswerTimeout))
+	buf := make([]byte, len(hello)+1)
+	n, err := uc.Read(buf)
+	if err != nil || string(buf[:n]) != hello {
+		uc.Close()
+		return nil, fmt.Errorf("%w: no hello from the new process (%q, %v): it does not take connections", ErrPeerGone, buf[:n], err)
+	}
+	return &Sender{uc: uc}, nil
 }
 
 // Send sends state and the sockets of one connection and waits for the
@@ -150,6 +165,9 @@ func Receive(f *os.File, adopt Adopter) (int, error) {
 	}
 	uc := c.(*net.UnixConn)
 	defer uc.Close()
+	if _, err := uc.Write([]byte(hello)); err != nil {
+		return 0, nil // the old process is gone
+	}
 	buf := make([]byte, 1<<16)
 	oob := make([]byte, unix.CmsgSpace(8*4))
 	started := 0

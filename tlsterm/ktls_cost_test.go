@@ -2,6 +2,8 @@ package tlsterm
 
 import (
 	"crypto/rand"
+	"crypto/tls"
+	"net"
 	"testing"
 )
 
@@ -49,5 +51,64 @@ func BenchmarkRecordCrypto(b *testing.B) {
 				b.ReportMetric(perGiB, "s/GiB")
 			})
 		}
+	}
+}
+
+// BenchmarkHandshakeHandOver is what getting ready for the kernel costs a
+// full TLS 1.3 handshake over loopback (client and server in this
+// process): a key log per connection (a config clone per handshake), reads
+// bounded to a record (two per record), the copies of the records, and
+// Prepare's counting and key derivation, against a plain handshake. It
+// needs no kernel TLS: nothing is installed.
+//
+//	go test -run '^$' -bench HandshakeHandOver -count 5 ./tlsterm
+func BenchmarkHandshakeHandOver(b *testing.B) {
+	cert, pool := testCert(b)
+	base := &tls.Config{Certificates: []tls.Certificate{cert}}
+	cli := &tls.Config{RootCAs: pool, ServerName: "localhost"}
+	for _, prepare := range []bool{false, true} {
+		name := map[bool]string{false: "plain", true: "prepared"}[prepare]
+		b.Run(name, func(b *testing.B) {
+			cfg := base
+			if prepare {
+				cfg = WithKeyLog(base)
+			}
+			ln := listen(b)
+			for b.Loop() {
+				errc := make(chan error, 1)
+				go func() {
+					c, err := net.Dial("tcp", ln.Addr().String())
+					if err == nil {
+						tc := tls.Client(c, cli)
+						err = tc.Handshake()
+						c.Close()
+					}
+					errc <- err
+				}()
+				raw, err := ln.Accept()
+				if err != nil {
+					b.Fatal(err)
+				}
+				var under net.Conn = raw
+				var rc *RecordConn
+				if prepare {
+					rc = NewRecordConn(raw)
+					under = rc
+				}
+				tc := tls.Server(under, cfg)
+				if err := tc.Handshake(); err != nil {
+					b.Fatal(err)
+				}
+				if prepare {
+					if _, err := rc.Prepare(tc.ConnectionState(), 0); err != nil {
+						b.Fatal(err)
+					}
+				}
+				if err := <-errc; err != nil {
+					b.Fatal(err)
+				}
+				raw.Close()
+			}
+		})
 	}
 }

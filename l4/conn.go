@@ -89,14 +89,14 @@ type conn struct {
 	layer, fallback string
 	fallbackErr     error
 	// kernel is the connection the kernel's TLS runs, if it does.
-	kernel *tlsterm.KernelConn
-	notTLS          bool    // a listener that peeks found no TLS: plain routes only
-	peeked          []byte  // bytes read by the peek, for the backend
-	headBuf         *[]byte // the pooled buffer peeked points into
-	route           *Route
-	backend         *Backend
-	stats           splice.Stats
-	reason          string
+	kernel  *tlsterm.KernelConn
+	notTLS  bool    // a listener that peeks found no TLS: plain routes only
+	peeked  []byte  // bytes read by the peek, for the backend
+	headBuf *[]byte // the pooled buffer peeked points into
+	route   *Route
+	backend *Backend
+	stats   splice.Stats
+	reason  string
 
 	// healthCheck: the connection came from a trusted proxy with a PROXY
 	// LOCAL header, which a proxy sends for connections of its own (HAProxy's

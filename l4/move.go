@@ -91,6 +91,12 @@ func (p *Proxy) MoveConns(ctx context.Context, move Mover) (moved, stayed int) {
 // thaws it.
 func (c *conn) move(ctx context.Context, move Mover) error {
 	h := c.relay.Load()
+	// A relay linked into its listener a moment before Start returned
+	// its handle: wait that moment out.
+	for i := 0; h == nil && i < 100 && ctx.Err() == nil; i++ {
+		time.Sleep(100 * time.Microsecond)
+		h = c.relay.Load()
+	}
 	if h == nil {
 		return splice.ErrNotMovable
 	}
@@ -204,6 +210,13 @@ func (p *Proxy) AdoptConn(state []byte, client, backend net.Conn) (start func(),
 			c.backend = server
 		}
 		s.limit.takeAnyway()
+		if l := s.perIP; l != nil {
+			// It counts against its client's limits here as it did there.
+			if key, ok := l.clientKey(c.client); ok {
+				l.hold(key, time.Now())
+				c.ipKey, c.ipHeld = key, true
+			}
+		}
 		s.conns.Add(1)
 		s.active.Add(1)
 		s.meter.adoptedConn()

@@ -192,3 +192,47 @@ func closeWriteConn(c net.Conn) error {
 	}
 	return c.Close()
 }
+
+// TestMoveKeepsClientCount: a moved connection counts against its
+// client's max_connections_per_ip in the new process as it did in the
+// old one, and gives its place back when it ends.
+func TestMoveKeepsClientCount(t *testing.T) {
+	e := connectThrough(t, "plain", func(l *ListenerConfig) {
+		l.MaxConnectionsPerIP = 1
+		// The last connection's backend never closes: end it soon after
+		// its client does.
+		l.HalfCloseTimeout = Duration{200 * time.Millisecond}
+	})
+	next, addrs := e.w.serve(e.cfg)
+	io.WriteString(e.client, "x") // the relay has started once it carries a byte
+	readExactly(t, e.backend, "x")
+	if moved, _, _ := moveTo(t, e.p, next); moved != 1 {
+		t.Fatalf("moved %d", moved)
+	}
+	// Refused at once: the dial itself may meet the reset.
+	if refused, err := net.Dial("tcp", addrs[0]); err == nil {
+		defer refused.Close()
+		expectClosed(t, refused)
+	}
+	e.w.waitLog("reason=max_connections_per_ip")
+	e.client.Close()
+	e.backend.Close()
+	e.w.waitLog("msg=access", "route=r", "client_end=closed", "backend_end=closed")
+	// Its place is free again: the next connection is relayed, not reset.
+	admitted, err := net.Dial("tcp", addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admitted.Close()
+	admitted.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	if n, err := admitted.Read(make([]byte, 1)); !isTimeoutErr(err) {
+		t.Fatalf("the next connection: read %d, %v; want it held open", n, err)
+	}
+	admitted.Close()
+	e.w.waitLog("msg=access", "reason=idle_timeout")
+}
+
+func isTimeoutErr(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

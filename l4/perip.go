@@ -119,6 +119,21 @@ func (l *ipLimits) admit(key netip.Prefix, now time.Time) (ok bool, reason strin
 	return true, ""
 }
 
+// hold counts a connection of the client key that is there already (moved
+// from an old process), whatever the limits say; give it back with
+// release.
+func (l *ipLimits) hold(key netip.Prefix, now time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	st := l.clients[key]
+	if st == nil {
+		st = &ipState{}
+		l.clients[key] = st
+	}
+	st.conns++
+	st.last = now
+}
+
 // release gives back a connection admit took.
 func (l *ipLimits) release(key netip.Prefix, now time.Time) {
 	l.mu.Lock()

@@ -18,7 +18,8 @@ const HandedOver Reason = "handed_over"
 
 // ErrNotMovable is returned by Freeze for a relay that cannot move: one
 // side is a *tls.Conn (its record layer lives in this process), a
-// direction has already ended, or the relay is closing.
+// direction ended other than cleanly (or both ended), the relay is
+// closing, or another Freeze is under way.
 var ErrNotMovable = errors.New("splice: relay cannot move")
 
 // Handle is a running relay, as Start returned it.

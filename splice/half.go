@@ -245,12 +245,19 @@ func (h *half) control(rerr error) (res halfResult, more, done bool) {
 // write writes p to the destination, after what a kernel TLS destination
 // owes its peer first.
 func (h *half) write(p []byte) (int, error) {
-	if h.dst.kernel != nil {
-		if err := h.dst.kernel.PrepareWrite(); err != nil {
-			return 0, err
-		}
+	if err := h.prepareWrite(); err != nil {
+		return 0, err
 	}
 	return h.dst.conn.Write(p)
+}
+
+// prepareWrite lets a kernel TLS destination send what it owes its peer
+// (a key update) before the direction writes to it.
+func (h *half) prepareWrite() error {
+	if h.dst.kernel == nil {
+		return nil
+	}
+	return h.dst.kernel.PrepareWrite()
 }
 
 // srcEnded says how the source's stream ended when a read found its end
@@ -311,10 +318,8 @@ func (h *half) drainSplice() (halfResult, bool) {
 			continue
 		}
 		h.moving(time.Now())
-		if h.dst.kernel != nil {
-			if err := h.dst.kernel.PrepareWrite(); err != nil {
-				return h.writeFailed(err), true
-			}
+		if err := h.prepareWrite(); err != nil {
+			return h.writeFailed(err), true
 		}
 		w, werr := spliceOut(h.dst.sock, pp)
 		h.counter.Add(int64(w))

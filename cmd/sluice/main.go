@@ -22,7 +22,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -110,8 +109,11 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		fmt.Fprintf(stdout, "sluice: configuration file %s is ok\n", o.config)
 		return nil
 	}
+	// GOGC, when set, wins over gc_percent and its tuning.
+	var gc *gcPolicy
 	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(cfg.GCPercentOrDefault())
+		gc = newGCPolicy(cfg.GCPercentOrDefault(), nil, nil)
+		defer gc.stop()
 	}
 	// Sockets handed over by an old process (a binary upgrade) are taken
 	// rather than bound.
@@ -153,7 +155,7 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		lg.logger.Warn("binary upgrade unavailable: own executable unknown", "error", err)
 	}
 	r := &running{path: o.config, cfg: cfg, logs: lg, obs: obs, ready: ready, upgraded: upgraded,
-		notify: newNotifier(), exe: exe, args: args, stdout: stdout, stderr: stderr}
+		gc: gc, notify: newNotifier(), exe: exe, args: args, stdout: stdout, stderr: stderr}
 	return serve(proxy, r, sigs)
 }
 
@@ -189,6 +191,7 @@ type running struct {
 	// one serves (a no-op otherwise); upgraded says there was one.
 	ready          func() error
 	upgraded       bool
+	gc             *gcPolicy // nil when GOGC is set
 	notify         *notifier
 	exe            string
 	args           []string

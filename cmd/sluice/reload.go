@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"os"
-	"runtime/debug"
 	"time"
 
 	"sluice/l4"
@@ -28,8 +26,8 @@ func (r *running) reload(proxy *l4.Proxy) {
 			}
 			r.cfg = cfg
 			r.logs.apply(cfg.Log)
-			if os.Getenv("GOGC") == "" {
-				debug.SetGCPercent(cfg.GCPercentOrDefault())
+			if r.gc != nil {
+				r.gc.setBase(cfg.GCPercentOrDefault())
 			}
 			logger.Info("configuration reloaded", append([]any{"file", r.path}, ch.LogAttrs()...)...)
 			return

@@ -29,11 +29,13 @@ func listen(ctx context.Context, address string, reusePort bool, so SocketOption
 		}
 		return &unixListener{UnixListener: ln.(*net.UnixListener), so: so}, nil
 	}
+	_, keepAlive := so.keepAlive()
+	var inherits bool // accepted sockets inherit keepalive
 	lc := net.ListenConfig{
-		// Buffer sizes and TCP_DEFER_ACCEPT go on the listening socket:
-		// accepted TCP sockets inherit the sizes, early enough for the
-		// window scale in the SYN-ACK to follow them. Keepalive is set on
-		// each accepted socket by net.
+		// Buffer sizes, TCP_DEFER_ACCEPT and keepalive go on the
+		// listening socket: accepted TCP sockets inherit the sizes, early
+		// enough for the window scale in the SYN-ACK to follow them, and
+		// on Linux the keepalive settings.
 		Control: func(_, _ string, c syscall.RawConn) error {
 			return control(c, func(fd int) error {
 				if reusePort {
@@ -45,38 +47,45 @@ func listen(ctx context.Context, address string, reusePort bool, so SocketOption
 					return err
 				}
 				if so.DeferAccept > 0 {
-					return setDeferAccept(fd, so.DeferAccept)
+					if err := setDeferAccept(fd, so.DeferAccept); err != nil {
+						return err
+					}
 				}
-				return nil
+				var err error
+				inherits, err = setListenerKeepAlive(fd, keepAlive)
+				return err
 			})
 		},
 	}
-	// Keepalive is the listener's to set on each accepted socket, not
-	// net's, so that a reload can change it (adopt).
+	// Keepalive is the listener's to set, not net's on each accepted
+	// socket, so that a reload can change it (adopt).
 	lc.KeepAlive = -1
 	ln, err := lc.Listen(ctx, "tcp", address)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	l := &tcpListener{TCPListener: ln.(*net.TCPListener)}
-	l.setOptions(so)
+	l.setOptions(so, inherits)
 	return l, nil
 }
 
-// tcpListener sets TCP_NODELAY and keepalive on each accepted socket, and
-// returns the *net.TCPConn itself: never a wrapper, since splice(2) and
-// half-close need the concrete type.
+// tcpListener gives each accepted socket the TCP_NODELAY and keepalive
+// settings the listening socket could not pass on, and returns the
+// *net.TCPConn itself: never a wrapper, since splice(2) and half-close
+// need the concrete type.
 type tcpListener struct {
 	*net.TCPListener
 	// Read by the goroutine that accepts; set before it starts (listen,
 	// adopt).
 	noDelay   bool
 	keepAlive net.KeepAliveConfig
+	inherits  bool // accepted sockets have keepAlive from the listening socket
 }
 
-func (l *tcpListener) setOptions(so SocketOptions) {
+func (l *tcpListener) setOptions(so SocketOptions, inherits bool) {
 	l.noDelay = !so.Nagle
 	_, l.keepAlive = so.keepAlive()
+	l.inherits = inherits
 }
 
 func (l *tcpListener) Accept() (net.Conn, error) {
@@ -85,9 +94,11 @@ func (l *tcpListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	// Best effort, as in net: a socket that refuses options is dead, and
-	// its first read says so.
-	c.SetNoDelay(l.noDelay)
-	if l.keepAlive.Enable {
+	// its first read says so. net has turned TCP_NODELAY on already.
+	if !l.noDelay {
+		c.SetNoDelay(false)
+	}
+	if l.keepAlive.Enable && !l.inherits {
 		c.SetKeepAliveConfig(l.keepAlive)
 	}
 	return c, nil
@@ -104,17 +115,24 @@ func adopt(ln net.Listener, so SocketOptions) error {
 		l.so = so
 		return nil
 	case *tcpListener:
-		l.setOptions(so)
 		rc, err := l.SyscallConn()
 		if err != nil {
 			return err
 		}
-		return control(rc, func(fd int) error {
+		_, ka := so.keepAlive()
+		var inherits bool
+		err = control(rc, func(fd int) error {
 			if err := so.setBuffers(fd); err != nil {
 				return err
 			}
-			return setDeferAccept(fd, so.DeferAccept)
+			if err := setDeferAccept(fd, so.DeferAccept); err != nil {
+				return err
+			}
+			inherits, err = setListenerKeepAlive(fd, ka)
+			return err
 		})
+		l.setOptions(so, inherits)
+		return err
 	}
 	return nil
 }

@@ -138,8 +138,9 @@ func control(c syscall.RawConn, set func(fd int) error) error {
 
 // dialer returns the Dialer an Upstream uses when none is injected, with o
 // applied: buffer sizes before connect (the window scale offered in the SYN
-// follows the receive buffer), keepalive through net, TCP_NODELAY once
-// connected (net sets it then, so earlier would be overwritten).
+// follows the receive buffer), keepalive through net, and Nagle's
+// algorithm, if asked for, once connected (net turns TCP_NODELAY on then,
+// so earlier would be overwritten).
 func (o SocketOptions) dialer() Dialer {
 	idle, ka := o.keepAlive()
 	d := &socketDialer{Dialer: net.Dialer{KeepAlive: idle, KeepAliveConfig: ka}, noDelay: !o.Nagle}
@@ -161,10 +162,10 @@ func (d *socketDialer) DialContext(ctx context.Context, network, address string)
 	if err != nil {
 		return nil, err
 	}
-	if tc, ok := c.(*net.TCPConn); ok {
+	if tc, ok := c.(*net.TCPConn); ok && !d.noDelay {
 		// Best effort, as in net: a socket that refuses options is dead,
-		// and its first write says so.
-		tc.SetNoDelay(d.noDelay)
+		// and its first write says so. net has turned TCP_NODELAY on.
+		tc.SetNoDelay(false)
 	}
 	return c, nil
 }

@@ -338,3 +338,35 @@ func TestProxySocketOptions(t *testing.T) {
 		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s then every 20s 6 times, SO_SNDBUF %d", got, 2*testSndBuf)
 	}
 }
+
+// TestAdoptSocketOptions: a listener kept across a reload gives the
+// sockets it accepts from then on the new configuration's options, those
+// the listening socket passes on (keepalive) and those set after accept.
+func TestAdoptSocketOptions(t *testing.T) {
+	ln, err := listen(context.Background(), "127.0.0.1:0", false, SocketOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	for _, so := range []SocketOptions{
+		{},
+		{Nagle: true, KeepAlive: 2 * time.Minute, KeepAliveInterval: 3 * time.Second, KeepAliveCount: 2},
+		{KeepAlive: -1},
+		{KeepAlive: 45 * time.Second},
+	} {
+		if err := adopt(ln, so); err != nil {
+			t.Fatal(err)
+		}
+		client, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := ln.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkTCPOptions(t, readTCPOptions(t, c.(*net.TCPConn)), readTCPOptions(t, client.(*net.TCPConn)), so)
+		c.Close()
+		client.Close()
+	}
+}

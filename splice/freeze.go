@@ -92,7 +92,7 @@ func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 	}
 	r.mu.Unlock()
 	for _, hf := range unpark {
-		r.parker.remove(hf)
+		r.parker.remove(hf, false)
 	}
 
 	poke := time.NewTicker(freezePoke)

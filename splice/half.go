@@ -73,6 +73,9 @@ type half struct {
 	parked bool
 	timer  *time.Timer // the idle timeout while parked
 	token  uint64      // the Parker's registration
+	// inSet: src is in the Parker's epoll set, perhaps disarmed. Only
+	// Parker.add and remove touch it, which the half's parking orders.
+	inSet bool
 }
 
 func newHalf(r *relay, dir direction, noSplice bool) *half {
@@ -458,7 +461,10 @@ func (h *half) park() bool {
 // nothing (then it waits again). Calls for a half that is not parked do
 // nothing. The Parker's watcher, the idle timer, the other direction's end
 // and the relay's closing all call it.
-func (h *half) unpark() {
+func (h *half) unpark() { h.resume(false) }
+
+// resume is unpark; fired says the Parker's event for h woke it.
+func (h *half) resume(fired bool) {
 	r := h.r
 	r.mu.Lock()
 	if !h.parked {
@@ -470,7 +476,7 @@ func (h *half) unpark() {
 		h.timer.Stop()
 	}
 	r.mu.Unlock()
-	r.parker.remove(h)
+	r.parker.remove(h, fired)
 	go h.copyHalf()
 }
 

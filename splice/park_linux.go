@@ -96,7 +96,7 @@ func (p *Parker) watch(rc interface {
 			h := p.parked[tok]
 			p.mu.Unlock()
 			if h != nil {
-				h.unpark()
+				h.resume(true)
 			}
 		}
 	}
@@ -115,6 +115,14 @@ func (p *Parker) add(h *half) error {
 		Pad:    int32(uint32(tok >> 32)),
 	}
 	err := control(h.src.sock, func(fd int) error {
+		if h.inSet {
+			// Still in the set from the last park, disarmed by the
+			// event that resumed it: re-arm under the new token.
+			err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+			if err != unix.ENOENT {
+				return err
+			}
+		}
 		return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	})
 	if err != nil {
@@ -124,15 +132,23 @@ func (p *Parker) add(h *half) error {
 		return fmt.Errorf("splice: park: %w", err)
 	}
 	h.token = tok
+	h.inSet = true
 	return nil
 }
 
-// remove forgets h's registration. A socket closed meanwhile left the
-// epoll set by itself when it was closed.
-func (p *Parker) remove(h *half) {
+// remove forgets h's registration. When its event fired (fired), the
+// one-shot registration is disarmed already and stays in the set for the
+// next park to re-arm: a system call saved each time a direction resumes.
+// Otherwise it leaves the set. A socket closed meanwhile left the set by
+// itself when it was closed; an event of a stale token is ignored.
+func (p *Parker) remove(h *half, fired bool) {
 	p.mu.Lock()
 	delete(p.parked, h.token)
 	p.mu.Unlock()
+	if fired {
+		return
+	}
+	h.inSet = false
 	// The direction resumes whatever this returns: ENOENT or a closed
 	// conn both mean the socket is no longer in the set.
 	h.src.sock.Control(func(fd uintptr) {

@@ -47,7 +47,7 @@ func Describe(cs tls.ConnectionState) Info {
 		SNI:     cs.ServerName,
 		ALPN:    cs.NegotiatedProtocol,
 		Version: VersionName(cs.Version),
-		Cipher:  tls.CipherSuiteName(cs.CipherSuite),
+		Cipher:  CipherName(cs.CipherSuite),
 		Resumed: cs.DidResume,
 	}
 	// VerifiedChains is empty unless the certificate verified against the
@@ -57,6 +57,21 @@ func Describe(cs tls.ConnectionState) Info {
 		info.ClientCN = cs.PeerCertificates[0].Subject.CommonName
 	}
 	return info
+}
+
+// CipherName is tls.CipherSuiteName without its cost per call (it lists
+// every suite anew, some 300 bytes of garbage per handshake) for the
+// suites sluice negotiates.
+func CipherName(id uint16) string {
+	switch id {
+	case tls.TLS_AES_128_GCM_SHA256:
+		return "TLS_AES_128_GCM_SHA256"
+	case tls.TLS_AES_256_GCM_SHA384:
+		return "TLS_AES_256_GCM_SHA384"
+	case tls.TLS_CHACHA20_POLY1305_SHA256:
+		return "TLS_CHACHA20_POLY1305_SHA256"
+	}
+	return tls.CipherSuiteName(id)
 }
 
 // VersionName names a TLS version the way OpenSSL does ("TLSv1.3").

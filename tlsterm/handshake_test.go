@@ -162,3 +162,14 @@ func TestVersionName(t *testing.T) {
 		}
 	}
 }
+
+func TestCipherName(t *testing.T) {
+	for _, cs := range append(tls.CipherSuites(), tls.InsecureCipherSuites()...) {
+		if got := tlsterm.CipherName(cs.ID); got != cs.Name {
+			t.Errorf("CipherName(0x%04x) = %q, want %q", cs.ID, got, cs.Name)
+		}
+	}
+	if got, want := tlsterm.CipherName(0xffff), tls.CipherSuiteName(0xffff); got != want {
+		t.Errorf("CipherName(0xffff) = %q, want %q", got, want)
+	}
+}

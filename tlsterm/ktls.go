@@ -98,7 +98,7 @@ func (c *RecordConn) prepare(cs tls.ConnectionState, read int64) (*KernelKeys, e
 	}
 	p, ok := suiteFor(cs.Version, cs.CipherSuite)
 	if !ok {
-		return nil, noHandOver(FallbackCipher, "%s with %s", VersionName(cs.Version), tls.CipherSuiteName(cs.CipherSuite))
+		return nil, noHandOver(FallbackCipher, "%s with %s", VersionName(cs.Version), CipherName(cs.CipherSuite))
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()

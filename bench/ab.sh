@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# A/B: two sluice binaries side by side in one run, the way each change for
+# issue 18 was judged. Both run the same configuration (that of make bench's
+# sluice: TLS 1.3, tickets off unless RESUME=1) on CPU 0 with GOMAXPROCS=1,
+# the demo backend and wrk on CPU 1; REPS rounds alternate A and B on S3
+# (a full handshake per request, Connection: close) and S1 (keep-alive small
+# requests), DUR seconds each, and print each run's requests per CPU-second
+# and the median ratio B/A.
+#
+#   bash bench/ab.sh OLD_BINARY NEW_BINARY      (REPS=5 DUR=6 by default)
+#   SCEN="S1" bash bench/ab.sh ...              only S1 (or S3)
+#
+# Build the old binary from a commit with
+#   git worktree add /tmp/old REV && (cd /tmp/old && go build -o /tmp/sluice-old ./cmd/sluice)
+# Stops only the processes it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+A=$1 B=$2
+REPS=${REPS:-5} DUR=${DUR:-6} SCEN=${SCEN:-"S3 S1"}
+OUT=$(mktemp -d)
+"$A" cert -names localhost -cert "$OUT/cert.pem" -key "$OUT/key.pem" >/dev/null
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+taskset -c 1 "$A" demo-backend -listen 127.0.0.1:19680 >"$OUT/backend.log" 2>&1 &
+pids+=($!)
+conf() { # PORT
+	cat <<CONF
+[log]
+level = "warn"
+[[listener]]
+name = "tls"
+address = "127.0.0.1:$1"
+idle_timeout = "10m"
+[listener.tls]
+certificates = [{ cert = "$OUT/cert.pem", key = "$OUT/key.pem" }]
+min_version = "1.3"
+session_tickets = false
+[[listener.route]]
+upstream = "http"
+[[upstream]]
+name = "http"
+servers = ["127.0.0.1:19680"]
+CONF
+}
+conf 19643 >"$OUT/a.toml"
+conf 19644 >"$OUT/b.toml"
+GOMAXPROCS=1 taskset -c 0 "$A" -config "$OUT/a.toml" >"$OUT/a.log" 2>&1 &
+pids+=($!)
+apid=$!
+GOMAXPROCS=1 taskset -c 0 "$B" -config "$OUT/b.toml" >"$OUT/b.log" 2>&1 &
+pids+=($!)
+bpid=$!
+for port in 19643 19644 19680; do
+	for _ in $(seq 100); do
+		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+		sleep 0.05
+	done
+done
+
+cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+one() { # PID PORT SCEN -> requests per CPU-second, p99
+	local c0 c1 args=()
+	[ "$3" = S3 ] && args=(-H "Connection: close")
+	c0=$(cpu "$1")
+	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:$2/" >"$OUT/wrk" 2>&1
+	c1=$(cpu "$1")
+	awk -v a="$c0" -v b="$c1" -v hz="$hz" '
+		/requests in/ {r = $1}
+		$1 == "99%" {p = $2}
+		END {printf "%.0f %s\n", r / ((b - a) / hz), p}' "$OUT/wrk"
+}
+for s in $SCEN; do
+	ra=() rb=() rr=()
+	for i in $(seq "$REPS"); do
+		read -r xa pa < <(one "$apid" 19643 "$s")
+		read -r xb pb < <(one "$bpid" 19644 "$s")
+		echo "$s round $i: A $xa/CPU-s (p99 $pa)  B $xb/CPU-s (p99 $pb)  B/A $(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')"
+		ra+=("$xa") rb+=("$xb") rr+=("$(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')")
+	done
+	ma=$(printf '%s\n' "${ra[@]}" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+	mb=$(printf '%s\n' "${rb[@]}" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+	mr=$(printf '%s\n' "${rr[@]}" | sort -n | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}')
+	echo "$s median: A $ma  B $mb per CPU-second; median of the rounds' B/A: $mr"
+done
+rm -rf "$OUT"

@@ -113,7 +113,7 @@ attack:
 attack-smoke:
 	bash bench/attack.sh -quick -out $$(mktemp -d)/attack.md
 
-# The side-by-side benchmark against nginx, HAProxy and hitch (about 20
+# The side-by-side benchmark against nginx, HAProxy and hitch (about 40
 # minutes); writes bench/results/latest.md and latest.svg.
 bench:
 	bash bench/run.sh $(BENCH_ARGS)
@@ -121,7 +121,7 @@ bench:
 # A quick pass over every scenario (1 run, 2 s, 300 connections) that checks
 # the suite itself works; its results go to a scratch directory.
 bench-smoke:
-	bash bench/run.sh -reps 1 -duration 2s -ws-duration 3s -idle-wait 1s -conns 300 -out $$(mktemp -d)
+	bash bench/run.sh -reps 1 -duration 2s -ws-duration 3s -ws-quiet 1s -idle-wait 1s -conns 300 -out $$(mktemp -d)
 
 # The k6 versions of the workloads, when k6 is installed.
 bench-k6:

@@ -26,7 +26,8 @@ type dialer struct {
 // newDialer returns a dialer for TLS 1.3 without certificate verification,
 // with server name sni (or, if empty, host, or localhost if host is an IP
 // address: benchmark certificates are made for localhost) and the given
-// ALPN protocols.
+// ALPN protocols. With cfg.resume its connections share one session cache,
+// so each handshake after the first tickets arrive resumes a session.
 func newDialer(cfg config, host string, alpn []string) *dialer {
 	sni := cfg.sni
 	if sni == "" {
@@ -35,16 +36,21 @@ func newDialer(cfg config, host string, alpn []string) *dialer {
 			sni = "localhost"
 		}
 	}
-	return &dialer{
-		tls: &tls.Config{
-			ServerName:         sni,
-			InsecureSkipVerify: true, // self-signed benchmark certificates
-			MinVersion:         tls.VersionTLS13,
-			NextProtos:         alpn,
-		},
-		timeout: cfg.dialTimeout,
-		src:     cfg.src,
+	tc := &tls.Config{
+		ServerName:         sni,
+		InsecureSkipVerify: true, // self-signed benchmark certificates
+		MinVersion:         tls.VersionTLS13,
+		NextProtos:         alpn,
+		// The key exchange wrk's OpenSSL offers: Go's default would offer
+		// hybrid post-quantum groups to the peers that support them, and
+		// the terminators would not all do the same work.
+		CurvePreferences: []tls.CurveID{tls.X25519},
 	}
+	if cfg.resume {
+		// One server, one entry: the latest ticket.
+		tc.ClientSessionCache = tls.NewLRUClientSessionCache(1)
+	}
+	return &dialer{tls: tc, timeout: cfg.dialTimeout, src: cfg.src}
 }
 
 // dialTCP connects to addr from the next source address. TCP keep-alives
@@ -63,13 +69,27 @@ func (d *dialer) dialTCP(ctx context.Context, addr string) (net.Conn, error) {
 // dialTLS connects to addr and completes the TLS handshake, all within the
 // dial timeout.
 func (d *dialer) dialTLS(ctx context.Context, addr string) (*tls.Conn, error) {
+	return d.dialTLSConfig(ctx, addr, d.tls)
+}
+
+// dialTLSCached is dialTLS keeping its sessions in cache, one client's
+// own: it offers the ticket cache holds, and stores the ones the server
+// sends once the connection reads them (TLS 1.3 tickets follow the
+// handshake).
+func (d *dialer) dialTLSCached(ctx context.Context, addr string, cache tls.ClientSessionCache) (*tls.Conn, error) {
+	tc := d.tls.Clone()
+	tc.ClientSessionCache = cache
+	return d.dialTLSConfig(ctx, addr, tc)
+}
+
+func (d *dialer) dialTLSConfig(ctx context.Context, addr string, tc *tls.Config) (*tls.Conn, error) {
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
 	defer cancel()
 	raw, err := d.dialTCP(ctx, addr)
 	if err != nil {
 		return nil, err
 	}
-	c := tls.Client(raw, d.tls)
+	c := tls.Client(raw, tc)
 	if err := c.HandshakeContext(ctx); err != nil {
 		raw.Close()
 		return nil, fmt.Errorf("tls handshake: %w", err)

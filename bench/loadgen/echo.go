@@ -45,7 +45,7 @@ func echoPhase(ctx context.Context, cfg config, active []*websocket.Conn, st *ec
 		period := time.Duration(float64(time.Second) / cfg.rate)
 		for j, c := range active {
 			first := start.Add(time.Duration(int64(period) * int64(j) / int64(len(active))))
-			wg.Go(func() { echoLoop(phase, ctx, c, first, period, cfg.size, st) })
+			wg.Go(func() { echoLoop(phase, ctx, c, first, period, cfg.size, func() *echoStats { return st }) })
 		}
 	}
 	<-phase.Done()
@@ -54,18 +54,21 @@ func echoPhase(ctx context.Context, cfg config, active []*websocket.Conn, st *ec
 	return time.Since(start)
 }
 
-// echoLoop sends a message on c at first, first+period, ... before the
-// deadline of phase (or until phase is cancelled), skipping the slots missed while waiting for an echo. Round trips
-// are bounded by echoTimeout within run (not phase, so that the last ones
-// complete). A failed round trip loses the connection and ends the loop.
-func echoLoop(phase, run context.Context, c *websocket.Conn, first time.Time, period time.Duration, size int, st *echoStats) {
+// echoLoop sends a message on c at first, first+period, ... until phase
+// ends (before its deadline, if it has one), skipping the slots missed
+// while waiting for an echo. Each round trip is counted in stats(), asked
+// as the message is sent (storm mode switches it between storms). Round
+// trips are bounded by echoTimeout within run (not phase, so that the last
+// ones complete). A failed round trip loses the connection and ends the
+// loop.
+func echoLoop(phase, run context.Context, c *websocket.Conn, first time.Time, period time.Duration, size int, stats func() *echoStats) {
 	c.SetReadLimit(int64(size))
 	msg := make([]byte, size)
 	timer := time.NewTimer(time.Until(first))
 	defer timer.Stop()
-	end, _ := phase.Deadline()
+	end, bounded := phase.Deadline()
 	next := first
-	for seq := uint64(0); next.Before(end); seq++ {
+	for seq := uint64(0); !bounded || next.Before(end); seq++ {
 		select {
 		case <-phase.Done():
 			return
@@ -74,6 +77,7 @@ func echoLoop(phase, run context.Context, c *websocket.Conn, first time.Time, pe
 		if size >= 8 {
 			binary.BigEndian.PutUint64(msg, seq)
 		}
+		st := stats()
 		mctx, cancel := context.WithTimeout(run, echoTimeout)
 		t0 := time.Now()
 		err := c.Write(mctx, websocket.MessageBinary, msg)

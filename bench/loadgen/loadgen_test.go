@@ -18,6 +18,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,31 +91,9 @@ func (s *session) wait() {
 }
 
 func TestWS(t *testing.T) {
-	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/echo" || r.ProtoMajor != 1 {
-			http.Error(w, "want HTTP/1.1 /echo", http.StatusBadRequest)
-			return
-		}
-		c, err := websocket.Accept(w, r, nil)
-		if err != nil {
-			return
-		}
-		defer c.CloseNow()
-		for {
-			typ, b, err := c.Read(r.Context())
-			if err != nil {
-				return
-			}
-			if err := c.Write(r.Context(), typ, b); err != nil {
-				return
-			}
-		}
-	}))
-	srv.StartTLS()
-	defer srv.Close()
-
+	url, _ := startWSEcho(t, nil)
 	cfg := config{
-		mode: "ws", url: "wss" + strings.TrimPrefix(srv.URL, "https") + "/echo",
+		mode: "ws", url: url,
 		conns: 50, dialers: 8, dialTimeout: 5 * time.Second, timeout: testTimeout,
 		active: 0.2, rate: 20, size: 64, duration: time.Second,
 	}
@@ -141,6 +120,60 @@ func TestWS(t *testing.T) {
 	if !(0 < res.P50 && res.P50 <= res.P90 && res.P90 <= res.P99 && res.P99 <= res.Max) {
 		t.Errorf("latencies out of order: %+v", res)
 	}
+}
+
+// startWSEcho starts a wss:// echo server on loopback (HTTP/1.1 at /echo)
+// with TLS settings tc (nil: Go's defaults, session tickets on) and
+// returns its URL and a count of the upgrades it accepted.
+func startWSEcho(t *testing.T, tc *tls.Config) (string, *atomic.Int64) {
+	t.Helper()
+	url, upgrades, _ := startWSEchoServer(t, tc)
+	return url, upgrades
+}
+
+// startStoppableWSEcho is startWSEcho with Go's TLS defaults and a stop
+// function that closes the listener and every connection, as a crashed
+// server would.
+func startStoppableWSEcho(t *testing.T) (string, *atomic.Int64, func()) {
+	t.Helper()
+	return startWSEchoServer(t, nil)
+}
+
+func startWSEchoServer(t *testing.T, tc *tls.Config) (string, *atomic.Int64, func()) {
+	t.Helper()
+	var upgrades atomic.Int64
+	quit, quitNow := context.WithCancel(context.Background())
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/echo" || r.ProtoMajor != 1 {
+			http.Error(w, "want HTTP/1.1 /echo", http.StatusBadRequest)
+			return
+		}
+		c, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		upgrades.Add(1)
+		defer c.CloseNow()
+		// Hijacked connections outlive the server's Close: stop ends them.
+		defer context.AfterFunc(quit, func() { c.CloseNow() })()
+		for {
+			typ, b, err := c.Read(r.Context())
+			if err != nil {
+				return
+			}
+			if err := c.Write(r.Context(), typ, b); err != nil {
+				return
+			}
+		}
+	}))
+	srv.TLS = tc
+	srv.StartTLS()
+	stop := sync.OnceFunc(func() {
+		srv.Close()
+		quitNow()
+	})
+	t.Cleanup(stop)
+	return "wss" + strings.TrimPrefix(srv.URL, "https") + "/echo", &upgrades, stop
 }
 
 func TestHold(t *testing.T) {
@@ -280,6 +313,9 @@ func TestParseFlags(t *testing.T) {
 		{"-mode", "ws", "-url", "wss://127.0.0.1:8443/echo", "-active", "0.1", "-src", "127.0.0.2-127.0.0.4"},
 		{"-mode", "flood", "-addr", "127.0.0.1:8443", "-conns", "64", "-duration", "5s"},
 		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-interval", "20ms", "-path", "/healthz"},
+		{"-mode", "conn", "-addr", "127.0.0.1:8443", "-conns", "64", "-resume", "-duration", "5s"},
+		{"-mode", "storm", "-url", "wss://127.0.0.1:8443/echo", "-conns", "1000", "-dial-timeout", "30s"},
+		{"-mode", "stay", "-url", "wss://127.0.0.1:8443/echo", "-conns", "100", "-rate", "10"},
 	}
 	for _, args := range good {
 		if _, err := parseFlags(args, io.Discard); err != nil {
@@ -302,6 +338,14 @@ func TestParseFlags(t *testing.T) {
 		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-path", "healthz"},
 		{"-mode", "probe", "-addr", "127.0.0.1:8443", "-path", "/ HTTP/1.0\r\n"},
 		{"-mode", "attack", "-addr", "127.0.0.1:8443"},
+		{"-mode", "conn"},
+		{"-mode", "conn", "-addr", "127.0.0.1:8443", "-path", "x"},
+		{"-mode", "conn", "-addr", "127.0.0.1:8443", "-duration", "90s"}, // past -timeout
+		{"-mode", "storm", "-addr", "127.0.0.1:8443"},
+		{"-mode", "storm", "-url", "wss://127.0.0.1:8443/echo", "-conns", "0"},
+		{"-mode", "stay", "-url", "https://127.0.0.1:8443/echo"},
+		{"-mode", "stay", "-url", "wss://127.0.0.1:8443/echo", "-rate", "0"},
+		{"-mode", "stay", "-url", "wss://127.0.0.1:8443/echo", "-size", "0"},
 	}
 	for _, args := range bad {
 		if _, err := parseFlags(args, io.Discard); err == nil {

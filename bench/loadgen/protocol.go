@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"strings"
 )
 
 // writeTagged writes `TAG {json}` and a newline to w in a single Write, so
@@ -49,3 +50,29 @@ func awaitLine(r io.Reader) <-chan struct{} {
 
 // round3 rounds x to 3 decimals for the JSON reports.
 func round3(x float64) float64 { return math.Round(x*1000) / 1000 }
+
+// lineEvents reads r one line at a time in a goroutine and delivers each
+// line (without its newline) on the returned channel, which is closed at
+// EOF or on a read error, so a receive also returns then. For modes that
+// take more than one line: one reader for all of them, so a line that
+// arrives in the same read as the one before is not lost. The goroutine
+// ends at EOF, or once stop is closed and it has finished a read.
+func lineEvents(r io.Reader, stop <-chan struct{}) <-chan string {
+	ch := make(chan string)
+	go func() {
+		defer close(ch)
+		br := bufio.NewReader(r)
+		for {
+			line, err := br.ReadString('\n')
+			if err != nil {
+				return
+			}
+			select {
+			case ch <- strings.TrimRight(line, "\r\n"):
+			case <-stop:
+				return
+			}
+		}
+	}()
+	return ch
+}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"io"
 	"math"
@@ -45,20 +44,9 @@ func runWS(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io.W
 		return err
 	}
 	d := newDialer(cfg, u.Hostname(), []string{"http/1.1"})
-	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return d.dialTCP(ctx, addr)
-		},
-		DialTLSContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			return d.dialTLS(ctx, addr)
-		},
-		// A non-nil empty map disables HTTP/2: WebSocket needs HTTP/1.1.
-		TLSNextProto:       map[string]func(string, *tls.Conn) http.RoundTripper{},
-		DisableCompression: true,
-		IdleConnTimeout:    10 * time.Second,
-		ReadBufferSize:     1024, // only the upgrade response goes through these
-		WriteBufferSize:    1024,
-	}
+	tr := wsTransport(d, func(ctx context.Context, addr string) (net.Conn, error) {
+		return d.dialTLS(ctx, addr)
+	})
 	defer tr.CloseIdleConnections()
 	opts := &websocket.DialOptions{
 		HTTPClient:      &http.Client{Transport: tr},

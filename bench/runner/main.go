@@ -39,6 +39,7 @@ type runner struct {
 	loadCPU    string // CPU for load generators and backends
 	duration   time.Duration
 	wsDuration time.Duration
+	wsQuiet    time.Duration // S5s: interval between two messages on one connection
 	idleWait   time.Duration // S4/S4p: how long connections stay idle before RSS is read
 	reps       int
 	conns      int
@@ -70,13 +71,17 @@ func run() error {
 	flag.StringVar(&r.termCPU, "term-cpu", "0", "CPU for the terminators")
 	flag.StringVar(&r.loadCPU, "load-cpu", "1", "CPU for load generators and backends")
 	flag.DurationVar(&r.duration, "duration", 8*time.Second, "length of each wrk run")
-	flag.DurationVar(&r.wsDuration, "ws-duration", 15*time.Second, "length of each WebSocket echo phase")
+	flag.DurationVar(&r.wsDuration, "ws-duration", 15*time.Second, "length of each WebSocket echo phase (S5s: at least 2.5 times -ws-quiet)")
+	flag.DurationVar(&r.wsQuiet, "ws-quiet", 10*time.Second, "S5s: interval between two messages on one connection")
 	flag.DurationVar(&r.idleWait, "idle-wait", 10*time.Second, "S4/S4p: keep the connections idle this long after they settle, then read RSS again")
 	flag.IntVar(&r.reps, "reps", 3, "repetitions of each scenario per peer")
-	flag.IntVar(&r.conns, "conns", 10000, "connections for S4 and S5 (capped by the fd limit)")
-	flag.StringVar(&r.srcRange, "src", "127.0.0.2-127.0.0.40", "client source addresses for S4/S5")
+	flag.IntVar(&r.conns, "conns", 10000, "connections for S4, S5, S5s and S7 (capped by the fd limit)")
+	flag.StringVar(&r.srcRange, "src", "127.0.0.2-127.0.0.40", "client source addresses for the loadgen scenarios (S3r, S4, S5, S5s, S7)")
 	flag.Parse()
 	r.progress = os.Stderr
+	if r.wsQuiet <= 0 {
+		return fmt.Errorf("-ws-quiet %v: want > 0", r.wsQuiet)
+	}
 
 	all := peers(*sluice, strings.Split(*metOnly, ","))
 	asked := strings.Split(*peerSel, ",")
@@ -97,7 +102,7 @@ func run() error {
 			ps = append(ps, p)
 		}
 	}
-	scs := scenarios()
+	scs := scenarios(r.wsQuiet)
 	var selected []*scenario
 	for _, sc := range scs {
 		if *only == "" || slices.Contains(strings.Split(*only, ","), sc.id) {

@@ -18,14 +18,17 @@ type tmplData struct {
 	BackendHTTP, BackendTLS, BackendWS int
 	TLS, WS, Plain, Pass               int // the peer's listeners
 	Admin                              int // sluice's [admin] listener (sluice+metrics); 0 for none
-	Body64                             string
-	User                               string // for hitch, which will not run workers as root
+	// TLSR and WSR are TLS and WS again with session tickets on (S3r,
+	// S7); TLS and WS have them off where the peer has the switch.
+	TLSR, WSR int
+	Body64    string
+	User      string // for hitch, which will not run workers as root
 }
 
 // peer is one terminator under test.
 type peer struct {
 	name string
-	base int // first of its ports: TLS, WS, Plain, Pass, then Admin (base+4) if admin
+	base int // first of its ports: TLS, WS, Plain, Pass, Admin (base+4, if admin), TLSR, WSR
 	// confs are the templates in bench/peers rendered for it; argv builds
 	// the commands that start it from the rendered paths.
 	confs []string
@@ -100,6 +103,7 @@ func (p *peer) data(r *runner) tmplData {
 	if p.admin {
 		d.Admin = p.base + 4
 	}
+	d.TLSR, d.WSR = p.base+5, p.base+6
 	return d
 }
 
@@ -110,7 +114,7 @@ func (p *peer) takesPart(sc *scenario) bool {
 
 // listeners are the ports the peer listens on.
 func (d tmplData) listeners() []int {
-	ports := []int{d.TLS, d.WS, d.Plain, d.Pass}
+	ports := []int{d.TLS, d.WS, d.Plain, d.Pass, d.TLSR, d.WSR}
 	if d.Admin != 0 {
 		ports = append(ports, d.Admin)
 	}
@@ -182,7 +186,7 @@ func (r *runner) startPeer(p *peer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	wait := []int{d.TLS, d.WS}
+	wait := []int{d.TLS, d.WS, d.TLSR, d.WSR}
 	if d.Admin != 0 {
 		wait = append(wait, d.Admin)
 	}

@@ -148,7 +148,7 @@ func (res *results) write(dir string) error {
 	if res.conns < res.requested {
 		conns = fmt.Sprintf("%d (asked for %d; capped by this machine's hard open-files limit, two descriptors per proxied connection)", res.conns, res.requested)
 	}
-	fmt.Fprintf(&b, "- S4/S5 connections: %s.\n", conns)
+	fmt.Fprintf(&b, "- S4, S5, S5s and S7 connections: %s.\n", conns)
 	if ids := res.scenariosOf(metricsPeer); len(ids) > 0 {
 		fmt.Fprintf(&b, "- %s is sluice with the same configuration plus the `[admin]` listener, whose `/metrics` the runner GETs once a second during each of its runs; it ran in %s only and is compared with sluice alone (under those tables), not counted as a peer.\n",
 			metricsPeer, strings.Join(ids, ", "))
@@ -195,6 +195,19 @@ func (res *results) write(dir string) error {
 			fmt.Fprintf(&b, " %s (%s) |", fmtRatio(advantage(mi, s, bestVal)), bestName)
 			for _, p := range others {
 				fmt.Fprintf(&b, " %s |", fmtRatio(advantage(mi, s, res.median(sc.id, p, mi.key))))
+			}
+			b.WriteString("\n")
+		}
+		// Extra rows, without ratios: they check a run or explain a
+		// headline figure, and a ratio of them would read as a result.
+		for _, mi := range sc.extra {
+			fmt.Fprintf(&b, "| %s |", mi.label)
+			for _, p := range cols {
+				fmt.Fprintf(&b, " %s |", fmtNum(res.median(sc.id, p, mi.key)))
+			}
+			b.WriteString(" |")
+			for range others {
+				b.WriteString(" |")
 			}
 			b.WriteString("\n")
 		}
@@ -344,7 +357,7 @@ func (res *results) chart() string {
 	others := res.others()
 	for _, sc := range res.scenarios {
 		for _, mi := range sc.metrics {
-			if mi.key == "failed" {
+			if mi.key == "failed" || strings.HasSuffix(mi.key, "_failed") {
 				continue
 			}
 			g := group{label: sc.id + " " + mi.label}

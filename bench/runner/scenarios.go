@@ -8,6 +8,7 @@ import (
 	"io"
 	"maps"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -27,6 +28,10 @@ type scenario struct {
 	id, title string
 	// headline metrics are the ones ratios are quoted for.
 	metrics []metricInfo
+	// extra metrics are shown for each peer without ratios: a check on the
+	// run (the fraction of handshakes resumed) or a figure that explains
+	// a headline one.
+	extra []metricInfo
 	// run measures p once; ok=false means the peer cannot do this workload.
 	run func(r *runner, p *peer) (metrics, error)
 	// direct, if set, measures the same workload with no terminator.
@@ -43,9 +48,12 @@ type scenario struct {
 	checkListener string
 }
 
-func scenarios() []*scenario {
+// scenarios are every workload; wsQuiet is S5s's interval between two
+// messages on one connection.
+func scenarios(wsQuiet time.Duration) []*scenario {
 	all := func(*peer) bool { return true }
 	plain := func(p *peer) bool { return p.plain }
+	stormHeadline, stormExtra := stormMetrics()
 	return []*scenario{
 		{
 			id: "S1", title: "keep-alive small requests (wrk -t1 -c64, 64 B body)",
@@ -72,6 +80,13 @@ func scenarios() []*scenario {
 			},
 		},
 		{
+			id: "S3r", title: "a resumed TLS handshake per request (Connection: close, session tickets; loadgen -mode conn -resume)",
+			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "resumed handshakes per CPU-s", true}},
+			extra:   []metricInfo{{"resumed", "fraction of handshakes resumed", true}, {"cpu_busy", "terminator CPU-s per second", false}, {"p99_ms", "p99 ms (connect to EOF)", false}},
+			applies: all,
+			run:     func(r *runner, p *peer) (metrics, error) { return r.resumedConns(p) },
+		},
+		{
 			id: "S4", title: "idle TLS connections held after the handshake",
 			metrics: []metricInfo{{"kib_per_conn", "RSS KiB per idle connection", false}, {"kib_per_conn_open", "RSS KiB per connection right after opening", false}, {"failed", "failed connections", false}},
 			applies: all, fresh: true,
@@ -87,7 +102,19 @@ func scenarios() []*scenario {
 			id: "S5", title: "long-lived wss:// connections, a fraction echoing",
 			metrics: []metricInfo{{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false}, {"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
 			applies: all, fresh: true,
-			run: func(r *runner, p *peer) (metrics, error) { return r.websocket(p) },
+			run: func(r *runner, p *peer) (metrics, error) {
+				return r.websocket(p, wsLoad{active: 0.1, rate: 1, duration: r.wsDuration})
+			},
+		},
+		{
+			id: "S5s", title: fmt.Sprintf("long-lived wss:// connections, every one echoing once every %v", wsQuiet),
+			metrics: []metricInfo{{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false}, {"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			applies: all, fresh: true,
+			run: func(r *runner, p *peer) (metrics, error) {
+				// At least two messages on every connection: the first
+				// sends are spread over the first interval.
+				return r.websocket(p, wsLoad{active: 1, rate: 1 / r.wsQuiet.Seconds(), duration: max(r.wsDuration, r.wsQuiet*5/2)})
+			},
 		},
 		{
 			id: "S6a", title: "plain TCP proxying, 1 MiB bodies (vs direct to the backend)",
@@ -110,6 +137,12 @@ func scenarios() []*scenario {
 			direct: func(r *runner) (metrics, error) {
 				return r.wrkCPU(nil, "-c8", fmt.Sprintf("https://127.0.0.1:%d/1m", r.base.BackendTLS))
 			},
+		},
+		{
+			id: "S7", title: "reconnect storm: all but a few wss:// connections closed and reopened at once, full handshakes, then resumed",
+			metrics: stormHeadline, extra: stormExtra,
+			applies: all, fresh: true,
+			run: func(r *runner, p *peer) (metrics, error) { return r.storm(p) },
 		},
 	}
 }
@@ -224,6 +257,26 @@ func (l *loadgenRun) expect(tag string, v any) error {
 	return fmt.Errorf("loadgen ended before %s: %v", tag, l.lines.Err())
 }
 
+// next reads lines until one starts with one of tags, and returns that
+// tag and the line's JSON.
+func (l *loadgenRun) next(tags ...string) (string, []byte, error) {
+	for l.lines.Scan() {
+		tag, js, _ := strings.Cut(l.lines.Text(), " ")
+		if slices.Contains(tags, tag) {
+			return tag, []byte(js), nil
+		}
+	}
+	return "", nil, fmt.Errorf("loadgen ended before any of %s: %v", strings.Join(tags, ", "), l.lines.Err())
+}
+
+// send writes one line to loadgen's stdin.
+func (l *loadgenRun) send(line string) error {
+	if _, err := io.WriteString(l.in, line+"\n"); err != nil {
+		return fmt.Errorf("write %q to loadgen: %w", line, err)
+	}
+	return nil
+}
+
 func (l *loadgenRun) finish() {
 	l.in.Close()
 	done := make(chan struct{})
@@ -279,12 +332,20 @@ func (r *runner) hold(p *peer, plain bool) (metrics, error) {
 	return m, nil
 }
 
-// websocket is S5: N wss connections, a fraction echoing.
-func (r *runner) websocket(p *peer) (metrics, error) {
+// wsLoad is the echo phase of S5 and S5s: the fraction of the connections
+// that echo, each at rate messages a second, for duration.
+type wsLoad struct {
+	active, rate float64
+	duration     time.Duration
+}
+
+// websocket is S5 and S5s: N wss connections, some or all of them echoing.
+func (r *runner) websocket(p *peer, load wsLoad) (metrics, error) {
 	before := p.rss()
 	lg, err := r.loadgen("-mode", "ws", "-url", fmt.Sprintf("wss://127.0.0.1:%d/echo", p.data(r).WS),
-		"-conns", fmt.Sprint(r.conns), "-active", "0.1", "-rate", "1",
-		"-duration", r.wsDuration.String(), "-timeout", "180s", "-src", r.srcRange)
+		"-conns", fmt.Sprint(r.conns), "-active", fmt.Sprint(load.active), "-rate", fmt.Sprint(load.rate),
+		"-duration", load.duration.String(), "-timeout", max(180*time.Second, load.duration+120*time.Second).String(),
+		"-src", r.srcRange)
 	if err != nil {
 		return nil, err
 	}

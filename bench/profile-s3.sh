@@ -16,10 +16,10 @@ cd "$(dirname "$0")/.."
 S1=${S1:-0}
 if [ "$S1" = 1 ]; then
 	OUT=${1:-bin/profile-s1}
-	close=() bare=(-keepalive)
+	close=()
 else
 	OUT=${1:-bin/profile-s3}
-	close=(-H "Connection: close") bare=()
+	close=(-H "Connection: close")
 fi
 DUR=${DUR:-10}
 mkdir -p "$OUT"
@@ -55,7 +55,7 @@ CONF
 GOMAXPROCS=1 taskset -c 0 "$OUT/sluice" -config "$OUT/sluice.toml" >"$OUT/sluice.log" 2>&1 &
 pids+=($!)
 sluice_pid=$!
-GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" -listen 127.0.0.1:19544 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19592 "${bare[@]}" >"$OUT/tlsbare.log" 2>&1 &
+GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" -listen 127.0.0.1:19544 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19592 >"$OUT/tlsbare.log" 2>&1 &
 pids+=($!)
 bare_pid=$!
 for port in 19543 19544 19580 19591 19592; do

@@ -1,16 +1,18 @@
 // Command tlsbare is a bare crypto/tls server for separating sluice's own
 // costs from crypto/tls's in the handshake and small-request scenarios
 // (bench/README.md, "Where the time goes"): it completes the handshake,
-// reads request heads and answers each from memory (S3: one, then it
-// closes; with -keepalive, S1: as many as come), as sluice's path would
-// without the backend. It uses the same TLS settings as sluice's bench
-// configuration.
+// reads request heads and answers each from memory, closing after one that
+// says "Connection: close" (S3, S3r) and keeping the connection otherwise
+// (S1), as sluice's path would without the backend. It uses the same TLS
+// settings as sluice's bench configuration: session tickets off, and on
+// for a second listener (-listen-resume, S3r).
 //
-//	go run ./bench/tlsbare -listen 127.0.0.1:25000 -cert C -key K
+//	go run ./bench/tlsbare -listen 127.0.0.1:25000 [-listen-resume 127.0.0.1:25005] -cert C -key K
 package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/tls"
 	"flag"
 	"fmt"
@@ -28,7 +30,7 @@ func main() {
 	key := flag.String("key", "", "PEM private key")
 	pprof := flag.String("pprof", "", "address for net/http/pprof, if any")
 	gc := flag.Int("gc", 25, "GC percent (sluice's default is 25)")
-	keepalive := flag.Bool("keepalive", false, "answer every request of a connection (S1), not only the first (S3)")
+	resume := flag.String("listen-resume", "", "address to serve TLS with session tickets on, if any")
 	flag.Parse()
 	debug.SetGCPercent(*gc)
 	pair, err := tls.LoadX509KeyPair(*cert, *key)
@@ -36,34 +38,50 @@ func main() {
 		log.Fatal(err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{pair}, MinVersion: tls.VersionTLS13, SessionTicketsDisabled: true}
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		log.Fatal(err)
-	}
 	if *pprof != "" {
 		go func() { log.Println(http.ListenAndServe(*pprof, nil)) }()
 	}
-	fmt.Fprintln(os.Stderr, "tlsbare: serving on", ln.Addr())
-	body := make([]byte, 200)
-	conn := "close"
-	if *keepalive {
-		conn = "keep-alive"
+	if *resume != "" {
+		rcfg := cfg.Clone()
+		rcfg.SessionTicketsDisabled = false
+		go serveOn(*resume, rcfg)
 	}
-	resp := fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n%s", len(body), conn, body)
+	serveOn(*listen, cfg)
+}
+
+// serveOn accepts TLS connections on addr until it fails.
+func serveOn(addr string, cfg *tls.Config) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Fprintln(os.Stderr, "tlsbare: serving on", ln.Addr())
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			log.Fatal(err)
 		}
-		go serve(tls.Server(c, cfg), resp, *keepalive)
+		go serve(tls.Server(c, cfg))
 	}
 }
 
-// serve answers request heads, one or all, and closes.
-func serve(c *tls.Conn, resp []byte, keepalive bool) {
+// Answers from memory, as the bench backend's: 200 bytes of body.
+var (
+	keepAlive = response("keep-alive")
+	closing   = response("close")
+)
+
+func response(conn string) []byte {
+	body := make([]byte, 200)
+	return fmt.Appendf(nil, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\nConnection: %s\r\n\r\n%s", len(body), conn, body)
+}
+
+// serve answers request heads until one asks to close, or the client does.
+func serve(c *tls.Conn) {
 	defer c.Close()
 	br := bufio.NewReader(c)
 	for {
+		last := false
 		for {
 			line, err := br.ReadSlice('\n')
 			if err != nil {
@@ -72,8 +90,15 @@ func serve(c *tls.Conn, resp []byte, keepalive bool) {
 			if len(line) <= 2 { // the blank line ending the head
 				break
 			}
+			if bytes.HasPrefix(bytes.ToLower(line), []byte("connection: close")) {
+				last = true
+			}
 		}
-		if _, err := c.Write(resp); err != nil || !keepalive {
+		resp := keepAlive
+		if last {
+			resp = closing
+		}
+		if _, err := c.Write(resp); err != nil || last {
 			return
 		}
 	}

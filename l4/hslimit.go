@@ -21,27 +21,22 @@ func (c *conn) handshakeSlot(ctx context.Context) error {
 	if hs == nil {
 		return nil
 	}
-	var timer *time.Timer
-	for {
-		ok, wait := hs.take()
-		if ok {
-			if timer != nil {
-				timer.Stop()
-			}
-			return nil
-		}
-		if timer == nil {
-			timer = time.NewTimer(c.srv.hsQueue)
-		}
-		select {
-		case <-wait:
-		case <-timer.C:
-			c.reason = reasonHandshakeLimit
-			c.srv.limitLogs.refused(c.srv, reasonHandshakeLimit, c.client, time.Now())
-			return fmt.Errorf("%w: no slot within %s", ErrHandshakeLimit, c.srv.hsQueue)
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		}
+	ok, w := hs.take()
+	if ok {
+		return nil
+	}
+	timer := time.NewTimer(c.srv.hsQueue)
+	defer timer.Stop()
+	select {
+	case <-w.ready:
+		return nil
+	case <-timer.C:
+		hs.withdraw(w)
+		c.reason = reasonHandshakeLimit
+		c.srv.limitLogs.refused(c.srv, reasonHandshakeLimit, c.client, time.Now())
+		return fmt.Errorf("%w: no slot within %s", ErrHandshakeLimit, c.srv.hsQueue)
+	case <-ctx.Done():
+		hs.withdraw(w)
+		return ctx.Err()
 	}
 }

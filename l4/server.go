@@ -224,7 +224,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	var failingSince, lastFailure time.Time
 	wasFull := false
 	for {
-		if ok, wait := s.limit.take(); !ok {
+		if ok, w := s.limit.take(); !ok {
 			if !wasFull {
 				wasFull = true
 				s.meter.limitHit()
@@ -233,11 +233,12 @@ func (s *Server) Serve(ln net.Listener) error {
 				warnFull(n + 1)
 			}
 			select {
-			case <-wait:
-				continue
+			case <-w.ready: // the slot is ours
 			case <-s.closing:
+				s.limit.withdraw(w)
 				return ErrServerClosed
 			case <-s.retiring:
+				s.limit.withdraw(w)
 				retired = true
 				return errRetired
 			}

@@ -26,6 +26,7 @@ fi
 
 go build -ldflags "-X main.version=$(git describe --tags --always --dirty 2>/dev/null || echo dev)" -o bin/sluice ./cmd/sluice
 go build -o bin/loadgen ./bench/loadgen
+go build -o bin/tlsbare ./bench/tlsbare
 go build -o bin/bench-runner ./bench/runner
 
 # As many descriptors as the hard limit allows (the runner caps S4/S5 to it).

@@ -61,8 +61,9 @@ func run() error {
 		r       runner
 		out     = flag.String("out", "bench/results", "directory for latest.md and latest.svg")
 		sluice  = flag.String("sluice", "bin/sluice", "sluice binary")
+		bare    = flag.String("tlsbare", "bin/tlsbare", "bench/tlsbare binary (the "+barePeer+" reference beside sluice)")
 		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all)")
-		peerSel = flag.String("peers", "", "comma-separated peers to run: sluice, "+metricsPeer+", nginx, haproxy, hitch (default all)")
+		peerSel = flag.String("peers", "", "comma-separated peers to run: sluice, "+metricsPeer+", "+barePeer+", nginx, haproxy, hitch (default all)")
 		metOnly = flag.String("metrics-scenarios", "S1", "comma-separated scenario ids "+metricsPeer+" (sluice with its admin listener scraped once a second) takes part in")
 	)
 	flag.StringVar(&r.peersDir, "peers-dir", "bench/peers", "configuration templates")
@@ -83,7 +84,7 @@ func run() error {
 		return fmt.Errorf("-ws-quiet %v: want > 0", r.wsQuiet)
 	}
 
-	all := peers(*sluice, strings.Split(*metOnly, ","))
+	all := peers(*sluice, *bare, strings.Split(*metOnly, ","))
 	asked := strings.Split(*peerSel, ",")
 	if *peerSel != "" {
 		for _, name := range asked {

@@ -55,9 +55,18 @@ type peer struct {
 // same run.
 const metricsPeer = "sluice+metrics"
 
+// barePeer is bench/tlsbare: crypto/tls with sluice's TLS settings and no
+// backend, answering from memory. Beside sluice it shows what sluice's
+// handshakes and requests could cost at best in Go, and so how much of a
+// gap to a peer is crypto/tls's and how much sluice's.
+const barePeer = "tlsbare"
+
+// bareScenarios are those tlsbare can serve: HTTP over TLS, no backend.
+var bareScenarios = []string{"S1", "S3", "S3r"}
+
 // peers are the terminators; metricsOnly are the scenarios sluice+metrics
 // takes part in.
-func peers(sluiceBin string, metricsOnly []string) []*peer {
+func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 	return []*peer{
 		{
 			name: "sluice", base: 24000, confs: []string{"sluice.toml"}, plain: true,
@@ -74,6 +83,17 @@ func peers(sluiceBin string, metricsOnly []string) []*peer {
 			env: []string{"GOMAXPROCS=1"},
 			argv: func(r *runner, c []string) [][]string {
 				return [][]string{{sluiceBin, "-config", c[0]}}
+			},
+		},
+		{
+			// Ports as every peer's (tmplData): it serves the same answer
+			// on all four TLS ones, tickets on the tlsr and wsr ones.
+			name: barePeer, base: 26000, variantOf: "sluice", only: bareScenarios,
+			env: []string{"GOMAXPROCS=1"},
+			argv: func(r *runner, _ []string) [][]string {
+				addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+				return [][]string{{bareBin, "-listen", addr(26000) + "," + addr(26001),
+					"-listen-resume", addr(26005) + "," + addr(26006), "-cert", r.base.Cert, "-key", r.base.Key}}
 			},
 		},
 		{

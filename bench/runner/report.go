@@ -149,6 +149,10 @@ func (res *results) write(dir string) error {
 		conns = fmt.Sprintf("%d (asked for %d; capped by this machine's hard open-files limit, two descriptors per proxied connection)", res.conns, res.requested)
 	}
 	fmt.Fprintf(&b, "- S4, S5, S5s and S7 connections: %s.\n", conns)
+	if ids := res.scenariosOf(barePeer); len(ids) > 0 {
+		fmt.Fprintf(&b, "- %s is a bare crypto/tls server with sluice's TLS settings that answers from memory (bench/tlsbare), GOMAXPROCS=1 on the same CPU; it ran in %s only, as a reference beside sluice (the ratio under those tables), not as a peer.\n",
+			barePeer, strings.Join(ids, ", "))
+	}
 	if ids := res.scenariosOf(metricsPeer); len(ids) > 0 {
 		fmt.Fprintf(&b, "- %s is sluice with the same configuration plus the `[admin]` listener, whose `/metrics` the runner GETs once a second during each of its runs; it ran in %s only and is compared with sluice alone (under those tables), not counted as a peer.\n",
 			metricsPeer, strings.Join(ids, ", "))
@@ -273,8 +277,11 @@ func (res *results) variantLine(sc *scenario, variant, base string) string {
 	}
 	var w strings.Builder
 	what := "cost"
-	if variant == metricsPeer {
+	switch variant {
+	case metricsPeer:
 		what = "metrics cost"
+	case barePeer:
+		what = "crypto/tls alone (bench/tlsbare: no backend, answers from memory), the most sluice could do in Go,"
 	}
 	lead := ms[0]
 	// Three decimals: the goal is a matter of a percent or two.

@@ -7,7 +7,7 @@
 // settings as sluice's bench configuration: session tickets off, and on
 // for a second listener (-listen-resume, S3r).
 //
-//	go run ./bench/tlsbare -listen 127.0.0.1:25000 [-listen-resume 127.0.0.1:25005] -cert C -key K
+//	go run ./bench/tlsbare -listen 127.0.0.1:25000[,...] [-listen-resume 127.0.0.1:25005[,...]] -cert C -key K
 package main
 
 import (
@@ -22,15 +22,16 @@ import (
 	_ "net/http/pprof"
 	"os"
 	"runtime/debug"
+	"strings"
 )
 
 func main() {
-	listen := flag.String("listen", "127.0.0.1:25000", "address to serve TLS on")
+	listen := flag.String("listen", "127.0.0.1:25000", "addresses to serve TLS on, comma-separated")
 	cert := flag.String("cert", "", "PEM certificate chain")
 	key := flag.String("key", "", "PEM private key")
 	pprof := flag.String("pprof", "", "address for net/http/pprof, if any")
-	gc := flag.Int("gc", 25, "GC percent (sluice's default is 25)")
-	resume := flag.String("listen-resume", "", "address to serve TLS with session tickets on, if any")
+	gc := flag.Int("gc", 100, "GC percent (Go's default; sluice runs at 25 for large heaps and up to 100 for small ones)")
+	resume := flag.String("listen-resume", "", "addresses to serve TLS with session tickets on, comma-separated, if any")
 	flag.Parse()
 	debug.SetGCPercent(*gc)
 	pair, err := tls.LoadX509KeyPair(*cert, *key)
@@ -41,20 +42,27 @@ func main() {
 	if *pprof != "" {
 		go func() { log.Println(http.ListenAndServe(*pprof, nil)) }()
 	}
-	if *resume != "" {
-		rcfg := cfg.Clone()
-		rcfg.SessionTicketsDisabled = false
-		go serveOn(*resume, rcfg)
+	rcfg := cfg.Clone()
+	rcfg.SessionTicketsDisabled = false
+	for _, l := range []struct {
+		addrs string
+		cfg   *tls.Config
+	}{{*resume, rcfg}, {*listen, cfg}} {
+		for _, a := range strings.Split(l.addrs, ",") {
+			if a != "" {
+				ln, err := net.Listen("tcp", a)
+				if err != nil {
+					log.Fatal(err)
+				}
+				go serveOn(ln, l.cfg)
+			}
+		}
 	}
-	serveOn(*listen, cfg)
+	select {}
 }
 
-// serveOn accepts TLS connections on addr until it fails.
-func serveOn(addr string, cfg *tls.Config) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		log.Fatal(err)
-	}
+// serveOn accepts TLS connections on ln until it fails.
+func serveOn(ln net.Listener, cfg *tls.Config) {
 	fmt.Fprintln(os.Stderr, "tlsbare: serving on", ln.Addr())
 	for {
 		c, err := ln.Accept()

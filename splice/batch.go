@@ -91,7 +91,7 @@ func (h *half) setBatching(on bool) {
 func (h *half) waitBatch() (res halfResult, done bool) {
 	h.src.conn.SetReadDeadline(time.Now().Add(batchFlush))
 	h.readArm.forget()
-	if err := waitReadable(h.src.sock); err != nil && !isTimeout(err) {
+	if err := h.drained.sock.wait(h.src.sock); err != nil && !isTimeout(err) {
 		return stopped(h.srcPeer, err), true
 	}
 	return halfResult{}, false

@@ -347,7 +347,7 @@ func (h *half) wait() (res halfResult, done, park bool) {
 		h.readArm.forget()
 		return halfResult{}, false, false
 	}
-	err := waitReadable(h.src.sock)
+	err := h.drained.sock.wait(h.src.sock)
 	if err == nil {
 		return halfResult{}, false, false
 	}

@@ -16,7 +16,10 @@ import "syscall"
 // would sleep until the batch is full. Spliced directions do not guess
 // either (until they fall back to copying): they batch whenever they
 // stream, and what a splice moves is also bounded by the pipe's slots.
-type shortRead struct{ empty, off bool }
+type shortRead struct {
+	empty, off bool
+	sock       sockReader
+}
 
 // read is readNonblock, except right after a short read.
 func (s *shortRead) read(rc syscall.RawConn, p []byte) (int, error) {
@@ -24,7 +27,7 @@ func (s *shortRead) read(rc syscall.RawConn, p []byte) (int, error) {
 		s.empty = false
 		return 0, errWouldBlock
 	}
-	n, err := readNonblock(rc, p)
+	n, err := s.sock.read(rc, p)
 	s.empty = !s.off && err == nil && n < len(p)
 	return n, err
 }

@@ -15,13 +15,19 @@ var errUnsupported = errors.New("splice: not supported on this system")
 
 func rawSocket(net.Conn) syscall.RawConn                { return nil }
 func readNonblock(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
-func waitReadable(syscall.RawConn) error                { return errUnsupported }
-func spliceIn(syscall.RawConn, *pipe) (int, error)      { return 0, errUnsupported }
-func spliceOut(syscall.RawConn, *pipe) (int, error)     { return 0, errUnsupported }
-func isSpliceUnsupported(error) bool                    { return true }
-func setRcvLowat(syscall.RawConn, int) error            { return errUnsupported }
-func resetSeen(syscall.RawConn) bool                    { return false }
-func finReceived(syscall.RawConn) bool                  { return true }
+
+// sockReader is readNonblock and waitReadable (socket_linux.go).
+type sockReader struct{}
+
+func (*sockReader) read(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
+func (*sockReader) wait(syscall.RawConn) error                { return errUnsupported }
+func waitReadable(syscall.RawConn) error                      { return errUnsupported }
+func spliceIn(syscall.RawConn, *pipe) (int, error)            { return 0, errUnsupported }
+func spliceOut(syscall.RawConn, *pipe) (int, error)           { return 0, errUnsupported }
+func isSpliceUnsupported(error) bool                          { return true }
+func setRcvLowat(syscall.RawConn, int) error                  { return errUnsupported }
+func resetSeen(syscall.RawConn) bool                          { return false }
+func finReceived(syscall.RawConn) bool                        { return true }
 
 // PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
 // never used.
@@ -59,5 +65,5 @@ func (p *Parker) Close() error { return nil }
 // Parked reports none.
 func (p *Parker) Parked() int { return 0 }
 
-func (p *Parker) add(*half) error { return errUnsupported }
-func (p *Parker) remove(*half)    {}
+func (p *Parker) add(*half) error    { return errUnsupported }
+func (p *Parker) remove(*half, bool) {}

@@ -3,13 +3,10 @@ package main
 import (
 	"context"
 	"io"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/coder/websocket"
 )
 
 // calmWindow is the window stay mode counts round trips in until stdin
@@ -106,25 +103,8 @@ func runStay(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr io
 	}
 	d := newDialer(cfg, u.Hostname(), []string{"http/1.1"})
 
-	conns := make([]*websocket.Conn, cfg.conns)
-	ready := openAll(ctx, cfg, stderr, func(ctx context.Context, i int) error {
-		c, _, err := wsDial(ctx, d, cfg.url, nil)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
-		return nil
-	})
-	open := slices.DeleteFunc(conns, func(c *websocket.Conn) bool { return c == nil })
-	closeAll := func() {
-		parallel(len(open), cfg.dialers, func(i int) {
-			if ctx.Err() != nil {
-				open[i].CloseNow()
-				return
-			}
-			open[i].Close(websocket.StatusNormalClosure, "")
-		})
-	}
+	open, ready := openWSAll(ctx, cfg, d, stderr)
+	closeAll := func() { closeWSAll(ctx, open, cfg.dialers) }
 	if err := writeTagged(stdout, "READY", ready); err != nil {
 		closeAll()
 		return err

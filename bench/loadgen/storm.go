@@ -77,34 +77,19 @@ func runStorm(ctx context.Context, cfg config, stdin io.Reader, stdout, stderr i
 	}
 	d := newDialer(cfg, u.Hostname(), []string{"http/1.1"})
 
-	conns := make([]*websocket.Conn, cfg.conns)
-	ready := openAll(ctx, cfg, stderr, func(ctx context.Context, i int) error {
-		c, _, err := wsDial(ctx, d, cfg.url, nil)
-		if err != nil {
-			return err
-		}
-		conns[i] = c
-		return nil
-	})
-	var movers []*mover
-	for _, c := range conns {
-		if c != nil {
-			// Not ctx: CloseRead closes the connection when its context ends.
-			c.CloseRead(context.WithoutCancel(ctx))
-			movers = append(movers, &mover{conn: c})
-		}
+	open, ready := openWSAll(ctx, cfg, d, stderr)
+	movers := make([]*mover, len(open))
+	for i, c := range open {
+		// Not ctx: CloseRead closes the connection when its context ends.
+		c.CloseRead(context.WithoutCancel(ctx))
+		movers[i] = &mover{conn: c}
 	}
 	closeAll := func() {
-		parallel(len(movers), cfg.dialers, func(i int) {
-			c := movers[i].conn
-			switch {
-			case c == nil:
-			case ctx.Err() != nil:
-				c.CloseNow()
-			default:
-				c.Close(websocket.StatusNormalClosure, "")
-			}
-		})
+		conns := make([]*websocket.Conn, len(movers))
+		for i, m := range movers {
+			conns[i] = m.conn
+		}
+		closeWSAll(ctx, conns, cfg.dialers)
 	}
 
 	if err := writeTagged(stdout, "READY", ready); err != nil {

@@ -3,8 +3,10 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"io"
 	"net"
 	"net/http"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -57,4 +59,35 @@ func wsDial(ctx context.Context, d *dialer, rawURL string, cache tls.ClientSessi
 	}
 	tc := dialed.Load()
 	return c, tc != nil && tc.ConnectionState().DidResume, nil
+}
+
+// openWSAll opens cfg.conns WebSocket connections to cfg.url through d
+// (openAll: cfg.dialers at a time, each within the dial timeout) and
+// returns those that opened, in order, with the READY report.
+func openWSAll(ctx context.Context, cfg config, d *dialer, stderr io.Writer) ([]*websocket.Conn, openReport) {
+	conns := make([]*websocket.Conn, cfg.conns)
+	ready := openAll(ctx, cfg, stderr, func(ctx context.Context, i int) error {
+		c, _, err := wsDial(ctx, d, cfg.url, nil)
+		if err != nil {
+			return err
+		}
+		conns[i] = c
+		return nil
+	})
+	return slices.DeleteFunc(conns, func(c *websocket.Conn) bool { return c == nil }), ready
+}
+
+// closeWSAll closes conns with status 1000, dialers at a time, or at
+// once (CloseNow) once ctx has ended; nil entries are skipped.
+func closeWSAll(ctx context.Context, conns []*websocket.Conn, dialers int) {
+	parallel(len(conns), dialers, func(i int) {
+		c := conns[i]
+		switch {
+		case c == nil:
+		case ctx.Err() != nil:
+			c.CloseNow()
+		default:
+			c.Close(websocket.StatusNormalClosure, "")
+		}
+	})
 }

@@ -98,14 +98,15 @@ func (ls *logScan) line(line string) {
 // movedDuring says whether a connection from client to listener that
 // started between start and end was moved: the stream's, as a client
 // address serves one connection to a listener at a time.
-func (ls *logScan) movedDuring(listener, client string, start, end time.Time) bool {
+func (ls *logScan) movedDuring(listener, client string, start, end time.Time) int {
+	n := 0
 	for _, t := range ls.movedStarts[listener+" "+client] {
 		// The log's times are cut to the millisecond.
 		if !t.Before(start.Add(-time.Millisecond)) && !t.After(end) {
-			return true
+			n++ // once per move: a long stream may move at two upgrades
 		}
 	}
-	return false
+	return n
 }
 
 // logMsg is a text slog line's msg, unquoted.

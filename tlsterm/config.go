@@ -43,9 +43,10 @@ type Options struct {
 	// to every client.
 	NextProtosFor func(*tls.ClientHelloInfo) []string
 	// TicketKeys, if set, is the config whose session ticket keys
-	// encrypt and decrypt this one's tickets (when SessionTicketLifetime
-	// is set), so that configs built one after another, by reloads,
-	// resume each other's sessions. Nil: the config's own keys.
+	// encrypt and decrypt this one's tickets, so that configs built one
+	// after another, by reloads, resume each other's sessions, and so do
+	// processes given the same keys (TicketKeys.Config). Nil: the
+	// config's own keys.
 	TicketKeys *tls.Config
 }
 
@@ -86,8 +87,12 @@ func NewConfig(store *Store, o Options) *tls.Config {
 	if cfg.CurvePreferences == nil {
 		cfg.CurvePreferences = slices.Clone(DefaultCurves)
 	}
-	if o.SessionTicketLifetime > 0 && !o.SessionTicketsDisabled {
-		limitTicketAge(cfg, o.TicketKeys, o.SessionTicketLifetime)
+	if !o.SessionTicketsDisabled && (o.SessionTicketLifetime > 0 || o.TicketKeys != nil) {
+		lifetime := o.SessionTicketLifetime
+		if lifetime <= 0 {
+			lifetime = MaxSessionTicketLifetime
+		}
+		limitTicketAge(cfg, o.TicketKeys, lifetime)
 	}
 	storeCAs := cfg.ClientCAs == nil && store.ClientCAs() != nil
 	if storeCAs || o.NextProtosFor != nil {

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -40,6 +41,9 @@ type Store struct {
 	logger *slog.Logger
 	set    atomic.Pointer[certSet]
 	ca     atomic.Pointer[x509.CertPool] // client CAs, when caFile is set
+
+	stampMu sync.Mutex
+	stamp   fileStamp // of the files as the last Reload found them
 }
 
 // certSet is what a Store serves between reloads. The files travel with
@@ -106,6 +110,10 @@ func (e *CertError) Unwrap() error { return e.Err }
 // CAs alike; the error joins one *CertError per certificate at fault and a
 // *CAError for the CA file.
 func (s *Store) Reload() error {
+	// Stamped before reading: a change made while reading is seen again.
+	s.stampMu.Lock()
+	s.stamp = stampFiles(s.paths()...)
+	s.stampMu.Unlock()
 	certs := make([]*tls.Certificate, 0, len(s.files))
 	var errs []error
 	var pool *x509.CertPool
@@ -139,6 +147,26 @@ func (s *Store) Reload() error {
 		s.ca.Store(pool)
 	}
 	return nil
+}
+
+// Changed reports whether any of the store's files (certificates, keys,
+// client CAs) is not what the last Reload found: see fileStamp.
+func (s *Store) Changed() bool {
+	s.stampMu.Lock()
+	defer s.stampMu.Unlock()
+	return stampFiles(s.paths()...) != s.stamp
+}
+
+// paths lists the store's files.
+func (s *Store) paths() []string {
+	paths := make([]string, 0, 2*len(s.files)+1)
+	for _, f := range s.files {
+		paths = append(paths, f.Cert, f.Key)
+	}
+	if s.caFile != "" {
+		paths = append(paths, s.caFile)
+	}
+	return paths
 }
 
 // LoadCertificate reads one certificate chain and key, checks that they

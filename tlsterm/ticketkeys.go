@@ -1,0 +1,172 @@
+package tlsterm
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+)
+
+// TicketKeyLen is the size of a session ticket key: crypto/tls derives its
+// AES and HMAC keys from 32 bytes.
+const TicketKeyLen = 32
+
+// maxTicketKeyBytes bounds a ticket key file: a key line is 45 bytes.
+const maxTicketKeyBytes = 64 << 10
+
+// TicketKeyError is a session ticket key file that cannot be used. Line
+// is the line at fault, 0 for the file as a whole.
+type TicketKeyError struct {
+	File string
+	Line int
+	Err  error
+}
+
+func (e *TicketKeyError) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	return fmt.Sprintf("%s: %v", e.File, e.Err)
+}
+
+func (e *TicketKeyError) Unwrap() error { return e.Err }
+
+// ParseTicketKeys reads the contents b of the session ticket key file
+// named file: one key per line, 32 bytes in standard base64 (`sluice
+// ticket-key` prints one); blank lines and lines starting with # are let
+// by. The first key encrypts new tickets and every key decrypts, as
+// nginx's ssl_session_ticket_key files do: a key is added at the end
+// (decrypt-only), later moved to the top (encrypting), and finally removed.
+// A key listed twice counts once.
+func ParseTicketKeys(file string, b []byte) ([][TicketKeyLen]byte, error) {
+	var keys [][TicketKeyLen]byte
+	for i, line := range bytes.Split(b, []byte("\n")) {
+		line = bytes.TrimSpace(line)
+		if len(line) == 0 || line[0] == '#' {
+			continue
+		}
+		raw, err := base64.StdEncoding.DecodeString(string(line))
+		if err != nil {
+			raw, err = base64.RawStdEncoding.DecodeString(string(line))
+		}
+		if err != nil {
+			return nil, &TicketKeyError{File: file, Line: i + 1, Err: errors.New("not a base64 key: generate one with \"sluice ticket-key\" or \"openssl rand -base64 32\"")}
+		}
+		if len(raw) != TicketKeyLen {
+			msg := fmt.Sprintf("a key of %d bytes; a key is %d bytes, base64-encoded (\"sluice ticket-key\" or \"openssl rand -base64 32\")", len(raw), TicketKeyLen)
+			if len(raw) == 48 || len(raw) == 80 {
+				msg += "; 48- and 80-byte keys are nginx's and HAProxy's, whose tickets crypto/tls cannot read anyway"
+			}
+			return nil, &TicketKeyError{File: file, Line: i + 1, Err: errors.New(msg)}
+		}
+		k := [TicketKeyLen]byte(raw)
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	if len(keys) == 0 {
+		return nil, &TicketKeyError{File: file, Err: errors.New("no key in it: expected one base64 key per line, the first encrypting")}
+	}
+	return keys, nil
+}
+
+// NewTicketKey returns a fresh key from rand, as a line of a key file.
+func NewTicketKey(rand io.Reader) (string, error) {
+	var k [TicketKeyLen]byte
+	if _, err := io.ReadFull(rand, k[:]); err != nil {
+		return "", fmt.Errorf("new ticket key: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(k[:]), nil
+}
+
+// TicketKeyID names a key in logs and metrics without giving it away: the
+// first 8 hex digits of its SHA-256. Instances of a fleet that print the
+// same ID encrypt with the same key.
+func TicketKeyID(k [TicketKeyLen]byte) string {
+	sum := sha256.Sum256(k[:])
+	return hex.EncodeToString(sum[:4])
+}
+
+// TicketKeys is a session ticket key file put to work: the *tls.Config
+// whose keys encrypt and decrypt the tickets of every listener that names
+// the file, in this configuration and the next ones (Options.TicketKeys),
+// so that instances sharing the file resume each other's sessions.
+// Reload reads the file again; a file that cannot be used changes nothing.
+type TicketKeys struct {
+	file string
+	cfg  *tls.Config // only its ticket keys are used
+
+	mu    sync.Mutex
+	ids   []string  // of the keys in use, the encrypting one first
+	stamp fileStamp // of the file as the last Reload found it
+}
+
+// LoadTicketKeys reads file and returns its keys put to work, or a
+// *TicketKeyError naming the file and the line at fault.
+func LoadTicketKeys(file string) (*TicketKeys, error) {
+	k := &TicketKeys{file: file, cfg: &tls.Config{}}
+	if _, err := k.Reload(); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// File returns the key file's name.
+func (k *TicketKeys) File() string { return k.file }
+
+// Config returns the config whose keys are the file's, for
+// Options.TicketKeys.
+func (k *TicketKeys) Config() *tls.Config { return k.cfg }
+
+// IDs returns the TicketKeyID of each key in use, the encrypting one
+// first.
+func (k *TicketKeys) IDs() []string {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.ids)
+}
+
+// Changed reports whether the file is not what the last Reload found
+// (another inode, size or modification time: an edit, a rename over it, a
+// symlink swapped as Kubernetes does with Secret volumes).
+func (k *TicketKeys) Changed() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return stampFiles(k.file) != k.stamp
+}
+
+// Reload reads the file again and, if it can be used, puts its keys to
+// work at once: tickets issued from now on are encrypted with its first
+// key, and tickets of any of its keys resume. changed reports whether the
+// keys differ from those in use before. On error the keys in use stay.
+func (k *TicketKeys) Reload() (changed bool, err error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	// Stamped before reading: a change made while reading is seen again.
+	k.stamp = stampFiles(k.file)
+	b, err := readBounded(k.file, maxTicketKeyBytes, "a session ticket key file")
+	if err != nil {
+		return false, &TicketKeyError{File: k.file, Err: err}
+	}
+	keys, err := ParseTicketKeys(k.file, b)
+	if err != nil {
+		return false, err
+	}
+	ids := make([]string, len(keys))
+	for i, key := range keys {
+		ids[i] = TicketKeyID(key)
+	}
+	if slices.Equal(ids, k.ids) {
+		return false, nil
+	}
+	// SetSessionTicketKeys also stops crypto/tls rotating keys itself.
+	k.cfg.SetSessionTicketKeys(keys)
+	k.ids = ids
+	return true, nil
+}

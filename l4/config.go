@@ -25,11 +25,21 @@ type Config struct {
 	// GCPercent is the Go garbage collector's target (GOGC): how far the
 	// heap may grow past live memory before a collection. Default
 	// DefaultGCPercent; the GOGC environment variable, when set, wins.
-	GCPercent *int             `toml:"gc_percent"`
-	Log       LogConfig        `toml:"log"`
-	Admin     AdminConfig      `toml:"admin"`
-	Listeners []ListenerConfig `toml:"listener"`
-	Upstreams []UpstreamConfig `toml:"upstream"`
+	GCPercent *int `toml:"gc_percent"`
+	// SessionTicketKeys names a file of session ticket keys (see
+	// tlsterm.ParseTicketKeys) for every TLS listener that does not name
+	// its own: instances given the same file resume each other's
+	// sessions. Empty: keys made and rotated in memory, per process.
+	SessionTicketKeys string `toml:"session_ticket_keys"`
+	// WatchFiles re-reads certificates, keys, client CAs and ticket key
+	// files when they change, checking every WatchInterval (default
+	// DefaultWatchInterval). Default true.
+	WatchFiles    *bool            `toml:"watch_files"`
+	WatchInterval Duration         `toml:"watch_interval"`
+	Log           LogConfig        `toml:"log"`
+	Admin         AdminConfig      `toml:"admin"`
+	Listeners     []ListenerConfig `toml:"listener"`
+	Upstreams     []UpstreamConfig `toml:"upstream"`
 }
 
 // AdminConfig is the [admin] table: the listener of the metrics, health
@@ -119,6 +129,9 @@ type TLSConfig struct {
 	// reconnect at once after a backend deploy still resume rather than all
 	// doing full handshakes.
 	SessionTicketLifetime Duration `toml:"session_ticket_lifetime"`
+	// SessionTicketKeys names this listener's session ticket key file;
+	// default the top-level session_ticket_keys.
+	SessionTicketKeys string `toml:"session_ticket_keys"`
 	// KTLS hands each connection's record layer to the kernel after the
 	// handshake, so that its bytes are spliced like a plain connection's
 	// and crypto/tls's state is let go: "auto" (the default) where the
@@ -244,6 +257,9 @@ const (
 	DefaultMaxFails              = 1
 	// See TLSConfig.SessionTicketLifetime for why.
 	DefaultSessionTicketLifetime = time.Hour
+	// DefaultWatchInterval: a renewed certificate is served within
+	// seconds, for a stat of each file every few seconds.
+	DefaultWatchInterval = 5 * time.Second
 )
 
 // DefaultGCPercent keeps sluice's heap close to its live memory. Most of
@@ -280,3 +296,22 @@ func (lc *ListenerConfig) ipv6Prefix() int {
 
 // DrainTimeoutOrDefault returns the configured drain timeout or the default.
 func (c *Config) DrainTimeoutOrDefault() time.Duration { return c.DrainTimeout.or(DefaultDrainTimeout) }
+
+// watchInterval is how often the files are checked, 0 when they are not.
+func (c *Config) watchInterval() time.Duration {
+	if c.WatchFiles != nil && !*c.WatchFiles {
+		return 0
+	}
+	return c.WatchInterval.or(DefaultWatchInterval)
+}
+
+// ticketKeysFile is the session ticket key file of a TLS listener, or "".
+func (c *Config) ticketKeysFile(tc *TLSConfig) string {
+	if tc.SessionTickets != nil && !*tc.SessionTickets {
+		return ""
+	}
+	if tc.SessionTicketKeys != "" {
+		return tc.SessionTicketKeys
+	}
+	return c.SessionTicketKeys
+}

@@ -397,3 +397,13 @@ func labels(kv ...string) string {
 }
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// fileReloaded counts a reload of certificates or ticket keys made
+// because their files changed.
+func (m *Metrics) fileReloaded(kind string, ok bool) {
+	result := "success"
+	if !ok {
+		result = "failure"
+	}
+	m.set.GetOrCreateCounter("sluice_file_reloads_total" + labels("kind", kind, "result", result)).Inc()
+}

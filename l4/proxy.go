@@ -48,6 +48,10 @@ type Proxy struct {
 	stopped chan struct{}  // closed by Shutdown
 	served  bool
 	forgot  chan<- *Server // tests: told of each retired server forgotten
+	// The file watcher (watch.go), started by Serve.
+	watchStop chan struct{}
+	watchDone chan struct{}
+	watched   chan<- string // tests: told of each file reloaded
 	// inherited are sockets handed over by an old process, by address
 	// (Inherit), for Listen.
 	inherited map[string]*os.File
@@ -81,6 +85,9 @@ type generation struct {
 	// storeListener names the listener of each store, for metrics.
 	storeListener []string
 	upstreams     map[string]*Upstream
+	// ticketKeys are the session ticket key files in use, by name; a
+	// reload keeps each one the new configuration still names.
+	ticketKeys map[string]*tlsterm.TicketKeys
 }
 
 // New builds a Proxy from a validated configuration: it reads every
@@ -192,17 +199,30 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 		s.Routes = lc.routes(name, g.upstreams)
 		if lc.TLS != nil {
 			s.ALPN = lc.TLS.ALPN
-			cfg, store, err := buildTLS(lc.TLS, path+".tls", s.alpnFor, p.tickets, logger.With("listener", name))
+			tickets := p.tickets
+			if file := cfg.ticketKeysFile(lc.TLS); file != "" {
+				tk, err := g.ticketKeysFor(file, prev, logger)
+				if err != nil {
+					if lc.TLS.SessionTicketKeys != "" {
+						es.wrap(path+".tls.session_ticket_keys", err)
+					} else {
+						es.wrap("session_ticket_keys", err)
+					}
+					continue
+				}
+				tickets = tk.Config()
+			}
+			tlsCfg, store, err := buildTLS(lc.TLS, path+".tls", s.alpnFor, tickets, logger.With("listener", name))
 			if err != nil {
 				es = append(es, err)
 				continue
 			}
-			s.TLSConfig = cfg
+			s.TLSConfig = tlsCfg
 			if lc.TLS.KTLS != KTLSOff {
 				kt := p.kernel()
 				s.ktls = kt
 				if kt.Err == nil {
-					s.keyLogTLS = tlsterm.WithKeyLog(cfg)
+					s.keyLogTLS = tlsterm.WithKeyLog(tlsCfg)
 				} else if lc.TLS.KTLS == KTLSRequire {
 					es.add(path+".tls.ktls", "%q, and this kernel cannot: %v", KTLSRequire, kt.Err)
 					continue
@@ -221,6 +241,44 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 		return nil, err
 	}
 	return g, nil
+}
+
+// ticketKeysFor returns the keys of file for g: those g has already, else
+// prev's read again (a reload re-reads the file; if it fails, the keys in
+// use stay and so does the configuration), else the file's, loaded.
+func (g *generation) ticketKeysFor(file string, prev *generation, logger *slog.Logger) (*tlsterm.TicketKeys, error) {
+	if tk := g.ticketKeys[file]; tk != nil {
+		return tk, nil
+	}
+	var tk *tlsterm.TicketKeys
+	if prev != nil && prev.ticketKeys[file] != nil {
+		tk = prev.ticketKeys[file]
+		changed, err := tk.Reload()
+		if err != nil {
+			return nil, err
+		}
+		if changed {
+			logTicketKeys(logger, "session ticket keys changed", tk)
+		}
+	} else {
+		var err error
+		if tk, err = tlsterm.LoadTicketKeys(file); err != nil {
+			return nil, err
+		}
+		logTicketKeys(logger, "session ticket keys loaded", tk)
+	}
+	if g.ticketKeys == nil {
+		g.ticketKeys = make(map[string]*tlsterm.TicketKeys)
+	}
+	g.ticketKeys[file] = tk
+	return tk, nil
+}
+
+// logTicketKeys says which keys are in use, by ID: instances of a fleet
+// that log the same encrypting ID resume each other's sessions.
+func logTicketKeys(logger *slog.Logger, msg string, tk *tlsterm.TicketKeys) {
+	ids := tk.IDs()
+	logger.Info(msg, "file", tk.File(), "keys", len(ids), "encrypting", ids[0], "ids", strings.Join(ids, ","))
 }
 
 // backend returns the server addr of upstream name in g, or a new one.
@@ -359,6 +417,7 @@ func (p *Proxy) Addrs() []net.Addr {
 func (p *Proxy) Serve() error {
 	p.mu.Lock()
 	p.served = true
+	p.startWatching()
 	for i, s := range p.gen.servers {
 		p.serve(s, p.gen.listeners[i])
 	}
@@ -391,6 +450,7 @@ func (p *Proxy) serve(s *Server, ln net.Listener) {
 // configurations too, until ctx is done, then closes what is left. It
 // returns ctx.Err() if any connection had to be cut.
 func (p *Proxy) Shutdown(ctx context.Context) error {
+	p.stopWatching()
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	servers := append(slices.Clone(p.gen.servers), p.retired...)

@@ -74,6 +74,13 @@ func (p *Proxy) WriteMetrics(w io.Writer) {
 		}
 	}
 
+	// The key IDs tell whether a fleet's instances share their keys.
+	for file, tk := range g.ticketKeys {
+		ids := tk.IDs()
+		s.GetOrCreateGauge("sluice_tls_session_ticket_keys"+labels("file", file, "encrypting_key", ids[0]), nil).
+			Set(float64(len(ids)))
+	}
+
 	// Servers of the running configuration, and those of earlier ones
 	// while they still hold connections.
 	for _, u := range g.upstreams {

@@ -92,6 +92,13 @@ func (c *Config) Validate() error {
 	if c.GCPercent != nil && (*c.GCPercent < 10 || *c.GCPercent > 1000) {
 		es.add("gc_percent", "%d is out of range: expected 10 to 1000 (Go's default is 100)", *c.GCPercent)
 	}
+	if d := c.WatchInterval.Duration; d != 0 {
+		if c.WatchFiles != nil && !*c.WatchFiles {
+			es.add("watch_interval", "set with watch_files = false: it would have no effect")
+		} else if d < 100*time.Millisecond || d > time.Hour {
+			es.add("watch_interval", "%s is out of range: expected from \"100ms\" to \"1h\"; unset: %s", d, DefaultWatchInterval)
+		}
+	}
 
 	upstreams := make(map[string]bool)
 	first := make(map[string]string) // upstream name → path of its first definition
@@ -321,6 +328,9 @@ func (t *TLSConfig) validate(p string, es *errs) {
 	}
 	if t.SessionTicketLifetime.Duration != 0 && t.SessionTickets != nil && !*t.SessionTickets {
 		es.add(p+".session_ticket_lifetime", "set with session_tickets = false: it would have no effect")
+	}
+	if t.SessionTicketKeys != "" && t.SessionTickets != nil && !*t.SessionTickets {
+		es.add(p+".session_ticket_keys", "set with session_tickets = false: it would have no effect")
 	}
 	switch t.KTLS {
 	case "", KTLSAuto, KTLSOff, KTLSRequire:

@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/tlsterm"
 )
 
 // TestCertWritesUsablePair runs "sluice cert" and checks that the pair
@@ -186,5 +188,23 @@ func TestCertFlagErrors(t *testing.T) {
 	err = runCert([]string{"-names", "localhost", "-cert", same, "-key", same}, &stdout, &stderr, time.Now())
 	if err == nil || !strings.Contains(err.Error(), "must be two files") {
 		t.Errorf("cert with -cert = -key = %v, want a refusal", err)
+	}
+}
+
+// TestTicketKey: "sluice ticket-key" prints a line a key file takes, a
+// new one each time, and refuses arguments.
+func TestTicketKey(t *testing.T) {
+	var out, errOut bytes.Buffer
+	for range 2 {
+		if err := run([]string{"ticket-key"}, &out, &errOut, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	keys, err := tlsterm.ParseTicketKeys("printed", out.Bytes())
+	if err != nil || len(keys) != 2 {
+		t.Fatalf("ParseTicketKeys(%q) = %d keys, %v; want 2 different keys", out.String(), len(keys), err)
+	}
+	if err := run([]string{"ticket-key", "-n", "3"}, &out, &errOut, nil); err == nil || !strings.Contains(err.Error(), "takes no arguments") {
+		t.Fatalf("ticket-key -n 3: %v, want a refusal", err)
 	}
 }

@@ -213,7 +213,7 @@ address = "127.0.0.1:8443"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, log, admin, listener, upstream)`},
+			want: []string{`{{file}}:1: drain_timout: unknown key: did you mean "drain_timeout"? (expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, session_ticket_keys, watch_files, watch_interval, log, admin, listener, upstream)`},
 		},
 		{
 			name: "unknown key in listener.tls",
@@ -227,7 +227,7 @@ min_versoin = "1.3"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets, session_ticket_lifetime, ktls)`},
+			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets, session_ticket_lifetime, session_ticket_keys, ktls)`},
 		},
 		{
 			name: "unknown key in listener.route, twice",
@@ -618,6 +618,39 @@ upstream = "app"
 			want: []string{`{{file}}:5: listener[0].tls.session_ticket_lifetime: set with session_tickets = false: it would have no effect`},
 		},
 		{
+			name: "session_ticket_keys without session tickets",
+			doc: `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+session_tickets = false
+session_ticket_keys = "/etc/sluice/ticket.keys"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:5: listener[0].tls.session_ticket_keys: set with session_tickets = false: it would have no effect`},
+		},
+		{
+			name: "watch_interval out of range",
+			doc: `watch_interval = "2h"
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:1: watch_interval: 2h0m0s is out of range: expected from "100ms" to "1h"; unset: 5s`},
+		},
+		{
+			name: "watch_interval with watching off",
+			doc: `watch_files = false
+watch_interval = "1s"
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:2: watch_interval: set with watch_files = false: it would have no effect`},
+		},
+		{
 			name: "missing listen address",
 			doc: `[[listener]]
 name = "public"
@@ -972,7 +1005,7 @@ alpn = ["h2"]
 client-auth = "none"
 `,
 			want: []string{
-				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, log, admin, listener, upstream`,
+				`{{file}}:1: drain: unknown key (check its spelling and the table it is in): expected one of drain_timeout, grace, max_handshakes, handshake_queue_timeout, gc_percent, session_ticket_keys, watch_files, watch_interval, log, admin, listener, upstream`,
 				`{{file}}:3: listener.adress: unknown key: did you mean "address"?`,
 				`{{file}}:6: listener.tls.client-auth: unknown key: did you mean "client_auth"?`,
 			},

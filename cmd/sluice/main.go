@@ -6,6 +6,7 @@
 //	sluice -version
 //	sluice demo-backend [-listen ADDR] [-proxy]
 //	sluice cert -names NAMES -cert FILE -key FILE [-days N] [-force]
+//	sluice ticket-key
 //
 // "sluice -h" lists every command and flag (usage.go).
 //
@@ -66,6 +67,8 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		return runDemoBackend(ctx, args[1:], stdout, logger)
 	case len(args) > 0 && args[0] == "cert":
 		return runCert(args[1:], stdout, stderr, time.Now())
+	case len(args) > 0 && args[0] == "ticket-key":
+		return runTicketKey(args[1:], stdout, nil)
 	}
 
 	var o options
@@ -74,7 +77,7 @@ func run(args []string, stdout, stderr io.Writer, sigs <-chan os.Signal) error {
 		return err
 	}
 	if fs.NArg() > 0 {
-		return fmt.Errorf("unexpected argument %q (subcommands: demo-backend, cert; see sluice -h)", fs.Arg(0))
+		return fmt.Errorf("unexpected argument %q (subcommands: demo-backend, cert, ticket-key; see sluice -h)", fs.Arg(0))
 	}
 	if o.verbose && !o.check {
 		return errors.New("-v works with -check only: sluice -check -v -config FILE")

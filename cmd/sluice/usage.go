@@ -30,6 +30,7 @@ Usage:
                                         a demo HTTP and WebSocket application server, to put sluice in front of
   sluice cert -names NAMES -cert FILE -key FILE [-days N] [-force]
                                         write a self-signed test certificate and its key
+  sluice ticket-key                     print a fresh session ticket key, a line for a session_ticket_keys file
 
 Flags:
 `)

@@ -35,12 +35,18 @@ type serverKey struct{ upstream, server string }
 
 // NewMetrics returns an empty set of instruments.
 func NewMetrics() *Metrics {
-	return &Metrics{
+	m := &Metrics{
 		set:       metrics.NewSet(),
 		listeners: make(map[string]*listenerMeter),
 		upstreams: make(map[string]*upstreamMeter),
 		servers:   make(map[serverKey]*serverMeter),
 	}
+	for _, kind := range fileReloadKinds {
+		for _, result := range []string{"success", "failure"} {
+			m.set.GetOrCreateCounter("sluice_file_reloads_total" + labels("kind", kind, "result", result))
+		}
+	}
+	return m
 }
 
 // Buckets of the histograms, in seconds. Connections last from a
@@ -397,6 +403,10 @@ func labels(kv ...string) string {
 }
 
 var labelEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`)
+
+// fileReloadKinds are the kinds of sluice_file_reloads_total, whose
+// series exist from the start, at 0.
+var fileReloadKinds = []string{"certificates", "session_ticket_keys"}
 
 // fileReloaded counts a reload of certificates or ticket keys made
 // because their files changed.

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"syscall"
@@ -180,7 +181,10 @@ func readmeMetrics(t *testing.T) []string {
 func TestAdminEndpoints(t *testing.T) {
 	backend := startEcho(t)
 	addr, adminAddr := freeAddr(t), freeAddr(t)
+	keys := filepath.Join(t.TempDir(), "ticket.keys")
+	writeFile(t, keys, "# one key\nAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=\n")
 	doc := `drain_timeout = "1m"
+session_ticket_keys = "` + keys + `"
 [admin]
 address = "` + adminAddr + `"
 

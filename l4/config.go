@@ -305,8 +305,9 @@ func (c *Config) watchInterval() time.Duration {
 	return c.WatchInterval.or(DefaultWatchInterval)
 }
 
-// ticketKeysFile is the session ticket key file of a TLS listener, or "".
-func (c *Config) ticketKeysFile(tc *TLSConfig) string {
+// TicketKeysFile is the session ticket key file of TLS listener tc, or ""
+// when it has none (keys in memory) or no session tickets.
+func (c *Config) TicketKeysFile(tc *TLSConfig) string {
 	if tc.SessionTickets != nil && !*tc.SessionTickets {
 		return ""
 	}

@@ -200,7 +200,7 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 		if lc.TLS != nil {
 			s.ALPN = lc.TLS.ALPN
 			tickets := p.tickets
-			if file := cfg.ticketKeysFile(lc.TLS); file != "" {
+			if file := cfg.TicketKeysFile(lc.TLS); file != "" {
 				tk, err := g.ticketKeysFor(file, prev, logger)
 				if err != nil {
 					if lc.TLS.SessionTicketKeys != "" {

@@ -56,6 +56,14 @@ func describe(w io.Writer, cfg *l4.Config, now time.Time) error {
 					kv("days_left", strconv.Itoa(int(c.Leaf.NotAfter.Sub(now).Hours()/24))),
 				}, " "))
 			}
+			if file := cfg.TicketKeysFile(lc.TLS); file != "" {
+				tk, err := tlsterm.LoadTicketKeys(file)
+				if err != nil {
+					return err // checked by l4.New before: not reached
+				}
+				ids := tk.IDs()
+				fmt.Fprintln(w, "  session_ticket_keys", kv("file", file), kv("keys", strconv.Itoa(len(ids))), kv("encrypting", ids[0]))
+			}
 		}
 
 		for j, rc := range lc.Routes {

@@ -416,6 +416,12 @@ func (p *Proxy) Addrs() []net.Addr {
 // serving until the caller shuts them down).
 func (p *Proxy) Serve() error {
 	p.mu.Lock()
+	select {
+	case <-p.stopped: // shut down before it served
+		p.mu.Unlock()
+		return nil
+	default:
+	}
 	p.served = true
 	p.startWatching()
 	for i, s := range p.gen.servers {

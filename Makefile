@@ -102,6 +102,27 @@ soak: build
 	$(GO) build -o bin/soak ./bench/soak
 	bin/soak -sluice $(BIN) -duration $(DURATION) $(SOAK_ARGS)
 
+# The fleet test (bench/fleet): three sluice processes on 127.0.0.11-13
+# behind a real HAProxy on 127.0.0.10 (mode tcp, send-proxy-v2, round
+# robin, /readyz health checks, retries with redispatch), backends that
+# read sluice's PROXY v2 header, a client on 127.0.0.99. Checks that the
+# backends see the client's own address through both hops; that a session
+# resumes on another instance with one session_ticket_keys file (and not
+# with a file each, the control); that reloading and then upgrading each
+# instance in turn under load fails no connection and no echo; that a
+# SIGKILLed instance loses only its own connections while HAProxy moves
+# new ones to the others; and that nothing is left running. About 40 s;
+# installs haproxy with apt-get if missing. FLEET_ARGS passes more flags
+# (-duration, -kill-duration, -rate, -held, -keep, -break WHAT to see a
+# check fail).
+.PHONY: fleet
+fleet: build
+	@export PATH="$$PATH:/usr/sbin"; command -v haproxy >/dev/null || { \
+		echo "fleet: installing haproxy"; apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy >/dev/null; }
+	$(GO) build -o bin/fleet ./bench/fleet
+	PATH="$$PATH:/usr/sbin" bin/fleet -sluice $(BIN) $(FLEET_ARGS)
+
 # sluice under a handshake flood, with and without max_handshakes and
 # rate_per_ip, and under 10,000 silent connections, beside a well-behaved
 # client's latency (about 4 minutes; sluice on one CPU, the load on the
@@ -126,6 +147,20 @@ bench-smoke:
 # The k6 versions of the workloads, when k6 is installed.
 bench-k6:
 	bash bench/k6/run.sh
+
+# The Kubernetes manifests (deploy/kubernetes, a kustomize base), checked
+# offline in a Go module of their own: every object decoded strictly into
+# its k8s.io/api type (a misspelt field fails), the objects checked against
+# each other and sluice.toml, Pod Security "restricted", and sluice -check
+# on sluice.toml as a pod sees it. The first run downloads the module's
+# dependencies (Kubernetes and kustomize libraries).
+# docker: the image of the Dockerfile, tagged with VERSION.
+.PHONY: deploy-check docker
+deploy-check: build
+	cd deploy/kubernetes && $(GO) vet ./... && SLUICE_BIN=$(CURDIR)/$(BIN) $(GO) test -count=1 ./...
+
+docker:
+	docker build --build-arg VERSION=$(VERSION) -t sluice:$(VERSION) .
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')

@@ -184,9 +184,9 @@ func (f *fleet) checkKill(ctx context.Context) result {
 	go func() { l.run(lctx); close(ran) }()
 
 	sleepCtx(ctx, f.opts.killDuration/4)
-	pid := victim.cur.pid
+	pid := victim.cur.Pid
 	killAt := time.Now()
-	if err := victim.cur.kill(); err != nil {
+	if err := victim.cur.Kill(); err != nil {
 		r.fail("SIGKILL sluice %d: %v", victim.n, err)
 	}
 	dead := time.Now()

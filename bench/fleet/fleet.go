@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // The fleet's addresses, all on loopback: each hop has its own, so that
@@ -49,7 +51,7 @@ func runFleet(ctx context.Context, opts options, stdout, stderr io.Writer) error
 	start := time.Now()
 	f := &fleet{opts: opts, out: stdout, log: slog.New(slog.NewTextHandler(stderr, nil)),
 		seen: &sightings{bySrc: map[string][]sighting{}}}
-	if err := becomeSubreaper(); err != nil {
+	if err := proc.BecomeSubreaper(); err != nil {
 		f.log.Warn("replaced sluice processes will not be reaped here", "error", err)
 	}
 	if opts.breakWhat != "" {
@@ -143,9 +145,9 @@ func (f *fleet) setup(ctx context.Context) error {
 	}
 	pids := make([]string, len(f.insts))
 	for i, in := range f.insts {
-		pids[i] = fmt.Sprintf("s%d %s pid %d", in.n, in.addr, in.cur.pid)
+		pids[i] = fmt.Sprintf("s%d %s pid %d", in.n, in.addr, in.cur.Pid)
 	}
-	f.log.Info("fleet is up", "dir", f.dir, "haproxy", f.lb.addr, "haproxy_pid", f.lb.proc.pid, "sluice", strings.Join(pids, ", "))
+	f.log.Info("fleet is up", "dir", f.dir, "haproxy", f.lb.addr, "haproxy_pid", f.lb.proc.Pid, "sluice", strings.Join(pids, ", "))
 	return nil
 }
 
@@ -208,27 +210,27 @@ func (f *fleet) teardown() result {
 	var stopped []string
 	for _, in := range f.insts {
 		for _, p := range append(in.olds, in.cur) {
-			if p == nil || !p.alive() {
+			if p == nil || !p.Alive() {
 				continue // a replaced or killed process, judged by its check
 			}
-			if err := p.stop(15 * time.Second); err != nil {
-				r.fail("sluice %d (pid %d) on SIGTERM: %v", in.n, p.pid, err)
+			if err := p.Stop(15 * time.Second); err != nil {
+				r.fail("sluice %d (pid %d) on SIGTERM: %v", in.n, p.Pid, err)
 			}
-			stopped = append(stopped, fmt.Sprint(p.pid))
+			stopped = append(stopped, fmt.Sprint(p.Pid))
 		}
 	}
 	if f.lb != nil && f.lb.proc != nil {
-		if err := f.lb.proc.stop(10 * time.Second); err != nil && !strings.Contains(err.Error(), "signal: terminated") {
-			r.fail("haproxy (pid %d) on SIGTERM: %v", f.lb.proc.pid, err)
+		if err := f.lb.proc.Stop(10 * time.Second); err != nil && !strings.Contains(err.Error(), "signal: terminated") {
+			r.fail("haproxy (pid %d) on SIGTERM: %v", f.lb.proc.Pid, err)
 		}
-		stopped = append(stopped, fmt.Sprint(f.lb.proc.pid))
+		stopped = append(stopped, fmt.Sprint(f.lb.proc.Pid))
 	}
 	for _, b := range f.backends {
 		b.close()
 	}
 	var left []string
 	for range 20 {
-		if left = children(); len(left) == 0 {
+		if left = proc.Children(); len(left) == 0 {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)

@@ -2,11 +2,9 @@ package main
 
 import (
 	"crypto/tls"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -165,25 +163,5 @@ func TestInstanceRender(t *testing.T) {
 	// Top-level keys come before the first table.
 	if strings.Index(text, "session_ticket_keys") > strings.Index(text, "[") {
 		t.Errorf("session_ticket_keys after a table:\n%s", text)
-	}
-}
-
-func TestChildren(t *testing.T) {
-	p, err := startProc("sleep", "sleep", []string{"10"}, filepath.Join(t.TempDir(), "sleep.log"))
-	if err != nil {
-		t.Skip(err)
-	}
-	want := fmt.Sprintf("%d (sleep)", p.pid)
-	if kids := children(); !slices.Contains(kids, want) {
-		t.Errorf("children() = %q, want %q among them", kids, want)
-	}
-	if !running(p.pid) {
-		t.Errorf("running(%d) = false for a live child", p.pid)
-	}
-	if err := p.stop(5 * time.Second); err == nil || !strings.Contains(err.Error(), "terminated") {
-		t.Errorf("stop: %v, want signal: terminated", err)
-	}
-	if kids := children(); slices.Contains(kids, want) {
-		t.Errorf("children() = %q after the child was reaped", kids)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"path/filepath"
 	"strings"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // haproxy is the balancer in front of the fleet: `mode tcp`, round robin,
@@ -24,7 +26,7 @@ type haproxy struct {
 	cfgPath string
 	sock    string // the stats socket
 	logPath string
-	proc    *proc
+	proc    *proc.Proc
 
 	sendProxy  bool // send-proxy-v2 (-break proxy: off)
 	redispatch bool // option redispatch 1 (-break redispatch: off)
@@ -93,13 +95,13 @@ func (h *haproxy) start(ctx context.Context, insts []*instance) error {
 		if out, err := exec.Command(h.bin, "-c", "-f", h.cfgPath).CombinedOutput(); err != nil {
 			return fmt.Errorf("haproxy -c -f %s: %v\n%s", h.cfgPath, err, out)
 		}
-		if h.proc, err = startProc("haproxy", h.bin, []string{"-f", h.cfgPath, "-db"}, h.logPath); err != nil {
+		if h.proc, err = proc.Start("haproxy", h.bin, []string{"-f", h.cfgPath, "-db"}, h.logPath); err != nil {
 			return err
 		}
 		if err = h.awaitUp(ctx, 10*time.Second, 1, 2, 3); err == nil {
 			return nil
 		}
-		h.proc.stop(5 * time.Second)
+		h.proc.Stop(5 * time.Second)
 		if log, _ := os.ReadFile(h.logPath); !strings.Contains(string(log), "cannot bind") {
 			break
 		}
@@ -121,8 +123,8 @@ func (h *haproxy) awaitUp(ctx context.Context, bound time.Duration, want ...int)
 		if err == nil && missing == 0 {
 			return nil
 		}
-		if !h.proc.alive() {
-			return fmt.Errorf("haproxy exited: %v", h.proc.err)
+		if !h.proc.Alive() {
+			return fmt.Errorf("haproxy exited: %v", h.proc.Err())
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("servers not UP within %v: %v (%v)", bound, st, err)

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // What sluice logs (cmd/sluice/reload.go, upgrade.go).
@@ -43,8 +45,8 @@ type instance struct {
 	acceptProxy bool
 	variant     int // flips a harmless setting at each reload
 
-	cur  *proc   // the process that serves, which signals go to
-	olds []*proc // processes upgrades replaced
+	cur  *proc.Proc   // the process that serves, which signals go to
+	olds []*proc.Proc // processes upgrades replaced
 }
 
 func (in *instance) render() string {
@@ -94,13 +96,13 @@ func (in *instance) start(ctx context.Context) error {
 		if err = in.writeConf(); err != nil {
 			return err
 		}
-		if in.cur, err = startProc(fmt.Sprintf("sluice %d", in.n), in.bin, []string{"-config", in.conf}, in.logPath); err != nil {
+		if in.cur, err = proc.Start(fmt.Sprintf("sluice %d", in.n), in.bin, []string{"-config", in.conf}, in.logPath); err != nil {
 			return err
 		}
 		if err = waitReady(ctx, in.admin, in.cur, 10*time.Second); err == nil {
 			return nil
 		}
-		in.cur.stop(5 * time.Second)
+		in.cur.Stop(5 * time.Second)
 		if log, _ := os.ReadFile(in.logPath); !strings.Contains(string(log), "address already in use") {
 			break
 		}
@@ -109,7 +111,7 @@ func (in *instance) start(ctx context.Context) error {
 }
 
 // waitReady polls GET /readyz until it answers 200.
-func waitReady(ctx context.Context, admin string, p *proc, bound time.Duration) error {
+func waitReady(ctx context.Context, admin string, p *proc.Proc, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
@@ -125,8 +127,8 @@ func waitReady(ctx context.Context, admin string, p *proc, bound time.Duration) 
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("/readyz on %s not 200 within %v", admin, bound)
-		case <-p.done:
-			return fmt.Errorf("%s exited before it was ready: %v", p.name, p.err)
+		case <-p.Done():
+			return fmt.Errorf("%s exited before it was ready: %v", p.Name, p.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -159,7 +161,7 @@ func (in *instance) reload() (time.Duration, error) {
 		return 0, err
 	}
 	start := time.Now()
-	if err := in.cur.signal(syscall.SIGHUP); err != nil {
+	if err := in.cur.Signal(syscall.SIGHUP); err != nil {
 		return 0, fmt.Errorf("SIGHUP: %w", err)
 	}
 	err = log.until(start.Add(10*time.Second), func(line logLine) (bool, error) {
@@ -172,7 +174,7 @@ func (in *instance) reload() (time.Duration, error) {
 		return false, nil
 	})
 	if err != nil {
-		return 0, fmt.Errorf("reload of sluice %d (pid %d): %q: %w", in.n, in.cur.pid, msgReloaded, err)
+		return 0, fmt.Errorf("reload of sluice %d (pid %d): %q: %w", in.n, in.cur.Pid, msgReloaded, err)
 	}
 	return time.Since(start), nil
 }
@@ -191,13 +193,13 @@ type upgrade struct {
 // go to. The old one drains what stays (TLS that crypto/tls runs) and is
 // kept in olds, to be waited for.
 func (in *instance) upgrade() (upgrade, error) {
-	u := upgrade{instance: in.n, oldPID: in.cur.pid}
+	u := upgrade{instance: in.n, oldPID: in.cur.Pid}
 	log, err := followLog(in.logPath)
 	if err != nil {
 		return u, err
 	}
 	start := time.Now()
-	if err := in.cur.signal(syscall.SIGUSR2); err != nil {
+	if err := in.cur.Signal(syscall.SIGUSR2); err != nil {
 		return u, fmt.Errorf("SIGUSR2: %w", err)
 	}
 	err = log.until(start.Add(20*time.Second), func(line logLine) (bool, error) {
@@ -208,7 +210,7 @@ func (in *instance) upgrade() (upgrade, error) {
 			if line.NewPID <= 0 {
 				return true, fmt.Errorf("no new_pid in %s", line.raw)
 			}
-			p, err := adoptProc(fmt.Sprintf("sluice %d", in.n), line.NewPID)
+			p, err := proc.Adopt(fmt.Sprintf("sluice %d", in.n), line.NewPID)
 			if err != nil {
 				return true, err
 			}
@@ -239,13 +241,13 @@ func (in *instance) awaitOlds(bound time.Duration) []string {
 	var problems []string
 	deadline := time.Now().Add(bound)
 	for _, p := range in.olds {
-		ok, err := p.exited(time.Until(deadline))
+		ok, err := p.Exited(time.Until(deadline))
 		switch {
 		case !ok:
-			p.kill()
-			problems = append(problems, fmt.Sprintf("sluice %d: replaced process %d still running %v after its connections closed (killed)", in.n, p.pid, bound))
+			p.Kill()
+			problems = append(problems, fmt.Sprintf("sluice %d: replaced process %d still running %v after its connections closed (killed)", in.n, p.Pid, bound))
 		case err != nil:
-			problems = append(problems, fmt.Sprintf("sluice %d: replaced process %d: %v", in.n, p.pid, err))
+			problems = append(problems, fmt.Sprintf("sluice %d: replaced process %d: %v", in.n, p.Pid, err))
 		}
 	}
 	return problems

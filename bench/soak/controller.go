@@ -14,6 +14,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // options are the controller's flags.
@@ -71,7 +73,7 @@ type soak struct {
 	conf     sluiceConf
 	confPath string
 	logPath  string
-	sluice   *sluiceProc
+	sluice   *proc.Proc
 	backends []*backendProc
 	scrape   *scraper
 	verdicts *verdicts
@@ -93,7 +95,7 @@ func runController(ctx context.Context, args []string, stdout, stderr io.Writer)
 	selfBase := selfUsage()
 	// An upgrade's new sluice is the old one's child; once the old one
 	// exits it becomes the soak's, which can then learn how it exits.
-	subreaper := becomeSubreaper()
+	subreaper := proc.BecomeSubreaper()
 	s := &soak{
 		opts:     opts,
 		log:      slog.New(slog.NewTextHandler(stderr, nil)),
@@ -175,7 +177,7 @@ func (s *soak) run(ctx context.Context) error {
 			s.rep.Problems = append(s.rep.Problems, err.Error())
 		}
 	}
-	if err := s.sluice.stop(20 * time.Second); err != nil {
+	if err := s.sluice.Stop(20 * time.Second); err != nil {
 		s.rep.SluiceExit = err.Error()
 		s.rep.Problems = append(s.rep.Problems, fmt.Sprintf("sluice on SIGTERM: %v", err))
 	} else {
@@ -246,7 +248,7 @@ func (s *soak) setup(ctx context.Context) error {
 	if err := writeConf(s.confPath, s.conf.render(0)); err != nil {
 		return err
 	}
-	if s.sluice, err = startSluice(s.opts.sluice, s.confPath, s.logPath); err != nil {
+	if s.sluice, err = proc.Start("sluice", s.opts.sluice, []string{"-config", s.confPath}, s.logPath); err != nil {
 		return err
 	}
 	s.scrape = newScraper(s.conf.admin)
@@ -392,8 +394,8 @@ func (s *soak) teardown() {
 	for _, b := range s.backends {
 		b.stop(5 * time.Second)
 	}
-	if s.sluice != nil && s.sluice.alive() {
-		s.sluice.stop(10 * time.Second)
+	if s.sluice != nil && s.sluice.Alive() {
+		s.sluice.Stop(10 * time.Second)
 	}
 	if s.scrape != nil {
 		s.scrape.close()

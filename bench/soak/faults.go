@@ -7,6 +7,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // faults injects the soak's three kinds of trouble while streams run:
@@ -33,7 +35,7 @@ type faults struct {
 	signalling sync.Mutex
 
 	mu       sync.Mutex
-	sluice   *sluiceProc // the process that serves now, which signals go to
+	sluice   *proc.Proc // the process that serves now, which signals go to
 	kills    []kill
 	restarts int
 	reloads  int // accepted, confirmed by sluice_reloads_total
@@ -46,7 +48,7 @@ type faults struct {
 }
 
 // current is the sluice process that serves now.
-func (f *faults) current() *sluiceProc {
+func (f *faults) current() *proc.Proc {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.sluice
@@ -124,7 +126,7 @@ func (f *faults) reloadOnce(n int) bool {
 // caller holds f.signalling.
 func (f *faults) reload(text string, valid bool) bool {
 	f.mu.Lock()
-	proc, counted := f.sluice, f.counted
+	cur, counted := f.sluice, f.counted
 	wantOK, wantRefused := f.reloads-counted.reloads, f.refused-counted.refused
 	f.mu.Unlock()
 	if valid {
@@ -136,7 +138,7 @@ func (f *faults) reload(text string, valid bool) bool {
 		f.problem("reload: %v", err)
 		return false
 	}
-	if err := proc.signal(syscall.SIGHUP); err != nil {
+	if err := cur.Signal(syscall.SIGHUP); err != nil {
 		f.problem("reload: SIGHUP: %v", err)
 		return false
 	}
@@ -148,7 +150,7 @@ func (f *faults) reload(text string, valid bool) bool {
 			ok := int(m.series[`sluice_reloads_total{result="success"}`]) // start-up is not counted
 			refused := int(m.series[`sluice_reloads_total{result="failure"}`])
 			if ok > wantOK || refused > wantRefused || (valid && refused != wantRefused) || (!valid && ok != wantOK) {
-				f.problem("reload: sluice %d counts %d accepted and %d refused, expected %d and %d", proc.pid, ok, refused, wantOK, wantRefused)
+				f.problem("reload: sluice %d counts %d accepted and %d refused, expected %d and %d", cur.Pid, ok, refused, wantOK, wantRefused)
 				return false
 			}
 			if ok == wantOK && refused == wantRefused {

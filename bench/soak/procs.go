@@ -15,8 +15,6 @@ import (
 	"sync"
 	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // backendProc is one backend slot: an address that a `soak backend`
@@ -166,98 +164,6 @@ func (b *backendProc) stop(grace time.Duration) error {
 	return nil
 }
 
-// sluiceProc is one sluice process: the one the soak started, or one a
-// binary upgrade started, whose parent is an earlier sluice. It is
-// signalled through a pidfd (os.Process), so never a reused pid.
-type sluiceProc struct {
-	pid  int
-	proc *os.Process
-	done chan struct{}
-	err  error // the exit's, once done is closed: nil for status 0
-}
-
-// errExitUnknown is the exit of a process that was not the soak's child
-// when it ended (see watch): it is gone, its status is not known.
-var errExitUnknown = errors.New("exit status unknown (not the soak's child)")
-
-func startSluice(bin, config, logPath string) (*sluiceProc, error) {
-	logf, err := os.Create(logPath)
-	if err != nil {
-		return nil, fmt.Errorf("create sluice log: %w", err)
-	}
-	defer logf.Close()
-	cmd := exec.Command(bin, "-config", config)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start sluice: %w", err)
-	}
-	s := &sluiceProc{pid: cmd.Process.Pid, proc: cmd.Process, done: make(chan struct{})}
-	go s.wait(cmd)
-	return s, nil
-}
-
-func (s *sluiceProc) wait(cmd *exec.Cmd) {
-	s.err = cmd.Wait()
-	close(s.done)
-}
-
-// adoptSluice follows a process that an upgrade started. It is the child
-// of the process it replaces, so it cannot be waited for until that one
-// exits and it is handed to the soak, a child subreaper (see
-// becomeSubreaper); until then its pid is polled.
-func adoptSluice(pid int) (*sluiceProc, error) {
-	p, err := os.FindProcess(pid)
-	if err != nil {
-		return nil, fmt.Errorf("find sluice %d: %w", pid, err)
-	}
-	s := &sluiceProc{pid: pid, proc: p, done: make(chan struct{})}
-	go s.watch()
-	return s, nil
-}
-
-// watch polls until the process has exited: reaped here once it is the
-// soak's child, or gone (or a zombie someone else must reap) while it is
-// not.
-func (s *sluiceProc) watch() {
-	defer close(s.done)
-	defer s.proc.Release()
-	for {
-		var ws syscall.WaitStatus
-		pid, err := syscall.Wait4(s.pid, &ws, syscall.WNOHANG, nil)
-		switch {
-		case pid == s.pid:
-			s.err = exitError(ws)
-			return
-		case errors.Is(err, syscall.ECHILD) && !running(s.pid):
-			s.err = errExitUnknown
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func exitError(ws syscall.WaitStatus) error {
-	switch {
-	case ws.Exited() && ws.ExitStatus() == 0:
-		return nil
-	case ws.Exited():
-		return fmt.Errorf("exit status %d", ws.ExitStatus())
-	case ws.Signaled():
-		return fmt.Errorf("signal: %v", ws.Signal())
-	}
-	return fmt.Errorf("wait status %#x", uint32(ws))
-}
-
-// becomeSubreaper makes the soak the parent of the sluice processes that
-// upgrades start once their own parent exits, so that it can reap them and
-// learn their exit status (PR_SET_CHILD_SUBREAPER).
-func becomeSubreaper() error {
-	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("become a child subreaper: %w", err)
-	}
-	return nil
-}
-
 // procStat is what /proc/PID/stat says of a process.
 type procStat struct {
 	pid, ppid int
@@ -284,13 +190,6 @@ func readProcStat(pid int) (procStat, bool) {
 		return procStat{}, false
 	}
 	return procStat{pid: pid, ppid: ppid, comm: string(b[open+1 : end]), state: f[0][0]}, true
-}
-
-// running says whether pid is a process that has not exited (a zombie
-// has).
-func running(pid int) bool {
-	st, ok := readProcStat(pid)
-	return ok && st.state != 'Z' && st.state != 'X'
 }
 
 // procComm is the name /proc gives a process run from bin: its base name
@@ -321,34 +220,4 @@ func liveSluices(comm string, cur int) []int {
 		}
 	}
 	return pids
-}
-
-func (s *sluiceProc) alive() bool {
-	select {
-	case <-s.done:
-		return false
-	default:
-		return true
-	}
-}
-
-func (s *sluiceProc) signal(sig os.Signal) error {
-	if !s.alive() {
-		return fmt.Errorf("sluice %d has exited", s.pid)
-	}
-	return s.proc.Signal(sig)
-}
-
-// stop sends SIGTERM and waits up to grace for the exit; the result is
-// the exit's error (nil for status 0). After grace it SIGKILLs.
-func (s *sluiceProc) stop(grace time.Duration) error {
-	s.signal(syscall.SIGTERM)
-	select {
-	case <-s.done:
-		return s.err
-	case <-time.After(grace):
-		s.signal(syscall.SIGKILL)
-		<-s.done
-		return fmt.Errorf("sluice %d did not exit within %v of SIGTERM", s.pid, grace)
-	}
 }

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"sluice/bench/internal/proc"
 )
 
 // What the process that is upgraded logs (cmd/sluice/upgrade.go).
@@ -61,9 +63,9 @@ func (f *faults) upgradeLoop(ctx context.Context) {
 			f.mu.Unlock()
 		}
 		if err != nil {
-			f.problem("upgrade of sluice %d: %v", old.pid, err)
+			f.problem("upgrade of sluice %d: %v", old.Pid, err)
 			if old != f.current() {
-				old.stop(drainTimeout + oldExitSlack) // replaced, but the upgrade went wrong after
+				old.Stop(drainTimeout + oldExitSlack) // replaced, but the upgrade went wrong after
 			}
 			return
 		}
@@ -73,22 +75,22 @@ func (f *faults) upgradeLoop(ctx context.Context) {
 // upgrade sends SIGUSR2 and follows the old process's log until it has
 // moved its connections. From its ready line on, the new process is the
 // one signals go to, and its reload counters start at zero.
-func (f *faults) upgrade() (*sluiceProc, upgrade, error) {
+func (f *faults) upgrade() (*proc.Proc, upgrade, error) {
 	f.signalling.Lock()
 	defer f.signalling.Unlock()
 	old := f.current()
-	u := upgrade{OldPID: old.pid}
+	u := upgrade{OldPID: old.Pid}
 	tail, err := openTail(f.logPath)
 	if err != nil {
 		return old, u, err
 	}
 	defer tail.close()
 	start := time.Now()
-	if err := old.signal(syscall.SIGUSR2); err != nil {
+	if err := old.Signal(syscall.SIGUSR2); err != nil {
 		return old, u, fmt.Errorf("SIGUSR2: %w", err)
 	}
 	for {
-		line, err := tail.next(start.Add(upgradeTimeout), old.done)
+		line, err := tail.next(start.Add(upgradeTimeout), old.Done())
 		if err != nil {
 			return old, u, err
 		}
@@ -100,12 +102,12 @@ func (f *faults) upgrade() (*sluiceProc, upgrade, error) {
 				return old, u, fmt.Errorf("no new pid in %s", line)
 			}
 			u.Ready = time.Since(start)
-			proc, err := adoptSluice(u.NewPID)
+			next, err := proc.Adopt("sluice", u.NewPID)
 			if err != nil {
 				return old, u, err
 			}
 			f.mu.Lock()
-			f.sluice = proc
+			f.sluice = next
 			f.counted.reloads, f.counted.refused = f.reloads, f.refused
 			f.mu.Unlock()
 		case msgUpgradeMoved:
@@ -130,23 +132,23 @@ func (f *faults) upgrade() (*sluiceProc, upgrade, error) {
 // awaitOld waits until the process an upgrade replaced has drained what
 // stayed and exited 0, and the new one is the only sluice left, within the
 // drain timeout and some slack. A process still there then is SIGKILLed.
-func (f *faults) awaitOld(old *sluiceProc, u *upgrade) error {
+func (f *faults) awaitOld(old *proc.Proc, u *upgrade) error {
 	start := time.Now()
 	deadline := start.Add(drainTimeout + oldExitSlack)
 	select {
-	case <-old.done:
+	case <-old.Done():
 		u.OldGone = time.Since(start)
 	case <-time.After(time.Until(deadline)):
-		old.signal(syscall.SIGKILL)
-		<-old.done
+		old.Signal(syscall.SIGKILL)
+		<-old.Done()
 		return fmt.Errorf("it did not exit within %v of moving %d connections (%d stayed)",
 			drainTimeout+oldExitSlack, u.Moved, u.Staying)
 	}
 	u.OldExit = "0"
-	if old.err != nil {
-		u.OldExit = old.err.Error()
-		if !errors.Is(old.err, errExitUnknown) {
-			return fmt.Errorf("it exited after the upgrade: %v", old.err)
+	if old.Err() != nil {
+		u.OldExit = old.Err().Error()
+		if !errors.Is(old.Err(), proc.ErrExitUnknown) {
+			return fmt.Errorf("it exited after the upgrade: %v", old.Err())
 		}
 	}
 	for {

@@ -279,6 +279,10 @@ func (g *generation) ticketKeysFor(file string, prev *generation, logger *slog.L
 func logTicketKeys(logger *slog.Logger, msg string, tk *tlsterm.TicketKeys) {
 	ids := tk.IDs()
 	logger.Info(msg, "file", tk.File(), "keys", len(ids), "encrypting", ids[0], "ids", strings.Join(ids, ","))
+	if tk.WorldReadable() {
+		logger.Warn("session ticket key file is readable by every user: whoever reads it can decrypt the sessions its keys resume; chmod o-r it",
+			"file", tk.File())
+	}
 }
 
 // backend returns the server addr of upstream name in g, or a new one.

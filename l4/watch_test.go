@@ -148,6 +148,9 @@ func TestTicketKeysAcrossProxies(t *testing.T) {
 	w.writeFile(shared, []byte(ticketKey(1)))
 	own := filepath.Join(w.dir, "own.keys")
 	w.writeFile(own, []byte(ticketKey(2)))
+	if err := os.Chmod(own, 0o644); err != nil {
+		t.Fatal(err)
+	}
 	config := func(listenerFile string) *Config {
 		cfg := w.simple(be.addr())
 		cfg.SessionTicketKeys = shared
@@ -158,6 +161,10 @@ func TestTicketKeysAcrossProxies(t *testing.T) {
 	a, addrA := w.serve(config(""))
 	_, addrB := w.serve(config(""))
 	_, addrC := w.serve(config(own))
+	w.waitLog("session ticket key file is readable by every user", "file="+own)
+	if strings.Contains(w.logs.String(), "readable by every user\" file="+shared) {
+		t.Error("a warning that the 0600 key file is readable by every user")
+	}
 	resumes := func(cache tls.ClientSessionCache, addr string) bool {
 		t.Helper()
 		c := w.mustDialTLS(addr, &tls.Config{ClientSessionCache: cache})

@@ -9,6 +9,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
+	"os"
 	"slices"
 	"sync"
 )
@@ -103,8 +105,9 @@ type TicketKeys struct {
 	cfg  *tls.Config // only its ticket keys are used
 
 	mu    sync.Mutex
-	ids   []string  // of the keys in use, the encrypting one first
-	stamp fileStamp // of the file as the last Reload found it
+	ids   []string    // of the keys in use, the encrypting one first
+	stamp fileStamp   // of the file as the last Reload found it
+	mode  fs.FileMode // of the file the keys in use came from
 }
 
 // LoadTicketKeys reads file and returns its keys put to work, or a
@@ -130,6 +133,15 @@ func (k *TicketKeys) IDs() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return slices.Clone(k.ids)
+}
+
+// WorldReadable reports whether every user of the machine can read the
+// file the keys in use came from: whoever reads the keys can decrypt the
+// sessions they resume.
+func (k *TicketKeys) WorldReadable() bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.mode&0o004 != 0
 }
 
 // Changed reports whether the file is not what the last Reload found
@@ -161,6 +173,9 @@ func (k *TicketKeys) Reload() (changed bool, err error) {
 	ids := make([]string, len(keys))
 	for i, key := range keys {
 		ids[i] = TicketKeyID(key)
+	}
+	if fi, err := os.Stat(k.file); err == nil {
+		k.mode = fi.Mode().Perm()
 	}
 	if slices.Equal(ids, k.ids) {
 		return false, nil

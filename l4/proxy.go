@@ -52,6 +52,9 @@ type Proxy struct {
 	watchStop chan struct{}
 	watchDone chan struct{}
 	watched   chan<- string // tests: told of each file reloaded
+	// watchRetry holds the stores and ticket key files that failed to load
+	// once, to be tried again before the failure is logged.
+	watchRetry map[any]bool
 	// inherited are sockets handed over by an old process, by address
 	// (Inherit), for Listen.
 	inherited map[string]*os.File

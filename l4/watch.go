@@ -12,6 +12,7 @@ const (
 	watchCertsFailed    = "certificates failed"
 	watchTicketsChanged = "ticket keys changed"
 	watchTicketsFailed  = "ticket keys failed"
+	watchRetry          = "failed once: again next round"
 )
 
 // watchFiles checks the running configuration's certificate, key, client
@@ -47,8 +48,11 @@ func (p *Proxy) watchInterval() time.Duration {
 }
 
 // checkFiles re-reads the stores and ticket key files whose files
-// changed. One that fails to load keeps serving what it had, and says
-// why, once per change of its files.
+// changed. One that fails to load keeps serving what it had. It is tried
+// once more a round later before the failure is logged, since files are
+// seldom replaced all at once (certbot swaps a certificate's and its key's
+// links one after the other): an error is logged only for files that
+// stayed broken for a round, and once per change of them.
 func (p *Proxy) checkFiles() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -56,14 +60,20 @@ func (p *Proxy) checkFiles() {
 	if g.cfg.watchInterval() == 0 {
 		return
 	}
+	retry := make(map[any]bool) // what failed this round for the first time
 	for i, st := range g.stores {
-		if !st.Changed() {
+		if !st.Changed() && !p.watchRetry[st] {
 			continue
 		}
 		listener := g.storeListener[i]
 		var es errs
 		es.wrapCertErrors(g.storePath[i], st.Reload())
 		if err := errors.Join(es...); err != nil {
+			if !p.watchRetry[st] {
+				retry[st] = true
+				p.tell(watchRetry)
+				continue
+			}
 			p.metrics.fileReloaded("certificates", false)
 			for _, e := range es {
 				p.logger.Error("certificate files changed and cannot be loaded; the listener keeps its certificates",
@@ -78,11 +88,16 @@ func (p *Proxy) checkFiles() {
 		p.tell(watchCertsReloaded)
 	}
 	for _, tk := range g.ticketKeys {
-		if !tk.Changed() {
+		if !tk.Changed() && !p.watchRetry[tk] {
 			continue
 		}
 		changed, err := tk.Reload()
 		if err != nil {
+			if !p.watchRetry[tk] {
+				retry[tk] = true
+				p.tell(watchRetry)
+				continue
+			}
 			p.metrics.fileReloaded("session_ticket_keys", false)
 			p.logger.Error("session ticket key file changed and cannot be used; the keys in use stay", "error", err.Error())
 			p.tell(watchTicketsFailed)
@@ -94,6 +109,7 @@ func (p *Proxy) checkFiles() {
 		}
 		p.tell(watchTicketsChanged)
 	}
+	p.watchRetry = retry
 }
 
 // tell reports a watcher event to a test; callers hold p.mu. It gives up

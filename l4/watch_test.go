@@ -132,6 +132,31 @@ func TestWatchCertificates(t *testing.T) {
 	}
 }
 
+// TestWatchCertificatesHalfWritten: a certificate and its key replaced
+// one after the other, as certbot swaps its links, are seen half done;
+// that is tried again a round later rather than logged as an error.
+func TestWatchCertificatesHalfWritten(t *testing.T) {
+	w := newWorld(t)
+	be := w.backend(echo)
+	cfg := w.simple(be.addr())
+	cfg.WatchInterval = Duration{100 * time.Millisecond}
+	files := cfg.Listeners[0].TLS.Certificates[0]
+	p, addrs := w.serve(cfg)
+	events := watchEvents(p)
+
+	cert, certPEM, keyPEM := issue(t, w.ca, w.caKey, "localhost", []string{"localhost"}, false)
+	w.writeFile(files.Cert, certPEM) // the key is still the old one
+	awaitEvent(t, events, watchRetry)
+	w.writeFile(files.Key, keyPEM)
+	awaitEvent(t, events, watchCertsReloaded)
+	if got, want := servedSerial(w, addrs[0]), cert.Leaf.SerialNumber.String(); got != want {
+		t.Fatalf("serial %s served, want the new certificate's, %s", got, want)
+	}
+	if strings.Contains(w.logs.String(), "cannot be loaded") {
+		t.Errorf("a half-written pair was logged as an error:\n%s", w.logs.String())
+	}
+}
+
 // ticketKey returns a key file line: 32 bytes of b.
 func ticketKey(b byte) string {
 	return base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{b}, 32)) + "\n"

@@ -48,13 +48,7 @@ type Proxy struct {
 	stopped chan struct{}  // closed by Shutdown
 	served  bool
 	forgot  chan<- *Server // tests: told of each retired server forgotten
-	// The file watcher (watch.go), started by Serve.
-	watchStop chan struct{}
-	watchDone chan struct{}
-	watched   chan<- string // tests: told of each file reloaded
-	// watchRetry holds the stores and ticket key files that failed to load
-	// once, to be tried again before the failure is logged.
-	watchRetry map[any]bool
+	watch   fileWatch      // started by Serve (watch.go)
 	// inherited are sockets handed over by an old process, by address
 	// (Inherit), for Listen.
 	inherited map[string]*os.File
@@ -89,8 +83,10 @@ type generation struct {
 	storeListener []string
 	upstreams     map[string]*Upstream
 	// ticketKeys are the session ticket key files in use, by name; a
-	// reload keeps each one the new configuration still names.
+	// reload keeps each one the new configuration still names, and puts
+	// what it read of them (newKeys) to work once it goes through.
 	ticketKeys map[string]*tlsterm.TicketKeys
+	newKeys    map[*tlsterm.TicketKeys]*tlsterm.TicketKeySet
 }
 
 // New builds a Proxy from a validated configuration: it reads every
@@ -247,8 +243,8 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 }
 
 // ticketKeysFor returns the keys of file for g: those g has already, else
-// prev's read again (a reload re-reads the file; if it fails, the keys in
-// use stay and so does the configuration), else the file's, loaded.
+// prev's, whose file it reads again for useTicketKeys to put to work if
+// the reload goes through, else the file's, loaded.
 func (g *generation) ticketKeysFor(file string, prev *generation, logger *slog.Logger) (*tlsterm.TicketKeys, error) {
 	if tk := g.ticketKeys[file]; tk != nil {
 		return tk, nil
@@ -256,13 +252,14 @@ func (g *generation) ticketKeysFor(file string, prev *generation, logger *slog.L
 	var tk *tlsterm.TicketKeys
 	if prev != nil && prev.ticketKeys[file] != nil {
 		tk = prev.ticketKeys[file]
-		changed, err := tk.Reload()
+		set, err := tk.Read()
 		if err != nil {
 			return nil, err
 		}
-		if changed {
-			logTicketKeys(logger, "session ticket keys changed", tk)
+		if g.newKeys == nil {
+			g.newKeys = make(map[*tlsterm.TicketKeys]*tlsterm.TicketKeySet)
 		}
+		g.newKeys[tk] = set
 	} else {
 		var err error
 		if tk, err = tlsterm.LoadTicketKeys(file); err != nil {
@@ -275,6 +272,16 @@ func (g *generation) ticketKeysFor(file string, prev *generation, logger *slog.L
 	}
 	g.ticketKeys[file] = tk
 	return tk, nil
+}
+
+// useTicketKeys puts to work the key files a reload read again.
+func (g *generation) useTicketKeys(logger *slog.Logger) {
+	for tk, set := range g.newKeys {
+		if tk.Use(set) {
+			logTicketKeys(logger, "session ticket keys changed", tk)
+		}
+	}
+	g.newKeys = nil
 }
 
 // logTicketKeys says which keys are in use, by ID: instances of a fleet

@@ -87,8 +87,10 @@ func (p *Proxy) Reload(ctx context.Context, cfg *Config) (Changes, error) {
 		go p.forget(o)
 	}
 	next.applyLimits(p.handshakes)
+	next.useTicketKeys(p.logger)
 	p.gen = next
 	p.publish()
+	p.kickWatcher() // watch_interval may have changed
 	return changes(old.cfg, cfg), nil
 }
 

@@ -133,6 +133,11 @@ func (c *Config) Validate() error {
 		l.validate(p, upstreams, &es)
 		checkALPN(p, &l, l.routes(l.displayName(), ups), &es)
 	}
+	if c.SessionTicketKeys != "" && !slices.ContainsFunc(c.Listeners, func(l ListenerConfig) bool {
+		return l.TLS != nil && c.TicketKeysFile(l.TLS) == c.SessionTicketKeys
+	}) {
+		es.add("session_ticket_keys", "no listener uses it: each TLS listener has session_tickets = false or a session_ticket_keys of its own, or there is none")
+	}
 	checkBindConflicts(c.Listeners, &es)
 	return errors.Join(es...)
 }

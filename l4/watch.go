@@ -1,27 +1,40 @@
 package l4
 
 import (
-	"errors"
 	"strings"
+	"sync"
 	"time"
 )
 
-// Events the file watcher reports on Proxy.watched (tests).
+// Events of a round of the file watcher, which checkFiles returns (for
+// tests and its own log lines).
 const (
 	watchCertsReloaded  = "certificates reloaded"
 	watchCertsFailed    = "certificates failed"
 	watchTicketsChanged = "ticket keys changed"
 	watchTicketsFailed  = "ticket keys failed"
-	watchRetry          = "failed once: again next round"
+	watchRetry          = "failed: again next round"
 )
+
+// fileWatch is the state of the file watcher.
+type fileWatch struct {
+	round sync.Mutex // one round at a time
+	// failing counts the rounds in a row a store or key file failed to
+	// load, under round.
+	failing map[any]int
+
+	// Under Proxy.mu.
+	stop, done chan struct{}
+	kick       chan struct{} // a reload may have changed the interval
+	closed     bool          // Shutdown has begun: no watcher may start
+}
 
 // watchFiles checks the running configuration's certificate, key, client
 // CA and session ticket key files every watch_interval until stop is
 // closed, and re-reads those that changed: a certificate renewed by a
 // controller (cert-manager, certbot, a Kubernetes Secret) is served from
-// the next handshake on, with no signal. A stat per file per round is
-// all it costs when nothing changes.
-func (p *Proxy) watchFiles(stop <-chan struct{}, done chan<- struct{}) {
+// the next handshake on, with no signal.
+func (p *Proxy) watchFiles(stop <-chan struct{}, kick <-chan struct{}, done chan<- struct{}) {
 	defer close(done)
 	t := time.NewTimer(p.watchInterval())
 	defer t.Stop()
@@ -29,15 +42,16 @@ func (p *Proxy) watchFiles(stop <-chan struct{}, done chan<- struct{}) {
 		select {
 		case <-stop:
 			return
+		case <-kick:
 		case <-t.C:
+			p.checkFiles()
 		}
-		p.checkFiles()
 		t.Reset(p.watchInterval())
 	}
 }
 
 // watchInterval is the running configuration's; when watching is off, the
-// watcher still wakes at the default interval, to see a reload turn it on.
+// watcher still wakes at the default interval (a reload kicks it anyway).
 func (p *Proxy) watchInterval() time.Duration {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -47,98 +61,125 @@ func (p *Proxy) watchInterval() time.Duration {
 	return DefaultWatchInterval
 }
 
-// checkFiles re-reads the stores and ticket key files whose files
-// changed. One that fails to load keeps serving what it had. It is tried
-// once more a round later before the failure is logged, since files are
-// seldom replaced all at once (certbot swaps a certificate's and its key's
-// links one after the other): an error is logged only for files that
-// stayed broken for a round, and once per change of them.
-func (p *Proxy) checkFiles() {
+// checkFiles runs one round: it re-reads the stores and ticket key files
+// of the running configuration whose files changed, and those that failed
+// to load last round, and returns what happened. One that fails keeps
+// serving what it had. A failure is logged only if it happens twice in a
+// row, since files are seldom replaced all at once (certbot swaps a
+// certificate's and its key's links one after the other), and once per
+// change of the files; one that keeps failing is tried every round, so
+// that a failure that was not the files' (no descriptor left, say) does
+// not keep a renewed certificate out. It reads files without holding
+// p.mu, so that a stuck file system blocks no reload and no shutdown.
+func (p *Proxy) checkFiles() []string {
+	p.watch.round.Lock()
+	defer p.watch.round.Unlock()
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	g := p.gen
+	p.mu.Unlock()
 	if g.cfg.watchInterval() == 0 {
-		return
+		return nil
 	}
-	retry := make(map[any]bool) // what failed this round for the first time
+	var events []string
+	failing := make(map[any]int)
+	// failed counts a failure of item, and says whether to log it.
+	failed := func(item any, changed bool) bool {
+		n := p.watch.failing[item]
+		if changed {
+			n = 0 // new content: a round's grace again
+		}
+		failing[item] = n + 1
+		if n+1 != 2 {
+			events = append(events, watchRetry)
+			return false
+		}
+		return true
+	}
 	for i, st := range g.stores {
-		if !st.Changed() && !p.watchRetry[st] {
+		changed := st.Changed()
+		if !changed && p.watch.failing[st] == 0 {
 			continue
 		}
 		listener := g.storeListener[i]
 		var es errs
 		es.wrapCertErrors(g.storePath[i], st.Reload())
-		if err := errors.Join(es...); err != nil {
-			if !p.watchRetry[st] {
-				retry[st] = true
-				p.tell(watchRetry)
-				continue
+		if len(es) > 0 {
+			if failed(st, changed) {
+				p.metrics.fileReloaded("certificates", false)
+				for _, e := range es {
+					p.logger.Error("certificate files changed and cannot be loaded; the listener keeps its certificates",
+						"listener", listener, "error", e.Error())
+				}
+				events = append(events, watchCertsFailed)
 			}
-			p.metrics.fileReloaded("certificates", false)
-			for _, e := range es {
-				p.logger.Error("certificate files changed and cannot be loaded; the listener keeps its certificates",
-					"listener", listener, "error", e.Error())
-			}
-			p.tell(watchCertsFailed)
 			continue
 		}
 		p.metrics.fileReloaded("certificates", true)
 		p.logger.Info("certificates reloaded: their files changed", "listener", listener, "names", strings.Join(st.Names(), ","))
 		warnExpiring(p.logger, listener, g.storePath[i], st, time.Now())
-		p.tell(watchCertsReloaded)
+		events = append(events, watchCertsReloaded)
 	}
 	for _, tk := range g.ticketKeys {
-		if !tk.Changed() && !p.watchRetry[tk] {
+		changed := tk.Changed()
+		if !changed && p.watch.failing[tk] == 0 {
 			continue
 		}
-		changed, err := tk.Reload()
+		keysChanged, err := tk.Reload()
 		if err != nil {
-			if !p.watchRetry[tk] {
-				retry[tk] = true
-				p.tell(watchRetry)
-				continue
+			if failed(tk, changed) {
+				p.metrics.fileReloaded("session_ticket_keys", false)
+				p.logger.Error("session ticket key file changed and cannot be used; the keys in use stay", "error", err.Error())
+				events = append(events, watchTicketsFailed)
 			}
-			p.metrics.fileReloaded("session_ticket_keys", false)
-			p.logger.Error("session ticket key file changed and cannot be used; the keys in use stay", "error", err.Error())
-			p.tell(watchTicketsFailed)
 			continue
 		}
 		p.metrics.fileReloaded("session_ticket_keys", true)
-		if changed {
+		if keysChanged {
 			logTicketKeys(p.logger, "session ticket keys changed", tk)
-		}
-		p.tell(watchTicketsChanged)
-	}
-	p.watchRetry = retry
-}
-
-// tell reports a watcher event to a test; callers hold p.mu. It gives up
-// when the watcher is being stopped, which does not take p.mu.
-func (p *Proxy) tell(event string) {
-	if p.watched != nil {
-		select {
-		case p.watched <- event:
-		case <-p.watchStop:
+			events = append(events, watchTicketsChanged)
 		}
 	}
+	p.watch.failing = failing
+	return events
 }
 
-// startWatching starts the file watcher; callers hold p.mu.
+// startWatching starts the file watcher, unless it runs or Shutdown has
+// begun; callers hold p.mu.
 func (p *Proxy) startWatching() {
-	p.watchStop = make(chan struct{})
-	p.watchDone = make(chan struct{})
-	go p.watchFiles(p.watchStop, p.watchDone)
+	if p.watch.stop != nil || p.watch.closed {
+		return
+	}
+	p.watch.stop = make(chan struct{})
+	p.watch.done = make(chan struct{})
+	p.watch.kick = make(chan struct{}, 1)
+	go p.watchFiles(p.watch.stop, p.watch.kick, p.watch.done)
 }
 
-// stopWatching stops the file watcher and waits for it to return; callers
-// do not hold p.mu, which the watcher takes.
+// kickWatcher makes the watcher read watch_interval again; callers hold
+// p.mu.
+func (p *Proxy) kickWatcher() {
+	select {
+	case p.watch.kick <- struct{}{}:
+	default: // a kick is pending, or no watcher
+	}
+}
+
+// stopWatching stops the file watcher, for good, and waits for it to
+// return: for its round to end, if one is under way. Callers do not hold
+// p.mu, which the watcher takes between its reads.
 func (p *Proxy) stopWatching() {
 	p.mu.Lock()
-	stop, done := p.watchStop, p.watchDone
-	p.watchStop = nil
+	stop, done := p.watch.stop, p.watch.done
+	p.watch.stop, p.watch.closed = nil, true
 	p.mu.Unlock()
 	if stop != nil {
 		close(stop)
-		<-done
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			// A round stuck in a file system that does not answer: the
+			// drain goes on without it.
+			p.logger.Warn("the file watcher is stuck reading files; shutting down without it")
+		}
 	}
 }

@@ -1,29 +1,31 @@
 package tlsterm
 
 import (
+	"crypto/sha256"
 	"fmt"
-	"os"
 	"strings"
 )
 
-// fileStamp identifies what a set of files held when they were read,
-// without reading them again: for each, its size, modification time and
-// (where the system has them) device, inode and change time, or the error
-// stat gave. Stat follows symlinks, so the swap of a Kubernetes Secret
-// volume's ..data link, which leaves the names in place and points them at
-// new files, changes the stamp.
+// fileStamp identifies what a set of files held: for each, the SHA-256 of
+// its content or the error reading it gave. Reading follows symlinks, so
+// the swap of a Kubernetes Secret volume's ..data link, which leaves the
+// names in place and points them at new files, changes the stamp; and
+// unlike a stat, content cannot be missed by a file system whose
+// timestamps are coarser than the time between two writes. The files are
+// small (certificates, keys, CA bundles, key files), so a look costs a
+// few reads of a few KiB.
 type fileStamp string
 
 // stampFiles stamps paths.
 func stampFiles(paths ...string) fileStamp {
 	var b strings.Builder
 	for _, p := range paths {
-		fi, err := os.Stat(p)
+		data, err := readBounded(p, maxPEMBytes, "a certificate, key, CA or ticket key file")
 		if err != nil {
 			fmt.Fprintf(&b, "%s: %v\n", p, err)
 			continue
 		}
-		fmt.Fprintf(&b, "%s %d %d %s\n", p, fi.Size(), fi.ModTime().UnixNano(), statIdentity(fi))
+		fmt.Fprintf(&b, "%s %x\n", p, sha256.Sum256(data))
 	}
 	return fileStamp(b.String())
 }

@@ -111,8 +111,9 @@ func (e *CertError) Unwrap() error { return e.Err }
 // *CAError for the CA file.
 func (s *Store) Reload() error {
 	// Stamped before reading: a change made while reading is seen again.
+	stamp := stampFiles(s.paths()...)
 	s.stampMu.Lock()
-	s.stamp = stampFiles(s.paths()...)
+	s.stamp = stamp
 	s.stampMu.Unlock()
 	certs := make([]*tls.Certificate, 0, len(s.files))
 	var errs []error
@@ -152,9 +153,10 @@ func (s *Store) Reload() error {
 // Changed reports whether any of the store's files (certificates, keys,
 // client CAs) is not what the last Reload found: see fileStamp.
 func (s *Store) Changed() bool {
+	stamp := stampFiles(s.paths()...)
 	s.stampMu.Lock()
 	defer s.stampMu.Unlock()
-	return stampFiles(s.paths()...) != s.stamp
+	return stamp != s.stamp
 }
 
 // paths lists the store's files.

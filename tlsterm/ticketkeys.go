@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 )
 
@@ -21,6 +22,10 @@ const TicketKeyLen = 32
 
 // maxTicketKeyBytes bounds a ticket key file: a key line is 45 bytes.
 const maxTicketKeyBytes = 64 << 10
+
+// MaxTicketKeys bounds the keys of a file: a ticket that none decrypts
+// costs an HMAC per key, and a rotation needs three at most.
+const MaxTicketKeys = 16
 
 // TicketKeyError is a session ticket key file that cannot be used. Line
 // is the line at fault, 0 for the file as a whole.
@@ -33,6 +38,9 @@ type TicketKeyError struct {
 func (e *TicketKeyError) Error() string {
 	if e.Line > 0 {
 		return fmt.Sprintf("%s:%d: %v", e.File, e.Line, e.Err)
+	}
+	if msg := e.Err.Error(); strings.Contains(msg, e.File) {
+		return msg // "stat FILE: no such file or directory"
 	}
 	return fmt.Sprintf("%s: %v", e.File, e.Err)
 }
@@ -68,9 +76,13 @@ func ParseTicketKeys(file string, b []byte) ([][TicketKeyLen]byte, error) {
 			return nil, &TicketKeyError{File: file, Line: i + 1, Err: errors.New(msg)}
 		}
 		k := [TicketKeyLen]byte(raw)
-		if !slices.Contains(keys, k) {
-			keys = append(keys, k)
+		if slices.Contains(keys, k) {
+			continue
 		}
+		if len(keys) == MaxTicketKeys {
+			return nil, &TicketKeyError{File: file, Line: i + 1, Err: fmt.Errorf("more than %d keys: a rotation needs three at most (the encrypting key, the one before it, the next one)", MaxTicketKeys)}
+		}
+		keys = append(keys, k)
 	}
 	if len(keys) == 0 {
 		return nil, &TicketKeyError{File: file, Err: errors.New("no key in it: expected one base64 key per line, the first encrypting")}
@@ -105,18 +117,29 @@ type TicketKeys struct {
 	cfg  *tls.Config // only its ticket keys are used
 
 	mu    sync.Mutex
-	ids   []string    // of the keys in use, the encrypting one first
-	stamp fileStamp   // of the file as the last Reload found it
-	mode  fs.FileMode // of the file the keys in use came from
+	keys  [][TicketKeyLen]byte // in use, the encrypting one first
+	stamp fileStamp            // of the file as the last Reload or Use found it
+	mode  fs.FileMode          // of the file the keys in use came from
+}
+
+// TicketKeySet is a key file's content, read and checked but not yet in
+// use (TicketKeys.Use), so that a configuration reload can read every
+// file before it knows it will go through.
+type TicketKeySet struct {
+	keys  [][TicketKeyLen]byte
+	mode  fs.FileMode
+	stamp fileStamp
 }
 
 // LoadTicketKeys reads file and returns its keys put to work, or a
 // *TicketKeyError naming the file and the line at fault.
 func LoadTicketKeys(file string) (*TicketKeys, error) {
 	k := &TicketKeys{file: file, cfg: &tls.Config{}}
-	if _, err := k.Reload(); err != nil {
+	set, err := k.Read()
+	if err != nil {
 		return nil, err
 	}
+	k.Use(set)
 	return k, nil
 }
 
@@ -132,7 +155,11 @@ func (k *TicketKeys) Config() *tls.Config { return k.cfg }
 func (k *TicketKeys) IDs() []string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return slices.Clone(k.ids)
+	ids := make([]string, len(k.keys))
+	for i, key := range k.keys {
+		ids[i] = TicketKeyID(key)
+	}
+	return ids
 }
 
 // WorldReadable reports whether every user of the machine can read the
@@ -144,44 +171,68 @@ func (k *TicketKeys) WorldReadable() bool {
 	return k.mode&0o004 != 0
 }
 
-// Changed reports whether the file is not what the last Reload found
-// (another inode, size or modification time: an edit, a rename over it, a
-// symlink swapped as Kubernetes does with Secret volumes).
+// Changed reports whether the file is not what the last Reload (or Use)
+// found: see fileStamp.
 func (k *TicketKeys) Changed() bool {
+	stamp := stampFiles(k.file)
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	return stampFiles(k.file) != k.stamp
+	return stamp != k.stamp
+}
+
+// Read reads and checks the file, and changes nothing.
+func (k *TicketKeys) Read() (*TicketKeySet, error) {
+	set, err := k.read()
+	if err != nil {
+		return nil, err
+	}
+	return set, nil
+}
+
+// read is Read, which returns the file's stamp, taken before reading,
+// even when the file cannot be used.
+func (k *TicketKeys) read() (*TicketKeySet, error) {
+	// Stamped before reading: a change made while reading is seen again.
+	set := &TicketKeySet{stamp: stampFiles(k.file)}
+	b, err := readBounded(k.file, maxTicketKeyBytes, "a session ticket key file")
+	if err != nil {
+		return set, &TicketKeyError{File: k.file, Err: err}
+	}
+	if set.keys, err = ParseTicketKeys(k.file, b); err != nil {
+		return set, err
+	}
+	if fi, err := os.Stat(k.file); err == nil {
+		set.mode = fi.Mode().Perm()
+	}
+	return set, nil
+}
+
+// Use puts set, which Read returned, to work at once: tickets issued from
+// now on are encrypted with its first key, and tickets of any of its keys
+// resume. It reports whether the keys differ from those in use before.
+func (k *TicketKeys) Use(set *TicketKeySet) (changed bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.stamp, k.mode = set.stamp, set.mode
+	if slices.Equal(set.keys, k.keys) {
+		return false
+	}
+	// SetSessionTicketKeys also stops crypto/tls rotating keys itself.
+	k.cfg.SetSessionTicketKeys(set.keys)
+	k.keys = set.keys
+	return true
 }
 
 // Reload reads the file again and, if it can be used, puts its keys to
-// work at once: tickets issued from now on are encrypted with its first
-// key, and tickets of any of its keys resume. changed reports whether the
-// keys differ from those in use before. On error the keys in use stay.
+// work (Read, then Use). On error the keys in use stay, and Changed is
+// false until the file changes again.
 func (k *TicketKeys) Reload() (changed bool, err error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
-	// Stamped before reading: a change made while reading is seen again.
-	k.stamp = stampFiles(k.file)
-	b, err := readBounded(k.file, maxTicketKeyBytes, "a session ticket key file")
+	set, err := k.read()
 	if err != nil {
-		return false, &TicketKeyError{File: k.file, Err: err}
-	}
-	keys, err := ParseTicketKeys(k.file, b)
-	if err != nil {
+		k.mu.Lock()
+		k.stamp = set.stamp
+		k.mu.Unlock()
 		return false, err
 	}
-	ids := make([]string, len(keys))
-	for i, key := range keys {
-		ids[i] = TicketKeyID(key)
-	}
-	if fi, err := os.Stat(k.file); err == nil {
-		k.mode = fi.Mode().Perm()
-	}
-	if slices.Equal(ids, k.ids) {
-		return false, nil
-	}
-	// SetSessionTicketKeys also stops crypto/tls rotating keys itself.
-	k.cfg.SetSessionTicketKeys(keys)
-	k.ids = ids
-	return true, nil
+	return k.Use(set), nil
 }

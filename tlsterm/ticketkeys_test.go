@@ -298,3 +298,43 @@ func TestStoreChanged(t *testing.T) {
 		t.Fatal("Changed() = true after a failed Reload of the same files: it would be retried, and logged, every round")
 	}
 }
+
+// TestTicketKeysReadUse: Read checks a file and changes nothing; Use puts
+// what it read to work. A file past MaxTicketKeys is refused, naming the
+// line; an unreadable one is named once.
+func TestTicketKeysReadUse(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	writeFile(t, file, []byte(key(1)))
+	tk, err := tlsterm.LoadTicketKeys(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, file, []byte(key(2)+"\n"+key(1)+"\n"))
+	set, err := tk.Read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tk.IDs(); len(got) != 1 {
+		t.Fatalf("IDs() = %v after Read, want the one key in use", got)
+	}
+	if !tk.Changed() {
+		t.Fatal("Changed() = false after a Read that was not used")
+	}
+	if !tk.Use(set) || len(tk.IDs()) != 2 || tk.Changed() {
+		t.Fatalf("after Use: IDs() = %v, Changed() = %v; want 2 keys, false", tk.IDs(), tk.Changed())
+	}
+
+	var many strings.Builder
+	for i := range tlsterm.MaxTicketKeys + 1 {
+		many.WriteString(key(byte(i+1)) + "\n")
+	}
+	writeFile(t, file, []byte(many.String()))
+	var ke *tlsterm.TicketKeyError
+	if _, err := tk.Read(); !errors.As(err, &ke) || ke.Line != tlsterm.MaxTicketKeys+1 {
+		t.Fatalf("Read of %d keys: %v, want a *TicketKeyError at line %d", tlsterm.MaxTicketKeys+1, err, tlsterm.MaxTicketKeys+1)
+	}
+	os.Remove(file)
+	if _, err := tk.Read(); err == nil || strings.Count(err.Error(), file) != 1 {
+		t.Fatalf("Read of a missing file: %v, want the file named once", err)
+	}
+}

@@ -630,6 +630,16 @@ upstream = "app"
 			want: []string{`{{file}}:5: listener[0].tls.session_ticket_keys: set with session_tickets = false: it would have no effect`},
 		},
 		{
+			name: "session_ticket_keys no listener uses",
+			doc: `session_ticket_keys = "/etc/sluice/ticket.keys"
+[[listener]]
+address = "127.0.0.1:8443"
+[[listener.route]]
+upstream = "app"
+` + upstreamApp,
+			want: []string{`{{file}}:1: session_ticket_keys: no listener uses it: each TLS listener has session_tickets = false or a session_ticket_keys of its own, or there is none`},
+		},
+		{
 			name: "watch_interval out of range",
 			doc: `watch_interval = "2h"
 [[listener]]

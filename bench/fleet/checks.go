@@ -62,6 +62,23 @@ func (f *fleet) addBadHeaders(r *result) {
 	}
 }
 
+// startLoad opens the long-lived connections of a load named name and
+// starts its new connections; end stops them and waits until the load is
+// done (again: a no-op). logFrom is where HAProxy's log stood.
+func (f *fleet) startLoad(ctx context.Context, name string) (l *load, logFrom int64, start time.Time, end func()) {
+	l = newLoad(f.client, f.opts.rate, f.opts.held, name)
+	lctx, stop := context.WithCancel(ctx)
+	logFrom = f.lb.logSize()
+	start = time.Now()
+	l.openHeld(lctx)
+	ran := make(chan struct{})
+	go func() { l.run(lctx); close(ran) }()
+	return l, logFrom, start, func() {
+		stop()
+		<-ran
+	}
+}
+
 // event is a signal the fleet sent under load.
 type event struct {
 	what     string
@@ -74,14 +91,8 @@ type event struct {
 // and every replaced process must exit 0 once its connections are gone.
 func (f *fleet) checkRolling(ctx context.Context) result {
 	r := result{n: 3, name: "rolling reload + upgrade under load"}
-	l := newLoad(f.client, f.opts.rate, f.opts.held, "roll")
-	lctx, stop := context.WithCancel(ctx)
-	defer stop()
-	logFrom := f.lb.logSize()
-	start := time.Now()
-	l.openHeld(lctx)
-	ran := make(chan struct{})
-	go func() { l.run(lctx); close(ran) }()
+	l, logFrom, start, end := f.startLoad(ctx, "roll")
+	defer end()
 
 	gap := (f.opts.duration - 2*time.Second) / 6
 	var events []event
@@ -108,8 +119,7 @@ func (f *fleet) checkRolling(ctx context.Context) result {
 		sleepCtx(ctx, gap)
 	}
 	sleepCtx(ctx, time.Until(start.Add(f.opts.duration)))
-	stop()
-	<-ran
+	end()
 	// The replaced processes drained what stayed with them (TLS run by
 	// crypto/tls); with the long-lived connections closed, they exit.
 	for _, in := range f.insts {
@@ -174,14 +184,8 @@ func (f *fleet) checkRolling(ctx context.Context) result {
 func (f *fleet) checkKill(ctx context.Context) result {
 	r := result{n: 4, name: "one instance killed outright"}
 	victim := f.insts[1]
-	l := newLoad(f.client, f.opts.rate, f.opts.held, "kill")
-	lctx, stop := context.WithCancel(ctx)
-	defer stop()
-	logFrom := f.lb.logSize()
-	start := time.Now()
-	l.openHeld(lctx)
-	ran := make(chan struct{})
-	go func() { l.run(lctx); close(ran) }()
+	l, logFrom, start, end := f.startLoad(ctx, "kill")
+	defer end()
 
 	sleepCtx(ctx, f.opts.killDuration/4)
 	pid := victim.cur.Pid
@@ -199,8 +203,7 @@ func (f *fleet) checkKill(ctx context.Context) result {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	stop()
-	<-ran
+	end()
 
 	conns, holds := l.snapshot()
 	var after, inFlight connSummary

@@ -258,7 +258,7 @@ const (
 	// See TLSConfig.SessionTicketLifetime for why.
 	DefaultSessionTicketLifetime = time.Hour
 	// DefaultWatchInterval: a renewed certificate is served within
-	// seconds, for a stat of each file every few seconds.
+	// seconds, for a read of each (small) file every few seconds.
 	DefaultWatchInterval = 5 * time.Second
 )
 

@@ -21,11 +21,16 @@ func stampFiles(paths ...string) fileStamp {
 	var b strings.Builder
 	for _, p := range paths {
 		data, err := readBounded(p, maxPEMBytes, "a certificate, key, CA or ticket key file")
-		if err != nil {
-			fmt.Fprintf(&b, "%s: %v\n", p, err)
-			continue
-		}
-		fmt.Fprintf(&b, "%s %x\n", p, sha256.Sum256(data))
+		b.WriteString(string(stampOf(p, data, err)))
 	}
 	return fileStamp(b.String())
+}
+
+// stampOf is the stamp of the file path, read as data or failing with
+// err, so that a caller that reads the file anyway stamps what it read.
+func stampOf(path string, data []byte, err error) fileStamp {
+	if err != nil {
+		return fileStamp(fmt.Sprintf("%s: %v\n", path, err))
+	}
+	return fileStamp(fmt.Sprintf("%s %x\n", path, sha256.Sum256(data)))
 }

@@ -174,7 +174,8 @@ func (k *TicketKeys) WorldReadable() bool {
 // Changed reports whether the file is not what the last Reload (or Use)
 // found: see fileStamp.
 func (k *TicketKeys) Changed() bool {
-	stamp := stampFiles(k.file)
+	b, err := k.readFile()
+	stamp := stampOf(k.file, b, err)
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	return stamp != k.stamp
@@ -189,12 +190,11 @@ func (k *TicketKeys) Read() (*TicketKeySet, error) {
 	return set, nil
 }
 
-// read is Read, which returns the file's stamp, taken before reading,
-// even when the file cannot be used.
+// read is Read, which returns the stamp of what it read even when the
+// file cannot be used: a change made after the read is seen again.
 func (k *TicketKeys) read() (*TicketKeySet, error) {
-	// Stamped before reading: a change made while reading is seen again.
-	set := &TicketKeySet{stamp: stampFiles(k.file)}
-	b, err := readBounded(k.file, maxTicketKeyBytes, "a session ticket key file")
+	b, err := k.readFile()
+	set := &TicketKeySet{stamp: stampOf(k.file, b, err)}
 	if err != nil {
 		return set, &TicketKeyError{File: k.file, Err: err}
 	}
@@ -205,6 +205,12 @@ func (k *TicketKeys) read() (*TicketKeySet, error) {
 		set.mode = fi.Mode().Perm()
 	}
 	return set, nil
+}
+
+// readFile reads the key file, as read and Changed both must, so that
+// their stamps agree on a file that cannot be read.
+func (k *TicketKeys) readFile() ([]byte, error) {
+	return readBounded(k.file, maxTicketKeyBytes, "a session ticket key file")
 }
 
 // Use puts set, which Read returned, to work at once: tickets issued from

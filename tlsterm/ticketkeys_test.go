@@ -338,3 +338,22 @@ func TestTicketKeysReadUse(t *testing.T) {
 		t.Fatalf("Read of a missing file: %v, want the file named once", err)
 	}
 }
+
+// TestTicketKeysTooLarge: a file past the key file bound fails, and stays
+// unchanged (as far as Changed can tell) until it changes again, so that
+// the watcher logs it once rather than taking it for new every round.
+func TestTicketKeysTooLarge(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "keys")
+	writeFile(t, file, []byte(key(1)+"\n"))
+	tk, err := tlsterm.LoadTicketKeys(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, file, bytes.Repeat([]byte("# padding\n"), 10<<10))
+	if _, err := tk.Reload(); err == nil || !strings.Contains(err.Error(), "larger than 64 KiB") {
+		t.Fatalf("Reload of a 100 KiB file: %v, want larger than 64 KiB", err)
+	}
+	if tk.Changed() {
+		t.Fatal("Changed() = true right after a failed Reload of the same file")
+	}
+}

@@ -111,31 +111,29 @@ func (f *fleet) checkResumption(ctx context.Context) result {
 		r.summary = "not run"
 		return r
 	}
-	var shared, control []string
-	var across, acrossN, ctlAcross, ctlAcrossN int
-	for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
-		rr := f.resumeRound(ctx, v)
-		shared = append(shared, rr.String())
-		n, of := rr.elsewhere()
-		across, acrossN = across+n, acrossN+of
-		for _, d := range rr.judge(true) {
-			r.fail("%s", d)
-		}
-	}
-	// The negative control, which shows the check can fail: each
-	// instance with a key of its own.
-	if err := f.setTicketKeys(func(in *instance) string { return f.ownKeys[in.n-1] }); err != nil {
-		r.fail("%v", err)
-	} else {
+	// rounds resumes a TLS 1.3 and a TLS 1.2 session, each across the
+	// instances, and judges them by whether the instances share keys.
+	rounds := func(sharing bool) (text []string, across, of int) {
 		for _, v := range []uint16{tls.VersionTLS13, tls.VersionTLS12} {
 			rr := f.resumeRound(ctx, v)
-			control = append(control, rr.String())
-			n, of := rr.elsewhere()
-			ctlAcross, ctlAcrossN = ctlAcross+n, ctlAcrossN+of
-			for _, d := range rr.judge(false) {
+			text = append(text, rr.String())
+			n, m := rr.elsewhere()
+			across, of = across+n, of+m
+			for _, d := range rr.judge(sharing) {
 				r.fail("%s", d)
 			}
 		}
+		return text, across, of
+	}
+	shared, across, acrossN := rounds(true)
+	// The negative control, which shows the check can fail: each
+	// instance with a key of its own.
+	var control []string
+	var ctlAcross, ctlAcrossN int
+	if err := f.setTicketKeys(func(in *instance) string { return f.ownKeys[in.n-1] }); err != nil {
+		r.fail("%v", err)
+	} else {
+		control, ctlAcross, ctlAcrossN = rounds(false)
 	}
 	keys := func(in *instance) string { return f.sharedKeys }
 	if f.opts.breakWhat == "tickets" {

@@ -58,6 +58,11 @@ type half struct {
 	dstPeer  peer
 	counter  *atomic.Int64
 	splice   bool // both ends are sockets: splice(2) through a pipe
+	// inPlaceOK: while it copies, the direction moves its bytes in place
+	// (see inPlace), which inPlace holds the state of while the direction
+	// runs; a parked direction drops it.
+	inPlaceOK bool
+	inPlace   *inPlace
 
 	// Touched only by the goroutine running the half.
 	readArm, writeArm deadlineArm
@@ -88,6 +93,7 @@ func newHalf(r *relay, dir direction, noSplice bool) *half {
 		h.srcPeer, h.dstPeer, h.counter = backendPeer, clientPeer, &r.counts.Out
 	}
 	h.splice = h.src.raw && h.dst.raw && !noSplice
+	h.inPlaceOK = !h.splice && h.canInPlace()
 	if h.src.tr != nil {
 		// Only this direction reads the TLS conn, so only it reads the
 		// transport: from now on reads tell "nothing queued" apart.
@@ -111,6 +117,24 @@ func (h *half) copyHalf() {
 // parked=true if the half handed itself to the Parker.
 func (h *half) loop() (res halfResult, parked bool) {
 	for {
+		if h.inPlaceNow() {
+			res, done, park := h.moveInPlace()
+			switch {
+			case done:
+				return res, false
+			case h.stopForFreeze():
+				return halfResult{}, true
+			case park:
+				// Dropped before parking: once parked, the half
+				// is the next goroutine's.
+				m := h.inPlace
+				if h.inPlace = nil; h.park() {
+					return halfResult{}, true
+				}
+				h.inPlace, m.noFresh = m, true // waits in place instead
+			}
+			continue
+		}
 		before := h.counter.Load()
 		if res, done := h.drain(); done {
 			return res, false

@@ -318,6 +318,7 @@ type relay struct {
 	last     atomic.Int64 // unix nanos of the last byte moved in either direction
 	halfDone atomic.Bool  // one direction has finished with EOF
 	canceled atomic.Bool
+	closing  atomic.Bool  // closeConns has begun (see inPlace.step)
 	stopped  atomic.Int32 // how many directions have stopped; ranks halfResults
 	once     sync.Once
 
@@ -375,8 +376,12 @@ func (r *relay) cancel() {
 }
 
 // closeConns closes both connections with closeFn and resumes parked
-// directions, which then find their sockets closed and stop.
+// directions, which then find their sockets closed and stop. The client
+// goes first: closing it ends any write to it, which a direction moving
+// its bytes in place may be waiting on while it holds the backend's
+// socket, whose Close would wait for that (see inPlace).
 func (r *relay) closeConns(closeFn func(net.Conn) error) {
+	r.closing.Store(true)
 	r.mu.Lock()
 	r.closed = true
 	r.mu.Unlock()

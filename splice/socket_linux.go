@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -255,4 +256,107 @@ func control(rc syscall.RawConn, f func(fd int) error) error {
 		return err
 	}
 	return ferr
+}
+
+// enableInq turns TCP_INQ on for a TCP socket: each recvmsg then says how
+// many bytes are left queued after it, and counts a pending FIN as one
+// (see inqReader). It reports false for sockets that cannot (not TCP).
+func enableInq(rc syscall.RawConn) bool {
+	return control(rc, func(fd int) error {
+		return unix.SetsockoptInt(fd, unix.SOL_TCP, unix.TCP_INQ, 1)
+	}) == nil
+}
+
+// inqReader reads a socket with TCP_INQ on, from inside a RawConn.Read
+// callback (fd is the callback's). With trust, after a read that left
+// nothing queued, neither bytes nor a FIN, the next read reports
+// errWouldBlock without a system call: unlike shortRead's guess this is
+// the kernel's word, so a direction may sleep on it without asking the
+// socket again. Only nearly: TCP_INQ does not count a pending error, so a
+// reset that came with the peer's last bytes goes unseen until something
+// else wakes the direction. Only a direction that parks trusts it: once
+// quiet for ParkAfter it parks, and the Parker's level-triggered epoll
+// reports the error at once.
+type inqReader struct{ empty, trust bool }
+
+func (q *inqReader) read(fd int, p []byte) (int, error) {
+	if q.empty {
+		q.empty = false
+		return 0, errWouldBlock
+	}
+	n, inq, err := recvInq(fd, p)
+	n, err = readOutcome("recvmsg", n, err, len(p))
+	q.empty = q.trust && err == nil && inq == 0
+	return n, err
+}
+
+// recvInq is one recvmsg(2) of fd into p; inq is what the kernel says is
+// left queued (a pending FIN counts as 1), -1 if it did not say. Its
+// buffers stay on the stack: no garbage per read.
+func recvInq(fd int, p []byte) (n, inq int, err error) {
+	var oob [24]byte // unix.CmsgSpace(4)
+	var iov unix.Iovec
+	if len(p) > 0 {
+		iov.Base = &p[0]
+	}
+	iov.SetLen(len(p))
+	msg := unix.Msghdr{Iov: &iov, Control: &oob[0]}
+	msg.SetIovlen(1)
+	msg.SetControllen(len(oob))
+	for {
+		r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0:
+			return 0, -1, e
+		}
+		inq = -1
+		if int(msg.Controllen) >= unix.CmsgLen(4) {
+			h := (*unix.Cmsghdr)(unsafe.Pointer(&oob[0]))
+			if h.Level == unix.SOL_TCP && h.Type == unix.TCP_CM_INQ {
+				inq = int(*(*int32)(unsafe.Pointer(&oob[unix.CmsgLen(0)])))
+			}
+		}
+		return int(r), inq, nil
+	}
+}
+
+// nowWriter writes to a socket without waiting, with its RawConn callback
+// bound once (see sockReader).
+type nowWriter struct {
+	p   []byte // the write's bytes, during the call only
+	n   int
+	err error
+	fn  func(uintptr) bool
+}
+
+// write writes what the socket takes of p at once: fewer bytes than p,
+// perhaps none, when its send buffer is full. An expired write deadline
+// or a closed conn is reported as net would.
+func (w *nowWriter) write(rc syscall.RawConn, p []byte) (int, error) {
+	if w.fn == nil {
+		w.fn = w.once
+	}
+	w.p = p
+	werr := rc.Write(w.fn)
+	w.p = nil
+	switch {
+	case werr != nil:
+		return 0, werr
+	case w.err == unix.EAGAIN:
+		return 0, nil
+	case w.err != nil:
+		return 0, os.NewSyscallError("write", w.err)
+	}
+	return w.n, nil
+}
+
+func (w *nowWriter) once(fd uintptr) bool {
+	for {
+		w.n, w.err = unix.Write(int(fd), w.p)
+		if w.err != unix.EINTR {
+			return true
+		}
+	}
 }

@@ -67,3 +67,14 @@ func (p *Parker) Parked() int { return 0 }
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
+
+// Moving bytes in place (inplace.go) needs TCP_INQ.
+func enableInq(syscall.RawConn) bool { return false }
+
+type inqReader struct{ empty, trust bool }
+
+func (*inqReader) read(int, []byte) (int, error) { return 0, errUnsupported }
+
+type nowWriter struct{}
+
+func (*nowWriter) write(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }

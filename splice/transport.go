@@ -31,6 +31,14 @@ type Transport struct {
 	// io.EOF both after close_notify and after a bare FIN at a record
 	// boundary; only the second reads the socket's end.
 	eof bool
+
+	// Set by the reading direction while it reads from inside the
+	// socket's RawConn.Read (see inPlace): reads take the descriptor fd
+	// directly (a RawConn.Read of their own would wait for the fd's read
+	// lock, which that call holds), with inq.
+	inFd bool
+	fd   int
+	inq  inqReader
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -54,7 +62,9 @@ func (t *Transport) Read(p []byte) (int, error) {
 	}
 	var n int
 	var err error
-	if t.nonblock {
+	if t.inFd {
+		n, err = t.inq.read(t.fd, p)
+	} else if t.nonblock {
 		n, err = t.drained.read(t.sock, p)
 	} else {
 		n, err = t.Conn.Read(p)

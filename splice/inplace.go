@@ -24,8 +24,8 @@ import (
 type inPlace struct {
 	h   *half
 	fn  func(uintptr) bool
-	inq inqReader // a socket source's reads
-	w   nowWriter // a socket destination's writes
+	inq inqReader  // a socket source's reads
+	w   sockWriter // a socket destination's writes
 
 	// What the last callback left for the caller.
 	res     halfResult
@@ -201,7 +201,7 @@ func (m *inPlace) read(fd int, p []byte) (int, error) {
 func (m *inPlace) write(p []byte) (int, error) {
 	h := m.h
 	if h.dst.raw {
-		return m.w.write(h.dst.sock, p)
+		return m.w.write(h.dst.sock, p, false)
 	}
 	return h.dst.conn.Write(p)
 }

@@ -28,15 +28,27 @@ type sockReader struct {
 	n              int
 	err            error
 	waited         bool
+	block          bool // readWait: wait on Go's netpoller for bytes
 	readFn, waitFn func(uintptr) bool
 }
 
 // read is readNonblock.
 func (s *sockReader) read(rc syscall.RawConn, p []byte) (int, error) {
+	return s.readMode(rc, p, false)
+}
+
+// readWait reads as a socket's Read does: it waits on Go's netpoller until
+// bytes, the end of the stream or an error come, or the read deadline
+// passes.
+func (s *sockReader) readWait(rc syscall.RawConn, p []byte) (int, error) {
+	return s.readMode(rc, p, true)
+}
+
+func (s *sockReader) readMode(rc syscall.RawConn, p []byte, block bool) (int, error) {
 	if s.readFn == nil {
 		s.readFn = s.readOnce
 	}
-	s.p = p
+	s.p, s.block = p, block
 	rerr := rc.Read(s.readFn)
 	s.p = nil // not kept: a pooled buffer goes back
 	if rerr != nil {
@@ -47,11 +59,25 @@ func (s *sockReader) read(rc syscall.RawConn, p []byte) (int, error) {
 
 func (s *sockReader) readOnce(fd uintptr) bool {
 	for {
-		s.n, s.err = unix.Read(int(fd), s.p)
-		if s.err != unix.EINTR {
-			return true
+		s.n, s.err = rawRead(int(fd), s.p)
+		switch {
+		case s.err == unix.EINTR:
+			continue
+		case s.err == unix.EAGAIN && s.block:
+			return false
 		}
+		return true
 	}
+}
+
+// rawRead is one read(2) of fd, a non-blocking socket, into p, made
+// without telling Go's scheduler (see rawWrite).
+func rawRead(fd int, p []byte) (int, error) {
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // readOutcome reports what a non-blocking call that read want bytes from
@@ -292,7 +318,8 @@ func (q *inqReader) read(fd int, p []byte) (int, error) {
 
 // recvInq is one recvmsg(2) of fd into p; inq is what the kernel says is
 // left queued (a pending FIN counts as 1), -1 if it did not say. Its
-// buffers stay on the stack: no garbage per read.
+// buffers stay on the stack: no garbage per read. The call is raw, as
+// rawWrite's.
 func recvInq(fd int, p []byte) (n, inq int, err error) {
 	var oob [24]byte // unix.CmsgSpace(4)
 	var iov unix.Iovec
@@ -304,7 +331,7 @@ func recvInq(fd int, p []byte) (n, inq int, err error) {
 	msg.SetIovlen(1)
 	msg.SetControllen(len(oob))
 	for {
-		r, _, e := unix.Syscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
+		r, _, e := unix.RawSyscall(unix.SYS_RECVMSG, uintptr(fd), uintptr(unsafe.Pointer(&msg)), 0)
 		switch {
 		case e == unix.EINTR:
 			continue
@@ -322,41 +349,69 @@ func recvInq(fd int, p []byte) (n, inq int, err error) {
 	}
 }
 
-// nowWriter writes to a socket without waiting, with its RawConn callback
-// bound once (see sockReader).
-type nowWriter struct {
-	p   []byte // the write's bytes, during the call only
-	n   int
-	err error
-	fn  func(uintptr) bool
+// rawWrite is one write(2) of p to fd, a non-blocking socket, made without
+// telling Go's scheduler (RawSyscall). A call the scheduler is told of
+// lets sysmon, which checks every 20 µs while the process is busy, hand
+// the P to another thread when it finds the same call in progress twice;
+// when every thread shares one CPU, as make bench has them, the call is
+// often caught that way only because sysmon itself preempted it, and
+// each handover costs two context switches. A non-blocking socket call
+// never waits, so the P has nothing to hand over for.
+func rawWrite(fd int, p []byte) (int, error) {
+	for {
+		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		switch {
+		case e == unix.EINTR:
+			continue
+		case e != 0:
+			return 0, e
+		}
+		return int(r), nil
+	}
 }
 
-// write writes what the socket takes of p at once: fewer bytes than p,
-// perhaps none, when its send buffer is full. An expired write deadline
-// or a closed conn is reported as net would.
-func (w *nowWriter) write(rc syscall.RawConn, p []byte) (int, error) {
+// sockWriter writes to a socket with rawWrite, with its RawConn callback
+// bound once (see sockReader).
+type sockWriter struct {
+	p    []byte // the write's bytes, during the call only
+	n    int
+	err  error
+	wait bool // wait while the send buffer is full, else take what fits
+	fn   func(uintptr) bool
+}
+
+// write writes p: all of it, waiting on Go's netpoller while the send
+// buffer is full (within the write deadline), or with wait false what the
+// socket takes at once, perhaps nothing. An expired write deadline or a
+// closed conn is reported as net would.
+func (w *sockWriter) write(rc syscall.RawConn, p []byte, wait bool) (int, error) {
 	if w.fn == nil {
 		w.fn = w.once
 	}
-	w.p = p
+	w.p, w.n, w.err, w.wait = p, 0, nil, wait
 	werr := rc.Write(w.fn)
+	n, err := w.n, w.err
 	w.p = nil
 	switch {
 	case werr != nil:
-		return 0, werr
-	case w.err == unix.EAGAIN:
-		return 0, nil
-	case w.err != nil:
-		return 0, os.NewSyscallError("write", w.err)
+		return n, werr
+	case err != nil:
+		return n, os.NewSyscallError("write", err)
 	}
-	return w.n, nil
+	return n, nil
 }
 
-func (w *nowWriter) once(fd uintptr) bool {
-	for {
-		w.n, w.err = unix.Write(int(fd), w.p)
-		if w.err != unix.EINTR {
+func (w *sockWriter) once(fd uintptr) bool {
+	for w.n < len(w.p) {
+		n, err := rawWrite(int(fd), w.p[w.n:])
+		switch {
+		case err == unix.EAGAIN:
+			return !w.wait
+		case err != nil:
+			w.err = err
 			return true
 		}
+		w.n += n
 	}
+	return true
 }

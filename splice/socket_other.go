@@ -19,15 +19,16 @@ func readNonblock(syscall.RawConn, []byte) (int, error) { return 0, errUnsupport
 // sockReader is readNonblock and waitReadable (socket_linux.go).
 type sockReader struct{}
 
-func (*sockReader) read(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
-func (*sockReader) wait(syscall.RawConn) error                { return errUnsupported }
-func waitReadable(syscall.RawConn) error                      { return errUnsupported }
-func spliceIn(syscall.RawConn, *pipe) (int, error)            { return 0, errUnsupported }
-func spliceOut(syscall.RawConn, *pipe) (int, error)           { return 0, errUnsupported }
-func isSpliceUnsupported(error) bool                          { return true }
-func setRcvLowat(syscall.RawConn, int) error                  { return errUnsupported }
-func resetSeen(syscall.RawConn) bool                          { return false }
-func finReceived(syscall.RawConn) bool                        { return true }
+func (*sockReader) read(syscall.RawConn, []byte) (int, error)     { return 0, errUnsupported }
+func (*sockReader) readWait(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
+func (*sockReader) wait(syscall.RawConn) error                    { return errUnsupported }
+func waitReadable(syscall.RawConn) error                          { return errUnsupported }
+func spliceIn(syscall.RawConn, *pipe) (int, error)                { return 0, errUnsupported }
+func spliceOut(syscall.RawConn, *pipe) (int, error)               { return 0, errUnsupported }
+func isSpliceUnsupported(error) bool                              { return true }
+func setRcvLowat(syscall.RawConn, int) error                      { return errUnsupported }
+func resetSeen(syscall.RawConn) bool                              { return false }
+func finReceived(syscall.RawConn) bool                            { return true }
 
 // PipePool lends pipes to splice(2) relays on Linux; elsewhere it is
 // never used.
@@ -75,6 +76,6 @@ type inqReader struct{ empty, trust bool }
 
 func (*inqReader) read(int, []byte) (int, error) { return 0, errUnsupported }
 
-type nowWriter struct{}
+type sockWriter struct{}
 
-func (*nowWriter) write(syscall.RawConn, []byte) (int, error) { return 0, errUnsupported }
+func (*sockWriter) write(syscall.RawConn, []byte, bool) (int, error) { return 0, errUnsupported }

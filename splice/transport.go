@@ -39,6 +39,7 @@ type Transport struct {
 	inFd bool
 	fd   int
 	inq  inqReader
+	w    sockWriter
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -66,11 +67,32 @@ func (t *Transport) Read(p []byte) (int, error) {
 		n, err = t.inq.read(t.fd, p)
 	} else if t.nonblock {
 		n, err = t.drained.read(t.sock, p)
+	} else if t.sock != nil {
+		// As the socket's Read, with raw system calls (see rawWrite):
+		// crypto/tls's handshake reads.
+		n, err = t.drained.sock.readWait(t.sock, p)
+		if err != nil && err != io.EOF {
+			err = &net.OpError{Op: "read", Net: t.LocalAddr().Network(), Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: err}
+		}
 	} else {
 		n, err = t.Conn.Read(p)
 	}
 	if err == io.EOF {
 		t.eof = true
+	}
+	return n, err
+}
+
+// Write writes p to the socket as its own Write does, with raw system calls
+// (see rawWrite): crypto/tls's records, the relay's to the client above
+// all.
+func (t *Transport) Write(p []byte) (int, error) {
+	if t.sock == nil {
+		return t.Conn.Write(p)
+	}
+	n, err := t.w.write(t.sock, p, true)
+	if err != nil {
+		err = &net.OpError{Op: "write", Net: t.LocalAddr().Network(), Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: err}
 	}
 	return n, err
 }

@@ -39,9 +39,9 @@ type inPlace struct {
 
 // canInPlace reports whether the direction can move its bytes in place
 // while it copies (see inPlaceNow): its source is a socket read without
-// waiting and its destination a socket or the client's *tls.Conn over a
-// Transport. Kernel TLS ends, whose control records need their own
-// handling, keep the general loop. A direction that parks turns TCP_INQ
+// waiting (a socket, or a *tls.Conn over a Transport) and its destination
+// a socket or the client's *tls.Conn. Kernel TLS ends, whose control
+// records need their own handling, keep the general loop. A direction that parks turns TCP_INQ
 // on and trusts it (see inqReader).
 func (h *half) canInPlace() bool {
 	if h.src.sock == nil || h.src.kernel != nil || h.dst.kernel != nil {

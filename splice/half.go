@@ -364,11 +364,7 @@ func (h *half) drainSplice() (halfResult, bool) {
 // and asks to park (park=true) once the source has been quiet for
 // ParkAfter.
 func (h *half) wait() (res halfResult, done, park bool) {
-	t := h.r.timeout()
-	if h.armRead(h.span()) && h.r.timeout() != t {
-		// The other direction finished meanwhile: the half-close deadline
-		// it set may have just been overwritten by the longer idle one.
-		h.readArm.forget()
+	if !h.armWait() {
 		return halfResult{}, false, false
 	}
 	err := h.drained.sock.wait(h.src.sock)
@@ -382,6 +378,20 @@ func (h *half) wait() (res halfResult, done, park bool) {
 		return res, true, false
 	}
 	return halfResult{}, false, h.r.parker != nil
+}
+
+// armWait arms the source's read deadline for a wait (see span). It
+// reports false, with the deadline in force unknown, when the other
+// direction finished meanwhile: the half-close deadline it set may have
+// just been overwritten by the longer idle one, and the caller must look
+// again before it waits.
+func (h *half) armWait() bool {
+	t := h.r.timeout()
+	if h.armRead(h.span()) && h.r.timeout() != t {
+		h.readArm.forget()
+		return false
+	}
+	return true
 }
 
 // span is how far ahead the read deadline of a waiting source goes: the

@@ -79,12 +79,7 @@ func (h *half) moveInPlace() (res halfResult, done, park bool) {
 	// RawConn.Read is about to forget the socket's readiness: what the
 	// last read left (nothing, it said) may have changed since.
 	m.inq.empty = false
-	if tr := h.src.tr; tr != nil {
-		tr.inq.empty, tr.inq.trust = false, m.inq.trust
-	}
-	t := h.r.timeout()
-	if h.armRead(h.span()) && h.r.timeout() != t {
-		h.readArm.forget() // see wait
+	if !h.armWait() {
 		return halfResult{}, false, false
 	}
 	err := h.src.sock.Read(m.fn)
@@ -173,9 +168,7 @@ func (m *inPlace) step(fd uintptr) bool {
 			m.park = true
 			return true
 		}
-		t := h.r.timeout()
-		if h.armRead(h.span()) && h.r.timeout() != t {
-			h.readArm.forget()
+		if !h.armWait() {
 			return true
 		}
 		return false // Go's netpoller calls step again once fd is readable
@@ -190,9 +183,9 @@ func (m *inPlace) read(fd int, p []byte) (int, error) {
 		return m.inq.read(fd, p)
 	}
 	tr := h.src.tr
-	tr.inFd, tr.fd = true, fd
+	tr.in, tr.fd = &m.inq, fd
 	n, err := h.src.conn.Read(p)
-	tr.inFd = false
+	tr.in = nil
 	return n, err
 }
 

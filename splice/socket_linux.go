@@ -58,26 +58,8 @@ func (s *sockReader) readMode(rc syscall.RawConn, p []byte, block bool) (int, er
 }
 
 func (s *sockReader) readOnce(fd uintptr) bool {
-	for {
-		s.n, s.err = rawRead(int(fd), s.p)
-		switch {
-		case s.err == unix.EINTR:
-			continue
-		case s.err == unix.EAGAIN && s.block:
-			return false
-		}
-		return true
-	}
-}
-
-// rawRead is one read(2) of fd, a non-blocking socket, into p, made
-// without telling Go's scheduler (see rawWrite).
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return 0, e
-	}
-	return int(r), nil
+	s.n, s.err = rawIO(unix.SYS_READ, int(fd), s.p)
+	return s.err != unix.EAGAIN || !s.block
 }
 
 // readOutcome reports what a non-blocking call that read want bytes from
@@ -319,7 +301,7 @@ func (q *inqReader) read(fd int, p []byte) (int, error) {
 // recvInq is one recvmsg(2) of fd into p; inq is what the kernel says is
 // left queued (a pending FIN counts as 1), -1 if it did not say. Its
 // buffers stay on the stack: no garbage per read. The call is raw, as
-// rawWrite's.
+// rawIO's.
 func recvInq(fd int, p []byte) (n, inq int, err error) {
 	var oob [24]byte // unix.CmsgSpace(4)
 	var iov unix.Iovec
@@ -349,17 +331,18 @@ func recvInq(fd int, p []byte) (n, inq int, err error) {
 	}
 }
 
-// rawWrite is one write(2) of p to fd, a non-blocking socket, made without
-// telling Go's scheduler (RawSyscall). A call the scheduler is told of
-// lets sysmon, which checks every 20 µs while the process is busy, hand
-// the P to another thread when it finds the same call in progress twice;
-// when every thread shares one CPU, as make bench has them, the call is
-// often caught that way only because sysmon itself preempted it, and
-// each handover costs two context switches. A non-blocking socket call
-// never waits, so the P has nothing to hand over for.
-func rawWrite(fd int, p []byte) (int, error) {
+// rawIO is one read(2) or write(2) (trap) of p on fd, a non-blocking
+// socket, made without telling Go's scheduler (RawSyscall). A call the
+// scheduler is told of lets sysmon, which checks every 20 µs while the
+// process is busy, hand the P to another thread when it finds the same
+// call in progress twice; when every thread shares one CPU, as make bench
+// has them, the call is often caught that way only because sysmon itself
+// preempted it, and each handover costs two context switches. A
+// non-blocking socket call never waits, so the P has nothing to hand over
+// for.
+func rawIO(trap uintptr, fd int, p []byte) (int, error) {
 	for {
-		r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 		switch {
 		case e == unix.EINTR:
 			continue
@@ -370,7 +353,7 @@ func rawWrite(fd int, p []byte) (int, error) {
 	}
 }
 
-// sockWriter writes to a socket with rawWrite, with its RawConn callback
+// sockWriter writes to a socket with rawIO, with its RawConn callback
 // bound once (see sockReader).
 type sockWriter struct {
 	p    []byte // the write's bytes, during the call only
@@ -403,7 +386,7 @@ func (w *sockWriter) write(rc syscall.RawConn, p []byte, wait bool) (int, error)
 
 func (w *sockWriter) once(fd uintptr) bool {
 	for w.n < len(w.p) {
-		n, err := rawWrite(int(fd), w.p[w.n:])
+		n, err := rawIO(unix.SYS_WRITE, int(fd), w.p[w.n:])
 		switch {
 		case err == unix.EAGAIN:
 			return !w.wait

@@ -35,11 +35,10 @@ type Transport struct {
 	// Set by the reading direction while it reads from inside the
 	// socket's RawConn.Read (see inPlace): reads take the descriptor fd
 	// directly (a RawConn.Read of their own would wait for the fd's read
-	// lock, which that call holds), with inq.
-	inFd bool
-	fd   int
-	inq  inqReader
-	w    sockWriter
+	// lock, which that call holds), with the direction's reader in.
+	in *inqReader
+	fd int
+	w  sockWriter
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -63,16 +62,16 @@ func (t *Transport) Read(p []byte) (int, error) {
 	}
 	var n int
 	var err error
-	if t.inFd {
-		n, err = t.inq.read(t.fd, p)
+	if t.in != nil {
+		n, err = t.in.read(t.fd, p)
 	} else if t.nonblock {
 		n, err = t.drained.read(t.sock, p)
 	} else if t.sock != nil {
-		// As the socket's Read, with raw system calls (see rawWrite):
+		// As the socket's Read, with raw system calls (see rawIO):
 		// crypto/tls's handshake reads.
 		n, err = t.drained.sock.readWait(t.sock, p)
 		if err != nil && err != io.EOF {
-			err = &net.OpError{Op: "read", Net: t.LocalAddr().Network(), Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: err}
+			err = t.opError("read", err)
 		}
 	} else {
 		n, err = t.Conn.Read(p)
@@ -84,7 +83,7 @@ func (t *Transport) Read(p []byte) (int, error) {
 }
 
 // Write writes p to the socket as its own Write does, with raw system calls
-// (see rawWrite): crypto/tls's records, the relay's to the client above
+// (see rawIO): crypto/tls's records, the relay's to the client above
 // all.
 func (t *Transport) Write(p []byte) (int, error) {
 	if t.sock == nil {
@@ -92,9 +91,14 @@ func (t *Transport) Write(p []byte) (int, error) {
 	}
 	n, err := t.w.write(t.sock, p, true)
 	if err != nil {
-		err = &net.OpError{Op: "write", Net: t.LocalAddr().Network(), Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: err}
+		err = t.opError("write", err)
 	}
 	return n, err
+}
+
+// opError wraps err as the socket's own Read or Write would.
+func (t *Transport) opError(op string, err error) error {
+	return &net.OpError{Op: op, Net: t.LocalAddr().Network(), Source: t.LocalAddr(), Addr: t.RemoteAddr(), Err: err}
 }
 
 // Buffered is how many prefix bytes are left to replay.

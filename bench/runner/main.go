@@ -35,6 +35,7 @@ type runner struct {
 	peersDir   string // bench/peers templates
 	wrkScript  string
 	loadgenBin string
+	sluiceBin  string // also the demo backend
 	termCPU    string // CPU the terminators are pinned to
 	loadCPU    string // CPU for load generators and backends
 	duration   time.Duration
@@ -147,6 +148,7 @@ func run() error {
 		return err
 	}
 
+	r.sluiceBin = *sluice
 	backends, err := r.startBackends(*sluice)
 	if err != nil {
 		return err
@@ -202,7 +204,10 @@ func run() error {
 				n++
 			}
 		}
-		if sc.direct != nil {
+		switch {
+		case sc.direct != nil && sc.directOnce:
+			n++ // a direct run at the start of each repetition
+		case sc.direct != nil:
 			n *= 2 // a direct run before each peer's
 		}
 		total += n * r.reps
@@ -217,6 +222,7 @@ func run() error {
 			order := slices.Clone(ps)
 			k := rep % len(order)
 			order = append(order[k:], order[:k]...)
+			directRun := false
 			for _, p := range order {
 				if !p.takesPart(sc) {
 					continue
@@ -225,9 +231,11 @@ func run() error {
 				// machine's speed drifts by several percent within a
 				// minute, more than a proxy's cost to measure.
 				var direct metrics
-				if sc.direct != nil {
+				if sc.direct != nil && (!sc.directOnce || !directRun) {
+					directRun = true
 					done++
-					fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: direct, before %s\n", done, total, sc.id, rep+1, p.name)
+					fmt.Fprintf(r.progress, "[%3d/%d] %s rep %d: direct, before %s (elapsed %s)\n", done, total, sc.id, rep+1, p.name,
+						time.Since(res.started).Round(time.Second))
 					var err error
 					if direct, err = sc.direct(&r); err != nil {
 						return fmt.Errorf("%s direct: %w", sc.id, err)

@@ -223,7 +223,17 @@ func (res *results) write(dir string) error {
 				}
 			}
 		}
-		if _, ok := res.samples[sc.id]["direct"]; ok {
+		if _, ok := res.samples[sc.id]["direct"]; ok && sc.directOnce {
+			lo, hi := res.spread(sc.id, "direct", "p99_ms")
+			fmt.Fprintf(&b, "\ndirect is the same echo with no terminator: ws:// from the load generator to an echo backend of its own on the terminators' CPU, once per repetition, so each message crosses between the CPUs as it does through a terminator, with none of a terminator's work. Its echo p99, %s ms (%s to %s over its runs), is what this machine's cross-CPU wake-ups alone give; sluice's is %s ms.\n",
+				fmtNum(res.median(sc.id, "direct", "p99_ms")), fmtNum(lo), fmtNum(hi), fmtNum(res.median(sc.id, "sluice", "p99_ms")))
+			var spreads []string
+			for _, p := range cols {
+				lo, hi := res.spread(sc.id, p, "p99_ms")
+				spreads = append(spreads, fmt.Sprintf("%s %s to %s", p, fmtNum(lo), fmtNum(hi)))
+			}
+			fmt.Fprintf(&b, "Echo p99 over the runs, lowest to highest: %s ms.\n", strings.Join(spreads, ", "))
+		} else if ok {
 			lo, hi := res.spread(sc.id, "sluice", "pct_direct")
 			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
 				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))

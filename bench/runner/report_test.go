@@ -50,3 +50,43 @@ func TestReportExtraRows(t *testing.T) {
 		t.Errorf("latest.svg: want a bar for the headline metric only:\n%s", svg)
 	}
 }
+
+// TestReportEchoFloor checks that an echo scenario with a direct run per
+// repetition gets a direct column that no ratio counts as the best peer,
+// and the line that sets every peer's p99 beside direct's.
+func TestReportEchoFloor(t *testing.T) {
+	sc := &scenario{id: "SX", title: "echo", metrics: echoMetrics, directOnce: true,
+		direct: func(*runner) (metrics, error) { return nil, nil }}
+	res := &results{
+		started: time.Now(), finished: time.Now(), reps: 2, conns: 10, requested: 10,
+		peers:     []string{"sluice", "haproxy"},
+		variants:  map[string]string{},
+		scenarios: []*scenario{sc},
+		samples: map[string]map[string][]metrics{"SX": {
+			"sluice":  {{"p99_ms": 4, "cpu_ms_per_kmsg": 100}, {"p99_ms": 6, "cpu_ms_per_kmsg": 120}},
+			"haproxy": {{"p99_ms": 5, "cpu_ms_per_kmsg": 110}, {"p99_ms": 7, "cpu_ms_per_kmsg": 130}},
+			"direct":  {{"p99_ms": 1}, {"p99_ms": 3}},
+		}},
+	}
+	dir := t.TempDir()
+	if err := res.write(dir); err != nil {
+		t.Fatal(err)
+	}
+	md, err := os.ReadFile(filepath.Join(dir, "latest.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"| echo p99 ms | 5.00 | 6.00 | 2.00 | 1.20× (haproxy) | 1.20× |\n",
+		"| terminator CPU ms per 1,000 echoes | 110.0 | 120.0 | n/a | 1.09× (haproxy) | 1.09× |\n",
+		"Its echo p99, 2.00 ms (1.00 to 3.00 over its runs), is what this machine's cross-CPU wake-ups alone give; sluice's is 5.00 ms.\n",
+		"Echo p99 over the runs, lowest to highest: sluice 4.00 to 6.00, haproxy 5.00 to 7.00, direct 1.00 to 3.00 ms.\n",
+	} {
+		if !strings.Contains(string(md), want) {
+			t.Errorf("latest.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(string(md), "of the direct throughput") {
+		t.Errorf("latest.md: a throughput line for an echo scenario:\n%s", md)
+	}
+}

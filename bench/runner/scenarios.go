@@ -34,8 +34,10 @@ type scenario struct {
 	extra []metricInfo
 	// run measures p once; ok=false means the peer cannot do this workload.
 	run func(r *runner, p *peer) (metrics, error)
-	// direct, if set, measures the same workload with no terminator.
-	direct func(r *runner) (metrics, error)
+	// direct, if set, measures the same workload with no terminator:
+	// before each peer's run, or with directOnce once per repetition.
+	direct     func(r *runner) (metrics, error)
+	directOnce bool
 	// fresh restarts the peer before each run (memory scenarios).
 	fresh bool
 	// applies reports whether a peer can run the scenario.
@@ -100,21 +102,25 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		},
 		{
 			id: "S5", title: "long-lived wss:// connections, a fraction echoing",
-			metrics: []metricInfo{{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false}, {"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			metrics: echoMetrics,
 			applies: all, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) {
-				return r.websocket(p, wsLoad{active: 0.1, rate: 1, duration: r.wsDuration})
+				return r.websocket(p, r.busyLoad())
 			},
+			direct:     func(r *runner) (metrics, error) { return r.websocketDirect(r.busyLoad()) },
+			directOnce: true,
 		},
 		{
 			id: "S5s", title: fmt.Sprintf("long-lived wss:// connections, every one echoing once every %v", wsQuiet),
-			metrics: []metricInfo{{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false}, {"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false}},
+			metrics: echoMetrics,
 			applies: all, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) {
 				// At least two messages on every connection: the first
 				// sends are spread over the first interval.
-				return r.websocket(p, wsLoad{active: 1, rate: 1 / r.wsQuiet.Seconds(), duration: max(r.wsDuration, r.wsQuiet*5/2)})
+				return r.websocket(p, r.quietLoad())
 			},
+			direct:     func(r *runner) (metrics, error) { return r.websocketDirect(r.quietLoad()) },
+			directOnce: true,
 		},
 		{
 			id: "S6a", title: "plain TCP proxying, 1 MiB bodies (vs direct to the backend)",
@@ -332,6 +338,24 @@ func (r *runner) hold(p *peer, plain bool) (metrics, error) {
 	return m, nil
 }
 
+// echoMetrics are S5's and S5s's.
+var echoMetrics = []metricInfo{
+	{"p50_ms", "echo p50 ms", false}, {"p99_ms", "echo p99 ms", false},
+	{"cpu_ms_per_kmsg", "terminator CPU ms per 1,000 echoes", false},
+	{"kib_per_conn", "RSS KiB per connection", false}, {"failed", "failed connections", false},
+}
+
+// busyLoad is S5's echo phase: a tenth of the connections echoing once a
+// second.
+func (r *runner) busyLoad() wsLoad { return wsLoad{active: 0.1, rate: 1, duration: r.wsDuration} }
+
+// quietLoad is S5s's echo phase: every connection echoing once every
+// wsQuiet, at least two messages on every connection (the first sends are
+// spread over the first interval).
+func (r *runner) quietLoad() wsLoad {
+	return wsLoad{active: 1, rate: 1 / r.wsQuiet.Seconds(), duration: max(r.wsDuration, r.wsQuiet*5/2)}
+}
+
 // wsLoad is the echo phase of S5 and S5s: the fraction of the connections
 // that echo, each at rate messages a second, for duration.
 type wsLoad struct {
@@ -341,8 +365,41 @@ type wsLoad struct {
 
 // websocket is S5 and S5s: N wss connections, some or all of them echoing.
 func (r *runner) websocket(p *peer, load wsLoad) (metrics, error) {
-	before := p.rss()
-	lg, err := r.loadgen("-mode", "ws", "-url", fmt.Sprintf("wss://127.0.0.1:%d/echo", p.data(r).WS),
+	return r.echo(p, fmt.Sprintf("wss://127.0.0.1:%d/echo", p.data(r).WS), load)
+}
+
+// websocketDirect is S5 or S5s with no terminator: ws:// from the load
+// generator straight to an echo backend of its own, which runs where the
+// terminators do. Every message then crosses between the two CPUs as
+// through a terminator, with none of a terminator's work: its tail is what
+// this machine's cross-CPU wake-ups add to every terminator's.
+func (r *runner) websocketDirect(load wsLoad) (metrics, error) {
+	const addr = "127.0.0.1:19181"
+	if err := waitFree(addr); err != nil {
+		return nil, fmt.Errorf("direct echo backend: %w", err)
+	}
+	b, err := r.procs.start(r.dir, "backend-ws-direct", r.termCPU, []string{"GOMAXPROCS=1"}, r.sluiceBin, "demo-backend", "-listen", addr)
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := waitPort(ctx, addr); err != nil {
+		return nil, fmt.Errorf("direct echo backend: %w", err)
+	}
+	return r.echo(nil, "ws://"+addr+"/echo", load)
+}
+
+// echo opens N WebSocket connections to url, some or all of them echoing
+// by load, and measures the echoes, and p's memory per connection (p nil:
+// none, a direct run).
+func (r *runner) echo(p *peer, url string, load wsLoad) (metrics, error) {
+	var before int64
+	if p != nil {
+		before = p.rss()
+	}
+	lg, err := r.loadgen("-mode", "ws", "-url", url,
 		"-conns", fmt.Sprint(r.conns), "-active", fmt.Sprint(load.active), "-rate", fmt.Sprint(load.rate),
 		"-duration", load.duration.String(), "-timeout", max(180*time.Second, load.duration+120*time.Second).String(),
 		"-src", r.srcRange)
@@ -356,8 +413,13 @@ func (r *runner) websocket(p *peer, load wsLoad) (metrics, error) {
 	if err := lg.expect("READY", &ready); err != nil {
 		return nil, err
 	}
-	settle(p)
-	after := p.rss()
+	var after int64
+	var cpu0 float64
+	if p != nil {
+		settle(p)
+		after = p.rss()
+		cpu0 = p.cpu()
+	}
 	if _, err := io.WriteString(lg.in, "GO\n"); err != nil {
 		return nil, err
 	}
@@ -377,8 +439,13 @@ func (r *runner) websocket(p *peer, load wsLoad) (metrics, error) {
 		"messages": float64(res.Messages),
 		"errors":   float64(res.Errors),
 	}
-	if ready.Opened > 0 {
+	if p != nil && ready.Opened > 0 {
 		m["kib_per_conn"] = float64(after-before) / 1024 / float64(ready.Opened)
+	}
+	// The echo phase's CPU, read as loadgen reports: the connections'
+	// closing comes after.
+	if p != nil && res.Messages > 0 {
+		m["cpu_ms_per_kmsg"] = (p.cpu() - cpu0) * 1000 / (float64(res.Messages) / 1000)
 	}
 	return m, nil
 }

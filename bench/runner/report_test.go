@@ -26,19 +26,12 @@ func TestReportExtraRows(t *testing.T) {
 			"nginx":  {{"rps": 100, "resumed": 0.98}},
 		}},
 	}
-	dir := t.TempDir()
-	if err := res.write(dir); err != nil {
-		t.Fatal(err)
-	}
-	md, err := os.ReadFile(filepath.Join(dir, "latest.md"))
-	if err != nil {
-		t.Fatal(err)
-	}
+	dir, md := writeReport(t, res)
 	for _, want := range []string{
 		"| connections/s | 200.0 | 100.0 | 2.00× (nginx) | 2.00× |\n",
 		"| fraction resumed | 0.99 | 0.98 | | |\n",
 	} {
-		if !strings.Contains(string(md), want) {
+		if !strings.Contains(md, want) {
 			t.Errorf("latest.md lacks %q:\n%s", want, md)
 		}
 	}
@@ -68,6 +61,26 @@ func TestReportEchoFloor(t *testing.T) {
 			"direct":  {{"p99_ms": 1}, {"p99_ms": 3}},
 		}},
 	}
+	_, md := writeReport(t, res)
+	for _, want := range []string{
+		"| echo p99 ms | 5.00 | 6.00 | 2.00 | 1.20× (haproxy) | 1.20× |\n",
+		"| terminator CPU ms per 1,000 echoes | 110.0 | 120.0 | n/a | 1.09× (haproxy) | 1.09× |\n",
+		"Its echo p99, 2.00 ms (1.00 to 3.00 over its runs), is what this machine's cross-CPU wake-ups alone give; sluice's is 5.00 ms.\n",
+		"Echo p99 over the runs, lowest to highest: sluice 4.00 to 6.00, haproxy 5.00 to 7.00, direct 1.00 to 3.00 ms.\n",
+	} {
+		if !strings.Contains(md, want) {
+			t.Errorf("latest.md lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "of the direct throughput") {
+		t.Errorf("latest.md: a throughput line for an echo scenario:\n%s", md)
+	}
+}
+
+// writeReport writes res's report into a temporary directory and returns
+// the directory and latest.md.
+func writeReport(t *testing.T, res *results) (string, string) {
+	t.Helper()
 	dir := t.TempDir()
 	if err := res.write(dir); err != nil {
 		t.Fatal(err)
@@ -76,17 +89,5 @@ func TestReportEchoFloor(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, want := range []string{
-		"| echo p99 ms | 5.00 | 6.00 | 2.00 | 1.20× (haproxy) | 1.20× |\n",
-		"| terminator CPU ms per 1,000 echoes | 110.0 | 120.0 | n/a | 1.09× (haproxy) | 1.09× |\n",
-		"Its echo p99, 2.00 ms (1.00 to 3.00 over its runs), is what this machine's cross-CPU wake-ups alone give; sluice's is 5.00 ms.\n",
-		"Echo p99 over the runs, lowest to highest: sluice 4.00 to 6.00, haproxy 5.00 to 7.00, direct 1.00 to 3.00 ms.\n",
-	} {
-		if !strings.Contains(string(md), want) {
-			t.Errorf("latest.md lacks %q:\n%s", want, md)
-		}
-	}
-	if strings.Contains(string(md), "of the direct throughput") {
-		t.Errorf("latest.md: a throughput line for an echo scenario:\n%s", md)
-	}
+	return dir, string(md)
 }

@@ -9,6 +9,13 @@
 #
 #   bash bench/ab.sh OLD_BINARY NEW_BINARY      (REPS=5 DUR=6 by default)
 #   SCEN="S1" bash bench/ab.sh ...              only S1 (or S3)
+#   SCEN="S5s" bash bench/ab.sh ...             WebSocket echo (or S5)
+#
+# S5 and S5s are make bench's echo loads through one sluice at a time
+# (bin/loadgen, CONNS=9744 wss:// connections: raise the open-files limit
+# to twice that): a tenth of them echoing once a second for 15 s, or every
+# one every 10 s for 25 s. They print echoes per CPU-second of sluice over
+# the echo phase, and the echo p99.
 #
 # Build the old binary from a commit with
 #   git worktree add /tmp/old REV && (cd /tmp/old && go build -o /tmp/sluice-old ./cmd/sluice)
@@ -25,13 +32,13 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 taskset -c 1 "$A" demo-backend -listen 127.0.0.1:19680 >"$OUT/backend.log" 2>&1 &
 pids+=($!)
-conf() { # PORT
-	cat <<CONF
-[log]
-level = "warn"
+conf() { # PORT WS_PORT
+	for l in "tls $1" "ws $2"; do
+		set -- $l
+		cat <<CONF
 [[listener]]
-name = "tls"
-address = "127.0.0.1:$1"
+name = "$1"
+address = "127.0.0.1:$2"
 idle_timeout = "10m"
 [listener.tls]
 certificates = [{ cert = "$OUT/cert.pem", key = "$OUT/key.pem" }]
@@ -39,20 +46,25 @@ min_version = "1.3"
 session_tickets = false
 [[listener.route]]
 upstream = "http"
+CONF
+	done
+	cat <<CONF
+[log]
+level = "warn"
 [[upstream]]
 name = "http"
 servers = ["127.0.0.1:19680"]
 CONF
 }
-conf 19643 >"$OUT/a.toml"
-conf 19644 >"$OUT/b.toml"
+conf 19643 19645 >"$OUT/a.toml"
+conf 19644 19646 >"$OUT/b.toml"
 GOMAXPROCS=1 taskset -c 0 "$A" -config "$OUT/a.toml" >"$OUT/a.log" 2>&1 &
 pids+=($!)
 apid=$!
 GOMAXPROCS=1 taskset -c 0 "$B" -config "$OUT/b.toml" >"$OUT/b.log" 2>&1 &
 pids+=($!)
 bpid=$!
-for port in 19643 19644 19680; do
+for port in 19643 19644 19645 19646 19680; do
 	for _ in $(seq 100); do
 		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
 		sleep 0.05
@@ -72,11 +84,44 @@ one() { # PID PORT SCEN -> requests per CPU-second, p99
 		$1 == "99%" {p = $2}
 		END {printf "%.0f %s\n", r / ((b - a) / hz), p}' "$OUT/wrk"
 }
+echoes() { # PID PORT SCEN -> echoes per CPU-second over the echo phase, p99
+	local load line c0 c1 res msgs lg
+	load=(-active 0.1 -rate 1 -duration 15s)
+	[ "$3" = S5s ] && load=(-active 1 -rate 0.1 -duration 25s)
+	coproc LG { taskset -c 1 bin/loadgen -mode ws -url "wss://127.0.0.1:$2/echo" -conns "${CONNS:-9744}" \
+		"${load[@]}" -timeout 300s -src 127.0.0.2-127.0.0.40 2>/dev/null; }
+	lg=$LG_PID # bash unsets LG_PID once the coprocess has ended
+	while read -r line <&"${LG[0]}"; do
+		case $line in
+		READY*)
+			# The connections' opening (handshakes, its GC) is not the
+			# echo phase's: let it settle first, as make bench does.
+			sleep 3
+			c0=$(cpu "$1")
+			echo GO >&"${LG[1]}"
+			;;
+		RESULT*)
+			c1=$(cpu "$1")
+			res=$line
+			;;
+		esac
+	done
+	wait "$lg" || true
+	msgs=$(sed -n 's/.*"messages":\([0-9]*\).*/\1/p' <<<"$res")
+	awk -v m="${msgs:-0}" -v a="${c0:-0}" -v b="${c1:-0}" -v hz="$hz" -v p="$(sed -n 's/.*"p99_ms":\([0-9.]*\).*/\1/p' <<<"$res")ms" \
+		'BEGIN {if (b <= a || m == 0) {print "0 failed"; exit} printf "%.0f %s\n", m / ((b - a) / hz), p}'
+}
+case " $SCEN " in *" S5"*)
+	go build -o bin/loadgen ./bench/loadgen
+	;;
+esac
 for s in $SCEN; do
 	ra=() rb=() rr=()
+	run=one aport=19643 bport=19644
+	case $s in S5 | S5s) run=echoes aport=19645 bport=19646 ;; esac
 	for i in $(seq "$REPS"); do
-		read -r xa pa < <(one "$apid" 19643 "$s")
-		read -r xb pb < <(one "$bpid" 19644 "$s")
+		read -r xa pa < <($run "$apid" $aport "$s")
+		read -r xb pb < <($run "$bpid" $bport "$s")
 		echo "$s round $i: A $xa/CPU-s (p99 $pa)  B $xb/CPU-s (p99 $pb)  B/A $(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')"
 		ra+=("$xa") rb+=("$xb") rr+=("$(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')")
 	done

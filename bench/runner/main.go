@@ -149,7 +149,7 @@ func run() error {
 	}
 
 	r.sluiceBin = *sluice
-	backends, err := r.startBackends(*sluice)
+	backends, err := r.startBackends()
 	if err != nil {
 		return err
 	}
@@ -337,7 +337,7 @@ func ecdsaCert() ([]byte, []byte, error) {
 
 // startBackends starts the nginx HTTP backend and the WebSocket echo
 // backend (sluice's demo backend) on the load CPU.
-func (r *runner) startBackends(sluice string) ([]*proc, error) {
+func (r *runner) startBackends() ([]*proc, error) {
 	for _, port := range []int{r.base.BackendHTTP, r.base.BackendTLS, r.base.BackendWS} {
 		if err := waitFree(fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 			return nil, fmt.Errorf("backend: %w", err)
@@ -351,7 +351,7 @@ func (r *runner) startBackends(sluice string) ([]*proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	ws, err := r.procs.start(r.dir, "backend-ws", r.loadCPU, []string{"GOMAXPROCS=1"}, sluice, "demo-backend",
+	ws, err := r.procs.start(r.dir, "backend-ws", r.loadCPU, []string{"GOMAXPROCS=1"}, r.sluiceBin, "demo-backend",
 		"-listen", fmt.Sprintf("127.0.0.1:%d", r.base.BackendWS))
 	if err != nil {
 		nginx.stop()

@@ -74,9 +74,6 @@ func (h *Handle) Freeze(ctx context.Context) (*Frozen, error) {
 	for _, hf := range r.halves {
 		if hf.parked {
 			hf.parked = false
-			if hf.timer != nil {
-				hf.timer.Stop()
-			}
 			unpark = append(unpark, hf)
 			r.frozeLocked(hf)
 		}
@@ -179,6 +176,7 @@ func (r *relay) freezeAsked() bool { return r.freezing.Load() }
 // frozeLocked records that hf stopped for a Freeze; r.mu is held.
 func (r *relay) frozeLocked(hf *half) {
 	hf.frozen = true
+	hf.stopIdleLocked()
 	r.frozen++
 	if r.frozen == r.live() {
 		close(r.freezeDone)

@@ -49,7 +49,7 @@ func (e *endpoint) init(c net.Conn) {
 }
 
 // half is one direction of a relay. Its goroutine runs copyHalf; a parked
-// half has none, and unpark starts a fresh one.
+// half has none, and unpark starts one.
 type half struct {
 	r        *relay
 	dir      direction
@@ -72,12 +72,17 @@ type half struct {
 	emptyFlushes      int       // flushes in a row that found nothing
 	emptyReads        int       // kernel TLS reads in a row that found an empty record
 	drained           shortRead // the last read from src took all it had
+	// sparse: the half was resumed after a long quiet (see parkNow),
+	// so it parks again as soon as its source is empty.
+	sparse bool
 
 	// Guarded by r.mu.
-	frozen bool // stopped for a Freeze (see freeze.go)
-	parked bool
-	timer  *time.Timer // the idle timeout while parked
-	token  uint64      // the Parker's registration
+	frozen   bool // stopped for a Freeze (see freeze.go)
+	parked   bool
+	timer    *time.Timer // the idle timeout while parked
+	timerAt  time.Time   // when timer fires; zero: stopped or fired
+	token    uint64      // the Parker's registration
+	parkedAt time.Time   // when it last parked
 	// inSet: src is in the Parker's epoll set, perhaps disarmed. Only
 	// Parker.add and remove touch it, which the half's parking orders.
 	inSet bool
@@ -151,11 +156,7 @@ func (h *half) loop() (res halfResult, parked bool) {
 			}
 			continue
 		}
-		// A direction that has moved nothing yet parks at once rather
-		// than after ParkAfter: most directions of a new connection wait
-		// for their peer's first bytes, and a burst of new connections
-		// would otherwise hold two goroutines each for that long.
-		if h.fresh() && h.park() {
+		if h.parkNow() && h.park() {
 			return halfResult{}, true
 		}
 		res, done, park := h.wait()
@@ -171,6 +172,22 @@ func (h *half) loop() (res halfResult, parked bool) {
 // fresh reports whether the half may park and has not moved a byte yet.
 func (h *half) fresh() bool {
 	return h.r.parker != nil && h.counter.Load() == 0
+}
+
+// parkNow reports whether the half, its source empty, parks at once
+// rather than after ParkAfter of quiet. A direction that has moved nothing
+// yet does: most directions of a new connection wait for their peer's
+// first bytes, and a burst of new connections would otherwise hold two
+// goroutines each for that long. So does a sparse one: a WebSocket that
+// speaks once every few seconds would otherwise keep a goroutine and a
+// read deadline for a second after each message, and pay a wake-up at
+// its end, only to park all the same. Sparse means the half had been
+// parked for r.sparse (a quarter of ParkAfter) when bytes resumed it: the
+// first message of a burst after a pause costs a park and a resume more,
+// and the next, which finds it parked only briefly, waits on its
+// goroutine as before.
+func (h *half) parkNow() bool {
+	return h.r.parker != nil && (h.sparse || h.counter.Load() == 0)
 }
 
 func (h *half) drain() (halfResult, bool) {
@@ -477,20 +494,19 @@ func (h *half) park() bool {
 		return false
 	}
 	h.parked = true
+	h.parkedAt = time.Now()
 	if left > 0 {
-		if h.timer == nil {
-			h.timer = time.AfterFunc(left, h.unpark)
-		} else {
-			h.timer.Reset(left)
-		}
+		h.armIdleLocked(h.parkedAt, left)
 	}
-	// The read deadline pushed out while waiting would keep a runtime
-	// timer per socket for nothing; the Parker's timer stands in for it.
-	h.readArm.forget()
+	// A read deadline in force may pass while the half is parked: the
+	// next read must look (see moveInPlace). None stays none.
+	if h.readArm.span != 0 {
+		h.readArm.forget()
+	}
 	return true
 }
 
-// unpark resumes a parked half on a fresh goroutine, which reads its
+// unpark resumes a parked half on a goroutine, which reads its
 // socket to find out what woke it: bytes, EOF, an error, a closed conn or
 // nothing (then it waits again). Calls for a half that is not parked do
 // nothing. The Parker's watcher, the idle timer, the other direction's end
@@ -506,12 +522,62 @@ func (h *half) resume(fired bool) {
 		return
 	}
 	h.parked = false
-	if h.timer != nil {
-		h.timer.Stop()
+	if !fired {
+		// The relay is closing or its timeout changed: whatever resumes
+		// the half now, it does not come back to this timer.
+		h.stopIdleLocked()
 	}
+	h.sparse = fired && time.Since(h.parkedAt) >= r.sparse
 	r.mu.Unlock()
 	r.parker.remove(h, fired)
 	go h.copyHalf()
+}
+
+// armIdleLocked arms the idle timeout of a half parking at now, due in
+// left. A timer still armed from an earlier park and due no later stays
+// as it is: when it fires, idleFired looks at how long the relay has
+// really been quiet. So a message that resumes a parked half and lets it
+// park again costs no timer operation, where stopping the timer on resume
+// and setting it on park cost two per message and direction.
+func (h *half) armIdleLocked(now time.Time, left time.Duration) {
+	at := now.Add(left)
+	switch {
+	case h.timer == nil:
+		h.timer = time.AfterFunc(left, h.idleFired)
+	case now.Before(h.timerAt) && !h.timerAt.After(at):
+		return
+	default:
+		h.timer.Reset(left)
+	}
+	h.timerAt = at
+}
+
+// stopIdleLocked stops the idle timer.
+func (h *half) stopIdleLocked() {
+	if h.timer != nil {
+		h.timer.Stop()
+	}
+	h.timerAt = time.Time{}
+}
+
+// idleFired is the idle timer's callback. Traffic since the timer was set
+// (see armIdleLocked) moves it on; otherwise the timeout is due, and the
+// half resumes to find it so (timedOut).
+func (h *half) idleFired() {
+	r := h.r
+	r.mu.Lock()
+	h.timerAt = time.Time{}
+	if h.parked {
+		if t := r.timeout(); t > 0 {
+			if left := t - r.quiet(); left > 0 {
+				h.armIdleLocked(time.Now(), left)
+				r.mu.Unlock()
+				return
+			}
+		}
+	}
+	r.mu.Unlock()
+	h.unpark()
 }
 
 // deadlineArm remembers when a deadline was last pushed out, and by what.

@@ -79,7 +79,16 @@ func (h *half) moveInPlace() (res halfResult, done, park bool) {
 	// RawConn.Read is about to forget the socket's readiness: what the
 	// last read left (nothing, it said) may have changed since.
 	m.inq.empty = false
-	if !h.armWait() {
+	// The callback arms the read deadline before each wait, so with none
+	// in force there is nothing to do first. One that may have passed
+	// must be moved, or the read fails at once; a direction that parks as
+	// soon as its source is empty clears it instead, so that a message of
+	// sparse traffic costs no timer.
+	switch {
+	case h.readArm.span == 0:
+	case h.readArm.span < 0 && h.parkNow() && !m.noFresh:
+		h.armRead(0)
+	case !h.armWait():
 		return halfResult{}, false, false
 	}
 	err := h.src.sock.Read(m.fn)
@@ -164,7 +173,7 @@ func (m *inPlace) step(fd uintptr) bool {
 				return true
 			}
 		}
-		if h.fresh() && !m.noFresh {
+		if h.parkNow() && !m.noFresh {
 			m.park = true
 			return true
 		}

@@ -54,7 +54,10 @@ func parkWorld(t *testing.T, tr transport, cfg worldConfig) (*world, *BufferPool
 // copyHalfGoroutines counts the goroutines running a relay direction. The
 // package's tests run one at a time, so these belong to the relay under
 // test (or are the last moments of a previous one, hence the polling).
-func copyHalfGoroutines() int {
+func copyHalfGoroutines() int { return goroutinesIn(".(*half).copyHalf(") }
+
+// goroutinesIn counts the goroutines whose stacks hold fn.
+func goroutinesIn(fn string) int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -66,7 +69,7 @@ func copyHalfGoroutines() int {
 	}
 	count := 0
 	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte(".(*half).copyHalf(")) {
+		if bytes.Contains(g, []byte(fn)) {
 			count++
 		}
 	}
@@ -192,6 +195,46 @@ func TestParkIdleTimeout(t *testing.T) {
 			checkResult(t, r, Stats{BytesIn: 4, BytesOut: 4, Reason: IdleTimeout})
 			if d := ended.Sub(start); d < idle {
 				t.Errorf("relay ended %v after it started moving bytes, before the idle timeout of %v", d, idle)
+			}
+			if d := ended.Sub(moved); d > idle+2*time.Second {
+				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
+			}
+			expectEnd(t, w.client)
+			expectEnd(t, w.backend)
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkIdleTimeoutSparse: a relay whose directions park after every
+// message (sparse traffic) ends on its idle timeout counted from the last
+// byte moved, not from the park that first armed the timer, and not
+// before: messages keep coming for longer than the timeout first.
+func TestParkIdleTimeoutSparse(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{
+				IdleTimeout: idle, ParkAfter: time.Hour, sparseAfter: time.Nanosecond,
+			}})
+			waitParked(t, w, 2)       // so that each message finds them parked
+			var sent, moved time.Time // the last message's bytes moved between them
+			for i := range 5 {
+				sent = time.Now()
+				if err := exchange(w, []byte("ping"), []byte("pong")); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				moved = time.Now()
+				waitParked(t, w, 2)
+				if i < 4 {
+					<-time.After(idle / 3) // 5 messages span more than idle
+				}
+			}
+			r := w.wait(t)
+			ended := time.Now()
+			checkResult(t, r, Stats{BytesIn: 20, BytesOut: 20, Reason: IdleTimeout})
+			if d := ended.Sub(sent); d < idle {
+				t.Errorf("relay ended %v after the last message was sent, before the idle timeout of %v", d, idle)
 			}
 			if d := ended.Sub(moved); d > idle+2*time.Second {
 				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
@@ -396,6 +439,33 @@ func TestParkManyTimes(t *testing.T) {
 				if i%4 != 3 && !eventually(func() bool { return w.parker.Parked() == 2 }) {
 					t.Fatalf("message %d: %d directions parked, want 2", i, w.parker.Parked())
 				}
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkSparse: a direction resumed after being parked for a while
+// (sparse traffic: here any while at all) parks again as soon as its
+// source is empty, without waiting ParkAfter (an hour here); many small
+// messages each way, each meeting both directions parked, arrive exactly.
+func TestParkSparse(t *testing.T) {
+	const messages = 50
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{ParkAfter: time.Hour, sparseAfter: time.Nanosecond}})
+			waitParked(t, w, 2)
+			var in, out int64
+			for i := range messages {
+				up, down := payload(1+i*37%1500), payload(1+i*53%1100)
+				if err := exchange(w, up, down); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
+				waitParked(t, w, 2)
+				checkPoolsIdle(t, buffers, pipes, nil)
 			}
 			closeBothEOF(t, w)
 			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})

@@ -51,12 +51,16 @@ type Options struct {
 	// ParkAfter, so that an idle connection holds no goroutine. A
 	// direction that has not moved a byte yet parks as soon as its source
 	// has nothing queued (a socket source, from the start), so a burst of
-	// new connections does not hold goroutines either. Nil: idle
-	// directions wait on their own goroutines.
+	// new connections does not hold goroutines either; nor does one
+	// resumed after a quarter of ParkAfter or more parked (sparse
+	// traffic, see half.parkNow). Nil: idle directions wait on their own
+	// goroutines.
 	Parker *Parker
 	// ParkAfter is how long a direction waits on its goroutine before it
 	// parks. Zero means DefaultParkAfter.
 	ParkAfter time.Duration
+	// sparseAfter overrides ParkAfter/4 (see half.parkNow); for tests.
+	sparseAfter time.Duration
 
 	// NoSplice makes directions between two sockets copy through a buffer
 	// instead of splicing; for comparisons and tests.
@@ -200,6 +204,7 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		pipes:     opts.Pipes,
 		parker:    opts.Parker,
 		parkAfter: opts.ParkAfter,
+		sparse:    opts.sparseAfter,
 		counts:    opts.Counters,
 		done:      done,
 	}
@@ -214,6 +219,9 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 	}
 	if r.parkAfter <= 0 {
 		r.parkAfter = DefaultParkAfter
+	}
+	if r.sparse <= 0 {
+		r.sparse = r.parkAfter / 4
 	}
 	r.ends[clientPeer].init(client)
 	r.ends[backendPeer].init(backend)
@@ -308,6 +316,7 @@ type relay struct {
 	halves       [2]*half    // by direction
 	idle, linger time.Duration
 	parkAfter    time.Duration
+	sparse       time.Duration // see half.parkNow
 	buffers      *BufferPool
 	pipes        *PipePool
 	parker       *Parker
@@ -438,6 +447,7 @@ func (r *relay) finish(h *half, res halfResult) {
 		r.abortBoth()
 	}
 	r.mu.Lock()
+	h.stopIdleLocked() // armed still if bytes last resumed the half
 	r.results = append(r.results, res)
 	last := len(r.results) == 2
 	r.freezeFailedLocked()

@@ -72,9 +72,11 @@ type half struct {
 	emptyFlushes      int       // flushes in a row that found nothing
 	emptyReads        int       // kernel TLS reads in a row that found an empty record
 	drained           shortRead // the last read from src took all it had
-	// sparse: the half was resumed after a long quiet (see parkNow),
-	// so it parks again as soon as its source is empty.
-	sparse bool
+	// Set while the half is parked (resume, idleFired, under r.mu) for
+	// the goroutine that then runs it. sparse: the half was resumed after
+	// a long quiet (see parkNow), so it parks again as soon as its source
+	// is empty. idleDue: the idle timer resumed it with the timeout due.
+	sparse, idleDue bool
 
 	// Guarded by r.mu.
 	frozen   bool // stopped for a Freeze (see freeze.go)
@@ -121,6 +123,14 @@ func (h *half) copyHalf() {
 // borrowed, and waiting for more with nothing borrowed. It reports
 // parked=true if the half handed itself to the Parker.
 func (h *half) loop() (res halfResult, parked bool) {
+	if h.idleDue {
+		// Resumed by the idle timer with the timeout due: end now
+		// rather than after another wait.
+		h.idleDue = false
+		if res, done := h.timedOut(); done {
+			return res, false
+		}
+	}
 	for {
 		if h.inPlaceNow() {
 			res, done, park := h.moveInPlace()
@@ -139,6 +149,9 @@ func (h *half) loop() (res halfResult, parked bool) {
 				h.inPlace, m.noFresh = m, true // waits in place instead
 			}
 			continue
+		}
+		if h.readArm.span < 0 && h.parkNow() && h.src.sock != nil {
+			h.armRead(0) // see moveInPlace
 		}
 		before := h.counter.Load()
 		if res, done := h.drain(); done {
@@ -499,8 +512,9 @@ func (h *half) park() bool {
 		h.armIdleLocked(h.parkedAt, left)
 	}
 	// A read deadline in force may pass while the half is parked: the
-	// next read must look (see moveInPlace). None stays none.
-	if h.readArm.span != 0 {
+	// next read must look (see moveInPlace). None stays none, unless the
+	// other direction's end set one (finish).
+	if h.readArm.span != 0 || r.halfDone.Load() {
 		h.readArm.forget()
 	}
 	return true
@@ -562,7 +576,7 @@ func (h *half) stopIdleLocked() {
 
 // idleFired is the idle timer's callback. Traffic since the timer was set
 // (see armIdleLocked) moves it on; otherwise the timeout is due, and the
-// half resumes to find it so (timedOut).
+// half resumes to end on it (loop).
 func (h *half) idleFired() {
 	r := h.r
 	r.mu.Lock()
@@ -575,6 +589,7 @@ func (h *half) idleFired() {
 				return
 			}
 		}
+		h.idleDue = true
 	}
 	r.mu.Unlock()
 	h.unpark()

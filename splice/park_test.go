@@ -196,7 +196,9 @@ func TestParkIdleTimeout(t *testing.T) {
 			if d := ended.Sub(start); d < idle {
 				t.Errorf("relay ended %v after it started moving bytes, before the idle timeout of %v", d, idle)
 			}
-			if d := ended.Sub(moved); d > idle+2*time.Second {
+			// Not after another wait of up to idle once the timer found
+			// the timeout due (ParkAfter is an hour).
+			if d := ended.Sub(moved); d > idle+idle/2 {
 				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
 			}
 			expectEnd(t, w.client)
@@ -211,7 +213,7 @@ func TestParkIdleTimeout(t *testing.T) {
 // byte moved, not from the park that first armed the timer, and not
 // before: messages keep coming for longer than the timeout first.
 func TestParkIdleTimeoutSparse(t *testing.T) {
-	const idle = 400 * time.Millisecond
+	const idle = time.Second
 	for _, tr := range parkTransports() {
 		t.Run(tr.name, func(t *testing.T) {
 			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{
@@ -227,7 +229,7 @@ func TestParkIdleTimeoutSparse(t *testing.T) {
 				moved = time.Now()
 				waitParked(t, w, 2)
 				if i < 4 {
-					<-time.After(idle / 3) // 5 messages span more than idle
+					<-time.After(idle / 4) // 5 messages span more than idle
 				}
 			}
 			r := w.wait(t)
@@ -236,7 +238,9 @@ func TestParkIdleTimeoutSparse(t *testing.T) {
 			if d := ended.Sub(sent); d < idle {
 				t.Errorf("relay ended %v after the last message was sent, before the idle timeout of %v", d, idle)
 			}
-			if d := ended.Sub(moved); d > idle+2*time.Second {
+			// Not after another wait of up to idle once the timer found
+			// the timeout due (ParkAfter is an hour).
+			if d := ended.Sub(moved); d > idle+idle/2 {
 				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
 			}
 			expectEnd(t, w.client)
@@ -281,46 +285,54 @@ func TestParkHalfClose(t *testing.T) {
 			{"client_first", true, ClientClosed},
 			{"backend_first", false, BackendClosed},
 		} {
-			t.Run(tr.name+"/"+tc.name, func(t *testing.T) {
-				w, buffers, pipes := parkWorld(t, tr, worldConfig{})
-				hello := []byte("hello")
-				if err := exchange(w, hello, hello); err != nil {
-					t.Fatal(err)
+			for _, sparse := range []bool{false, true} {
+				name, opts := tr.name+"/"+tc.name, Options{}
+				if sparse {
+					// Every resume by bytes is sparse: the directions
+					// park as soon as they are empty.
+					name, opts.sparseAfter = name+"/sparse", time.Nanosecond
 				}
-				waitParked(t, w, 2)
+				t.Run(name, func(t *testing.T) {
+					w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: opts})
+					hello := []byte("hello")
+					if err := exchange(w, hello, hello); err != nil {
+						t.Fatal(err)
+					}
+					waitParked(t, w, 2)
 
-				closer, other := w.client, net.Conn(w.backend)
-				if !tc.clientFirst {
-					closer, other = w.backend, w.client
-				}
-				peerCloseWrite(t, closer)
-				// readAll fails on anything but a clean EOF.
-				if rest := readAll(t, other); len(rest) != 0 {
-					t.Fatalf("%d unexpected bytes before EOF", len(rest))
-				}
-				waitParked(t, w, 1)
+					closer, other := w.client, net.Conn(w.backend)
+					if !tc.clientFirst {
+						closer, other = w.backend, w.client
+					}
+					peerCloseWrite(t, closer)
+					// readAll fails on anything but a clean EOF.
+					if rest := readAll(t, other); len(rest) != 0 {
+						t.Fatalf("%d unexpected bytes before EOF", len(rest))
+					}
+					waitParked(t, w, 1)
 
-				long := payload(300 << 10)
-				sent := goWrite(other, long, false)
-				if got := readFull(t, closer, len(long)); !bytes.Equal(got, long) {
-					t.Fatal("bytes after the half-close differ")
-				}
-				recvErr(t, sent, "write after the half-close")
-				if w.returned() {
-					t.Fatal("Relay returned while one direction was still open")
-				}
-				peerCloseWrite(t, other)
-				if rest := readAll(t, closer); len(rest) != 0 {
-					t.Fatalf("%d unexpected bytes before EOF", len(rest))
-				}
+					long := payload(300 << 10)
+					sent := goWrite(other, long, false)
+					if got := readFull(t, closer, len(long)); !bytes.Equal(got, long) {
+						t.Fatal("bytes after the half-close differ")
+					}
+					recvErr(t, sent, "write after the half-close")
+					if w.returned() {
+						t.Fatal("Relay returned while one direction was still open")
+					}
+					peerCloseWrite(t, other)
+					if rest := readAll(t, closer); len(rest) != 0 {
+						t.Fatalf("%d unexpected bytes before EOF", len(rest))
+					}
 
-				want := Stats{BytesIn: 5, BytesOut: 5 + int64(len(long)), Reason: tc.want}
-				if !tc.clientFirst {
-					want.BytesIn, want.BytesOut = want.BytesOut, want.BytesIn
-				}
-				checkResult(t, w.wait(t), want)
-				checkPoolsIdle(t, buffers, pipes, w.parker)
-			})
+					want := Stats{BytesIn: 5, BytesOut: 5 + int64(len(long)), Reason: tc.want}
+					if !tc.clientFirst {
+						want.BytesIn, want.BytesOut = want.BytesOut, want.BytesIn
+					}
+					checkResult(t, w.wait(t), want)
+					checkPoolsIdle(t, buffers, pipes, w.parker)
+				})
+			}
 		}
 	}
 }
@@ -466,6 +478,35 @@ func TestParkSparse(t *testing.T) {
 				in, out = in+int64(len(up)), out+int64(len(down))
 				waitParked(t, w, 2)
 				checkPoolsIdle(t, buffers, pipes, nil)
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+			checkPoolsIdle(t, buffers, pipes, w.parker)
+		})
+	}
+}
+
+// TestParkSparseMixed: messages in pairs, the second of each finding its
+// directions parked only briefly (they wait on their goroutines, time out
+// after ParkAfter and park with a deadline that has passed), the first of
+// the next pair after a pause (they resume sparse, clear that deadline
+// and park at once); nothing lost, reordered or duplicated.
+func TestParkSparseMixed(t *testing.T) {
+	const pairs, sparseAfter = 15, 20 * time.Millisecond
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{sparseAfter: sparseAfter}})
+			var in, out int64
+			for i := range 2 * pairs {
+				if i%2 == 0 {
+					waitParked(t, w, 2)
+					<-time.After(sparseAfter)
+				}
+				up, down := payload(1+i*37%1500), payload(1+i*53%1100)
+				if err := exchange(w, up, down); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
 			}
 			closeBothEOF(t, w)
 			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})

@@ -15,7 +15,8 @@
 # (bin/loadgen, CONNS=9744 wss:// connections: raise the open-files limit
 # to twice that): a tenth of them echoing once a second for 15 s, or every
 # one every 10 s for 25 s. They print echoes per CPU-second of sluice over
-# the echo phase, and the echo p99.
+# the echo phase, and the echo p99. LOAD replaces their loadgen flags,
+# e.g. LOAD="-active 0.1 -rate 3 -duration 15s" for messages every 333 ms.
 #
 # Build the old binary from a commit with
 #   git worktree add /tmp/old REV && (cd /tmp/old && go build -o /tmp/sluice-old ./cmd/sluice)
@@ -88,6 +89,7 @@ echoes() { # PID PORT SCEN -> echoes per CPU-second over the echo phase, p99
 	local load line c0 c1 res msgs lg
 	load=(-active 0.1 -rate 1 -duration 15s)
 	[ "$3" = S5s ] && load=(-active 1 -rate 0.1 -duration 25s)
+	[ -n "${LOAD:-}" ] && read -ra load <<<"$LOAD"
 	coproc LG { taskset -c 1 bin/loadgen -mode ws -url "wss://127.0.0.1:$2/echo" -conns "${CONNS:-9744}" \
 		"${load[@]}" -timeout 300s -src 127.0.0.2-127.0.0.40 2>/dev/null; }
 	lg=$LG_PID # bash unsets LG_PID once the coprocess has ended

@@ -52,14 +52,14 @@ type Options struct {
 	// direction that has not moved a byte yet parks as soon as its source
 	// has nothing queued (a socket source, from the start), so a burst of
 	// new connections does not hold goroutines either; nor does one
-	// resumed after a quarter of ParkAfter or more parked (sparse
+	// resumed after 3/4 of ParkAfter or more parked (sparse
 	// traffic, see half.parkNow). Nil: idle directions wait on their own
 	// goroutines.
 	Parker *Parker
 	// ParkAfter is how long a direction waits on its goroutine before it
 	// parks. Zero means DefaultParkAfter.
 	ParkAfter time.Duration
-	// sparseAfter overrides ParkAfter/4 (see half.parkNow); for tests.
+	// sparseAfter overrides 3/4 of ParkAfter (see half.parkNow); for tests.
 	sparseAfter time.Duration
 
 	// NoSplice makes directions between two sockets copy through a buffer
@@ -221,7 +221,7 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		r.parkAfter = DefaultParkAfter
 	}
 	if r.sparse <= 0 {
-		r.sparse = r.parkAfter / 4
+		r.sparse = r.parkAfter * 3 / 4
 	}
 	r.ends[clientPeer].init(client)
 	r.ends[backendPeer].init(backend)

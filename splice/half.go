@@ -196,14 +196,11 @@ func (h *half) fresh() bool {
 // read deadline for a second after each message, and pay a wake-up at
 // its end, only to park all the same. Sparse means the half had been
 // parked for r.sparse (three quarters of ParkAfter) when bytes resumed
-// it: the next message is then likely to come about when the half would
-// have parked anyway. The first message of a burst after a pause costs a
-// park and a resume more, and the next, which finds it parked only
-// briefly, waits on its goroutine as before. Well below ParkAfter,
-// parking after every message costs more than waiting for the next (at
-// a quarter, messages every third of a second were relayed at 0.76 the
-// messages per CPU-second); at ParkAfter itself, messages once a second
-// flip between sparse and not (0.82). bench/README.md, "Sparse traffic".
+// it, so the next message is likely to come about when it would have
+// parked anyway; well below ParkAfter, parking after every message costs
+// more than waiting for the next (bench/README.md, "Sparse traffic").
+// The first message of a burst after a pause costs a park and a resume
+// more; the next, finding the half parked only briefly, is waited for.
 func (h *half) parkNow() bool {
 	return h.r.parker != nil && (h.sparse || h.counter.Load() == 0)
 }

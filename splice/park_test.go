@@ -54,10 +54,7 @@ func parkWorld(t *testing.T, tr transport, cfg worldConfig) (*world, *BufferPool
 // copyHalfGoroutines counts the goroutines running a relay direction. The
 // package's tests run one at a time, so these belong to the relay under
 // test (or are the last moments of a previous one, hence the polling).
-func copyHalfGoroutines() int { return goroutinesIn(".(*half).copyHalf(") }
-
-// goroutinesIn counts the goroutines whose stacks hold fn.
-func goroutinesIn(fn string) int {
+func copyHalfGoroutines() int {
 	buf := make([]byte, 1<<20)
 	for {
 		n := runtime.Stack(buf, true)
@@ -69,7 +66,7 @@ func goroutinesIn(fn string) int {
 	}
 	count := 0
 	for g := range bytes.SplitSeq(buf, []byte("\n\n")) {
-		if bytes.Contains(g, []byte(fn)) {
+		if bytes.Contains(g, []byte(".(*half).copyHalf(")) {
 			count++
 		}
 	}
@@ -122,19 +119,10 @@ func TestParkHoldsNothing(t *testing.T) {
 	for _, tr := range parkTransports() {
 		t.Run(tr.name, func(t *testing.T) {
 			w, buffers, pipes := parkWorld(t, tr, worldConfig{})
-			var in, out int64
-			for round := range 3 {
-				up, down := payload(200<<10+round), payload(100<<10+round)
-				if err := exchange(w, up, down); err != nil {
-					t.Fatalf("round %d: %v", round, err)
-				}
-				in, out = in+int64(len(up)), out+int64(len(down))
-				waitParked(t, w, 2)
-				checkPoolsIdle(t, buffers, pipes, nil)
-			}
-			closeBothEOF(t, w)
-			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			in, out := exchangeParking(t, w, buffers, pipes, 3, func(i int) ([]byte, []byte) {
+				return payload(200<<10 + i), payload(100<<10 + i)
+			})
+			endClean(t, w, buffers, pipes, in, out)
 		})
 	}
 }
@@ -161,6 +149,32 @@ func TestParkFresh(t *testing.T) {
 			checkResult(t, w.wait(t), Stats{BytesIn: int64(len(up)), BytesOut: int64(len(down)), Reason: ClientClosed})
 		})
 	}
+}
+
+// exchangeParking exchanges n messages through w, up and down as sizes
+// gives them, and after each waits for both directions to park holding
+// nothing; it returns the bytes moved each way.
+func exchangeParking(t *testing.T, w *world, buffers *BufferPool, pipes *PipePool, n int, sizes func(int) (up, down []byte)) (in, out int64) {
+	t.Helper()
+	for i := range n {
+		up, down := sizes(i)
+		if err := exchange(w, up, down); err != nil {
+			t.Fatalf("message %d: %v", i, err)
+		}
+		in, out = in+int64(len(up)), out+int64(len(down))
+		waitParked(t, w, 2)
+		checkPoolsIdle(t, buffers, pipes, nil)
+	}
+	return in, out
+}
+
+// endClean ends w's relay with closeBothEOF and checks its result, in and
+// out bytes with the client closing first, and that it left nothing behind.
+func endClean(t *testing.T, w *world, buffers *BufferPool, pipes *PipePool, in, out int64) {
+	t.Helper()
+	closeBothEOF(t, w)
+	checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+	checkPoolsIdle(t, buffers, pipes, w.parker)
 }
 
 // closeBothEOF ends a relay cleanly: the client half-closes, the backend
@@ -190,22 +204,29 @@ func TestParkIdleTimeout(t *testing.T) {
 			}
 			moved := time.Now() // the last byte moved before this
 			waitParked(t, w, 2)
-			r := w.wait(t)
-			ended := time.Now()
-			checkResult(t, r, Stats{BytesIn: 4, BytesOut: 4, Reason: IdleTimeout})
-			if d := ended.Sub(start); d < idle {
-				t.Errorf("relay ended %v after it started moving bytes, before the idle timeout of %v", d, idle)
-			}
-			// Not after another wait of up to idle once the timer found
-			// the timeout due (ParkAfter is an hour).
-			if d := ended.Sub(moved); d > idle+idle/2 {
-				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
-			}
-			expectEnd(t, w.client)
-			expectEnd(t, w.backend)
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			checkIdleEnd(t, w, buffers, pipes, 4, 4, start, moved, idle, idle+2*time.Second)
 		})
 	}
+}
+
+// checkIdleEnd waits for w's relay to end on its idle timeout, in and out
+// bytes moved, and checks that it ended no sooner than idle after sent
+// (when the last bytes had not moved yet) and no later than late after
+// moved (when they had), with both conns closed and nothing left behind.
+func checkIdleEnd(t *testing.T, w *world, buffers *BufferPool, pipes *PipePool, in, out int64, sent, moved time.Time, idle, late time.Duration) {
+	t.Helper()
+	r := w.wait(t)
+	ended := time.Now()
+	checkResult(t, r, Stats{BytesIn: in, BytesOut: out, Reason: IdleTimeout})
+	if d := ended.Sub(sent); d < idle {
+		t.Errorf("relay ended %v after the last bytes were sent, before the idle timeout of %v", d, idle)
+	}
+	if d := ended.Sub(moved); d > late {
+		t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
+	}
+	expectEnd(t, w.client)
+	expectEnd(t, w.backend)
+	checkPoolsIdle(t, buffers, pipes, w.parker)
 }
 
 // TestParkIdleTimeoutSparse: a relay whose directions park after every
@@ -232,20 +253,9 @@ func TestParkIdleTimeoutSparse(t *testing.T) {
 					<-time.After(idle / 4) // 5 messages span more than idle
 				}
 			}
-			r := w.wait(t)
-			ended := time.Now()
-			checkResult(t, r, Stats{BytesIn: 20, BytesOut: 20, Reason: IdleTimeout})
-			if d := ended.Sub(sent); d < idle {
-				t.Errorf("relay ended %v after the last message was sent, before the idle timeout of %v", d, idle)
-			}
 			// Not after another wait of up to idle once the timer found
 			// the timeout due (ParkAfter is an hour).
-			if d := ended.Sub(moved); d > idle+idle/2 {
-				t.Errorf("relay ended %v after the last byte, idle timeout %v", d, idle)
-			}
-			expectEnd(t, w.client)
-			expectEnd(t, w.backend)
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			checkIdleEnd(t, w, buffers, pipes, 20, 20, sent, moved, idle, idle+idle/2)
 		})
 	}
 }
@@ -425,9 +435,7 @@ func TestParkTLSRecord(t *testing.T) {
 		t.Fatalf("backend got %q, want %q", got, split)
 	}
 
-	closeBothEOF(t, w)
-	checkResult(t, w.wait(t), Stats{BytesIn: int64(4 + len(whole) + len(split)), BytesOut: 4, Reason: ClientClosed})
-	checkPoolsIdle(t, buffers, pipes, w.parker)
+	endClean(t, w, buffers, pipes, int64(4+len(whole)+len(split)), 4)
 }
 
 // TestParkManyTimes: 200 small messages each way, each one sent to a relay
@@ -452,9 +460,7 @@ func TestParkManyTimes(t *testing.T) {
 					t.Fatalf("message %d: %d directions parked, want 2", i, w.parker.Parked())
 				}
 			}
-			closeBothEOF(t, w)
-			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			endClean(t, w, buffers, pipes, in, out)
 		})
 	}
 }
@@ -469,19 +475,10 @@ func TestParkSparse(t *testing.T) {
 		t.Run(tr.name, func(t *testing.T) {
 			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{ParkAfter: time.Hour, sparseAfter: time.Nanosecond}})
 			waitParked(t, w, 2)
-			var in, out int64
-			for i := range messages {
-				up, down := payload(1+i*37%1500), payload(1+i*53%1100)
-				if err := exchange(w, up, down); err != nil {
-					t.Fatalf("message %d: %v", i, err)
-				}
-				in, out = in+int64(len(up)), out+int64(len(down))
-				waitParked(t, w, 2)
-				checkPoolsIdle(t, buffers, pipes, nil)
-			}
-			closeBothEOF(t, w)
-			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			in, out := exchangeParking(t, w, buffers, pipes, messages, func(i int) ([]byte, []byte) {
+				return payload(1 + i*37%1500), payload(1 + i*53%1100)
+			})
+			endClean(t, w, buffers, pipes, in, out)
 		})
 	}
 }
@@ -508,9 +505,7 @@ func TestParkSparseMixed(t *testing.T) {
 				}
 				in, out = in+int64(len(up)), out+int64(len(down))
 			}
-			closeBothEOF(t, w)
-			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
-			checkPoolsIdle(t, buffers, pipes, w.parker)
+			endClean(t, w, buffers, pipes, in, out)
 		})
 	}
 }

@@ -146,7 +146,7 @@ func (h *half) loop() (res halfResult, parked bool) {
 				if h.inPlace = nil; h.park() {
 					return halfResult{}, true
 				}
-				h.inPlace, m.noFresh = m, true // waits in place instead
+				h.inPlace, m.noPark = m, true // waits in place instead
 			}
 			continue
 		}
@@ -180,11 +180,6 @@ func (h *half) loop() (res halfResult, parked bool) {
 			return halfResult{}, true
 		}
 	}
-}
-
-// fresh reports whether the half may park and has not moved a byte yet.
-func (h *half) fresh() bool {
-	return h.r.parker != nil && h.counter.Load() == 0
 }
 
 // parkNow reports whether the half, its source empty, parks at once

@@ -28,13 +28,13 @@ type inPlace struct {
 	w   sockWriter // a socket destination's writes
 
 	// What the last callback left for the caller.
-	res     halfResult
-	done    bool    // the direction ended with res
-	park    bool    // asked to park: the direction has moved nothing yet
-	bufp    *[]byte // borrowed buffer holding rest
-	rest    []byte  // bytes read and not yet written to a socket destination
-	noFresh bool    // the direction could not park: it waits here instead
-	paced   int64   // the direction's count when pace was last told
+	res    halfResult
+	done   bool    // the direction ended with res
+	park   bool    // asked to park at once (parkNow)
+	bufp   *[]byte // borrowed buffer holding rest
+	rest   []byte  // bytes read and not yet written to a socket destination
+	noPark bool    // the direction could not park: it waits here instead
+	paced  int64   // the direction's count when pace was last told
 }
 
 // canInPlace reports whether the direction can move its bytes in place
@@ -86,7 +86,7 @@ func (h *half) moveInPlace() (res halfResult, done, park bool) {
 	// sparse traffic costs no timer.
 	switch {
 	case h.readArm.span == 0:
-	case h.readArm.span < 0 && h.parkNow() && !m.noFresh:
+	case h.readArm.span < 0 && m.parkNow():
 		h.armRead(0)
 	case !h.armWait():
 		return halfResult{}, false, false
@@ -173,7 +173,7 @@ func (m *inPlace) step(fd uintptr) bool {
 				return true
 			}
 		}
-		if h.parkNow() && !m.noFresh {
+		if m.parkNow() {
 			m.park = true
 			return true
 		}
@@ -183,6 +183,9 @@ func (m *inPlace) step(fd uintptr) bool {
 		return false // Go's netpoller calls step again once fd is readable
 	}
 }
+
+// parkNow is half.parkNow, unless parking failed once already.
+func (m *inPlace) parkNow() bool { return !m.noPark && m.h.parkNow() }
 
 // read reads the source's descriptor fd (the callback's: RawConn.Read
 // holds it), through crypto/tls for a TLS source.

@@ -243,7 +243,7 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		// before it has run at all, and the Parker starts it as soon as
 		// the socket has bytes (level-triggered: including bytes already
 		// queued). Other sources must first be read until they would block.
-		if h.src.raw && h.fresh() && h.park() {
+		if h.src.raw && h.parkNow() && h.park() {
 			continue
 		}
 		go h.copyHalf()

@@ -62,9 +62,9 @@ func run() error {
 		r       runner
 		out     = flag.String("out", "bench/results", "directory for latest.md and latest.svg")
 		sluice  = flag.String("sluice", "bin/sluice", "sluice binary")
-		bare    = flag.String("tlsbare", "bin/tlsbare", "bench/tlsbare binary (the "+barePeer+" reference beside sluice)")
+		bare    = flag.String("tlsbare", "bin/tlsbare", "bench/tlsbare binary (the "+barePeer+" and "+proxyPeer+" references beside sluice)")
 		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all)")
-		peerSel = flag.String("peers", "", "comma-separated peers to run: sluice, "+metricsPeer+", "+barePeer+", nginx, haproxy, hitch (default all)")
+		peerSel = flag.String("peers", "", "comma-separated peers to run: sluice, "+metricsPeer+", "+barePeer+", "+proxyPeer+", nginx, haproxy, hitch (default all)")
 		metOnly = flag.String("metrics-scenarios", "S1", "comma-separated scenario ids "+metricsPeer+" (sluice with its admin listener scraped once a second) takes part in")
 	)
 	flag.StringVar(&r.peersDir, "peers-dir", "bench/peers", "configuration templates")

@@ -61,8 +61,23 @@ const metricsPeer = "sluice+metrics"
 // gap to a peer is crypto/tls's and how much sluice's.
 const barePeer = "tlsbare"
 
-// bareScenarios are those tlsbare can serve: HTTP over TLS, no backend.
+// proxyPeer is bench/tlsbare -backend: the least a TLS proxy can be in Go
+// (a goroutine and an io.Copy per direction, both closed when either
+// ends). Beside sluice it shows what the backend leg costs in Go and the
+// kernel, and so how much of sluice's gap to tlsbare is its relay's.
+const proxyPeer = "tlsproxy"
+
+// bareScenarios are those tlsbare can serve: HTTP over TLS.
 var bareScenarios = []string{"S1", "S3", "S3r"}
+
+// bareArgv runs bench/tlsbare on the peer ports from base: TLS and
+// WebSocket without session tickets, and with them.
+func bareArgv(r *runner, bin string, base int, extra ...string) [][]string {
+	addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+	argv := []string{bin, "-listen", addr(base) + "," + addr(base+1),
+		"-listen-resume", addr(base+5) + "," + addr(base+6), "-cert", r.base.Cert, "-key", r.base.Key}
+	return [][]string{append(argv, extra...)}
+}
 
 // peers are the terminators; metricsOnly are the scenarios sluice+metrics
 // takes part in.
@@ -89,11 +104,15 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 			// Ports as every peer's (tmplData): it serves the same answer
 			// on all four TLS ones, tickets on the tlsr and wsr ones.
 			name: barePeer, base: 26000, variantOf: "sluice", only: bareScenarios,
+			env:  []string{"GOMAXPROCS=1"},
+			argv: func(r *runner, _ []string) [][]string { return bareArgv(r, bareBin, 26000) },
+		},
+		{
+			// The same ports, every one proxied to the HTTP backend.
+			name: proxyPeer, base: 27000, variantOf: "sluice", only: bareScenarios,
 			env: []string{"GOMAXPROCS=1"},
 			argv: func(r *runner, _ []string) [][]string {
-				addr := func(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
-				return [][]string{{bareBin, "-listen", addr(26000) + "," + addr(26001),
-					"-listen-resume", addr(26005) + "," + addr(26006), "-cert", r.base.Cert, "-key", r.base.Key}}
+				return bareArgv(r, bareBin, 27000, "-backend", fmt.Sprintf("127.0.0.1:%d", r.base.BackendHTTP))
 			},
 		},
 		{

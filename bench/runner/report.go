@@ -153,6 +153,10 @@ func (res *results) write(dir string) error {
 		fmt.Fprintf(&b, "- %s is a bare crypto/tls server with sluice's TLS settings that answers from memory (bench/tlsbare), GOMAXPROCS=1 on the same CPU; it ran in %s only, as a reference beside sluice (the ratio under those tables), not as a peer.\n",
 			barePeer, strings.Join(ids, ", "))
 	}
+	if ids := res.scenariosOf(proxyPeer); len(ids) > 0 {
+		fmt.Fprintf(&b, "- %s is the same program proxying to the backend (bench/tlsbare -backend): after the handshake it dials the backend, copies each way on a goroutine of its own, and closes both connections when either direction ends, with no half-close, PROXY header, limits, logs or parking; it ran in %s only, as a reference beside sluice, not as a peer.\n",
+			proxyPeer, strings.Join(ids, ", "))
+	}
 	if ids := res.scenariosOf(metricsPeer); len(ids) > 0 {
 		fmt.Fprintf(&b, "- %s is sluice with the same configuration plus the `[admin]` listener, whose `/metrics` the runner GETs once a second during each of its runs; it ran in %s only and is compared with sluice alone (under those tables), not counted as a peer.\n",
 			metricsPeer, strings.Join(ids, ", "))
@@ -292,6 +296,8 @@ func (res *results) variantLine(sc *scenario, variant, base string) string {
 		what = "metrics cost"
 	case barePeer:
 		what = "crypto/tls alone (bench/tlsbare: no backend, answers from memory), the most sluice could do in Go,"
+	case proxyPeer:
+		what = "the least TLS proxy in Go (bench/tlsbare -backend: crypto/tls, net and an io.Copy per direction, nothing else),"
 	}
 	lead := ms[0]
 	// Three decimals: the goal is a matter of a percent or two.

@@ -70,6 +70,12 @@ const proxyPeer = "tlsproxy"
 // bareScenarios are those tlsbare can serve: HTTP over TLS.
 var bareScenarios = []string{"S1", "S3", "S3r"}
 
+// proxyScenarios are those tlsproxy takes part in: bareScenarios, and the
+// idle and echoing connections, where sluice's parking trades CPU for
+// memory and tlsproxy, whose goroutines and buffers wait in every
+// connection, shows the other side of the trade.
+var proxyScenarios = []string{"S1", "S3", "S3r", "S4", "S5", "S5s"}
+
 // bareArgv runs bench/tlsbare on the peer ports from base: TLS and
 // WebSocket without session tickets, and with them.
 func bareArgv(r *runner, bin string, base int, extra ...string) [][]string {
@@ -108,11 +114,12 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 			argv: func(r *runner, _ []string) [][]string { return bareArgv(r, bareBin, 26000) },
 		},
 		{
-			// The same ports, every one proxied to the HTTP backend.
-			name: proxyPeer, base: 27000, variantOf: "sluice", only: bareScenarios,
+			// The same ports, proxied to the HTTP and the WebSocket
+			// backends.
+			name: proxyPeer, base: 27000, variantOf: "sluice", only: proxyScenarios,
 			env: []string{"GOMAXPROCS=1"},
 			argv: func(r *runner, _ []string) [][]string {
-				return bareArgv(r, bareBin, 27000, "-backend", fmt.Sprintf("127.0.0.1:%d", r.base.BackendHTTP))
+				return bareArgv(r, bareBin, 27000, "-backend", fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", r.base.BackendHTTP, r.base.BackendWS))
 			},
 		},
 		{

@@ -11,10 +11,11 @@
 // handshake it dials the backend and copies each way on a goroutine of its
 // own through pooled buffers, and closes both connections when either
 // direction ends (no half-close, PROXY header, limits, logs or parking).
+// The i-th address of each listen list is proxied to the i-th backend.
 // Beside sluice it separates what the backend leg costs in Go and the
 // kernel from what sluice's relay adds to it.
 //
-//	go run ./bench/tlsbare -listen 127.0.0.1:25000[,...] [-listen-resume 127.0.0.1:25005[,...]] -cert C -key K [-backend 127.0.0.1:19080]
+//	go run ./bench/tlsbare -listen 127.0.0.1:25000[,...] [-listen-resume 127.0.0.1:25005[,...]] -cert C -key K [-backend 127.0.0.1:19080[,...]]
 package main
 
 import (
@@ -41,7 +42,7 @@ func main() {
 	pprof := flag.String("pprof", "", "address for net/http/pprof, if any")
 	gc := flag.Int("gc", 100, "GC percent (Go's default; sluice runs at 25 for large heaps and up to 100 for small ones)")
 	resume := flag.String("listen-resume", "", "addresses to serve TLS with session tickets on, comma-separated, if any")
-	backend := flag.String("backend", "", "proxy every connection to this TCP address instead of answering from memory")
+	backend := flag.String("backend", "", "TCP addresses, comma-separated, to proxy the connections of each listen list's addresses to, in order, instead of answering from memory")
 	flag.Parse()
 	debug.SetGCPercent(*gc)
 	pair, err := tls.LoadX509KeyPair(*cert, *key)
@@ -58,13 +59,14 @@ func main() {
 		addrs string
 		cfg   *tls.Config
 	}{{*resume, rcfg}, {*listen, cfg}} {
-		for _, a := range strings.Split(l.addrs, ",") {
+		backends := strings.Split(*backend, ",")
+		for i, a := range strings.Split(l.addrs, ",") {
 			if a != "" {
 				ln, err := net.Listen("tcp", a)
 				if err != nil {
 					log.Fatal(err)
 				}
-				go serveOn(ln, l.cfg, *backend)
+				go serveOn(ln, l.cfg, backends[min(i, len(backends)-1)])
 			}
 		}
 	}

@@ -70,11 +70,11 @@ const proxyPeer = "tlsproxy"
 // bareScenarios are those tlsbare can serve: HTTP over TLS.
 var bareScenarios = []string{"S1", "S3", "S3r"}
 
-// proxyScenarios are those tlsproxy takes part in: bareScenarios, and the
+// proxyScenarios are those tlsproxy takes part in: bareScenarios, the
 // idle and echoing connections, where sluice's parking trades CPU for
 // memory and tlsproxy, whose goroutines and buffers wait in every
-// connection, shows the other side of the trade.
-var proxyScenarios = []string{"S1", "S3", "S3r", "S4", "S5", "S5s"}
+// connection, shows the other side of the trade, and the reconnect storm.
+var proxyScenarios = []string{"S1", "S3", "S3r", "S4", "S5", "S5s", "S7"}
 
 // bareArgv runs bench/tlsbare on the peer ports from base: TLS and
 // WebSocket without session tickets, and with them.

@@ -18,14 +18,14 @@ cd "$(dirname "$0")/.."
 S1=${S1:-0}
 S3R=${S3R:-0}
 tickets=false
-listen=-listen
+listen=(-listen) # the flag tlsbare and tlsproxy listen with
 if [ "$S1" = 1 ]; then
 	OUT=${1:-bin/profile-s1}
 	close=()
 elif [ "$S3R" = 1 ]; then
 	OUT=${1:-bin/profile-s3r}
 	tickets=true
-	listen=-listen-resume
+	listen=(-listen "" -listen-resume)
 else
 	OUT=${1:-bin/profile-s3}
 	close=(-H "Connection: close")
@@ -65,10 +65,10 @@ CONF
 GOMAXPROCS=1 taskset -c 0 "$OUT/sluice" -config "$OUT/sluice.toml" >"$OUT/sluice.log" 2>&1 &
 pids+=($!)
 sluice_pid=$!
-GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" -listen "" $listen 127.0.0.1:19544 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19592 >"$OUT/tlsbare.log" 2>&1 &
+GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" "${listen[@]}" 127.0.0.1:19544 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19592 >"$OUT/tlsbare.log" 2>&1 &
 pids+=($!)
 bare_pid=$!
-GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" -listen "" $listen 127.0.0.1:19545 -backend 127.0.0.1:19580 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19593 >"$OUT/tlsproxy.log" 2>&1 &
+GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" "${listen[@]}" 127.0.0.1:19545 -backend 127.0.0.1:19580 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19593 >"$OUT/tlsproxy.log" 2>&1 &
 pids+=($!)
 proxy_pid=$!
 for port in 19543 19544 19545 19580 19591 19592 19593; do

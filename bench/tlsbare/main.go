@@ -103,7 +103,6 @@ func proxy(c *tls.Conn, backend string) {
 	if err != nil {
 		return
 	}
-	defer b.Close()
 	go copyThenClose(b, c, c, b)
 	copyThenClose(c, b, c, b)
 }

@@ -509,3 +509,54 @@ func TestParkSparseMixed(t *testing.T) {
 		})
 	}
 }
+
+// TestParkEndsQueued: directions woken by their source's end (a FIN) go
+// through the Parker's queue for ends; with one turn for ends, the ends
+// of many parked relays, the clients' then the backends', all come
+// through, and the queue is left empty.
+func TestParkEndsQueued(t *testing.T) {
+	const relays = 20
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			p, err := NewParker()
+			if err != nil {
+				t.Fatalf("NewParker: %v", err)
+			}
+			t.Cleanup(func() { p.Close() }) // after the worlds' cleanups
+			p.endMu.Lock()
+			p.maxEnding = 1
+			p.endMu.Unlock()
+			cfg := tr.cfg(Options{Parker: p, ParkAfter: parkAfter})
+			cfg.park = false // this Parker
+			ws := make([]*world, relays)
+			for i := range ws {
+				ws[i] = newWorld(t, cfg)
+				ws[i].parker = p
+			}
+			if !eventually(func() bool { return p.Parked() == 2*relays }) {
+				t.Fatalf("%d directions parked, want %d", p.Parked(), 2*relays)
+			}
+			for _, w := range ws {
+				peerCloseWrite(t, w.client)
+			}
+			for i, w := range ws {
+				if rest := readAll(t, w.backend); len(rest) != 0 {
+					t.Fatalf("relay %d: backend got %d unexpected bytes", i, len(rest))
+				}
+				peerCloseWrite(t, w.backend)
+			}
+			for i, w := range ws {
+				if rest := readAll(t, w.client); len(rest) != 0 {
+					t.Fatalf("relay %d: client got %d unexpected bytes", i, len(rest))
+				}
+				checkResult(t, w.wait(t), Stats{Reason: ClientClosed})
+			}
+			p.endMu.Lock()
+			running, queued := p.endingRun, len(p.ending)
+			p.endMu.Unlock()
+			if running != 0 || queued != 0 {
+				t.Fatalf("after the ends: %d running, %d queued; want none", running, queued)
+			}
+		})
+	}
+}

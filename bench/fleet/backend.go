@@ -61,11 +61,19 @@ func (s *sightings) addBad(format string, args ...any) {
 // seenSince lists the instances whose backends saw a connection from src
 // at or after t.
 func (s *sightings) seenSince(src string, t time.Time) []int {
+	return s.seenBetween(src, t, time.Time{})
+}
+
+// seenBetween lists the instances whose backends saw a connection from src
+// from t on and, unless until is zero, no later than until: the life of
+// one connection, as a later one from the same port (the kernel reuses
+// them) may have reached another instance.
+func (s *sightings) seenBetween(src string, t, until time.Time) []int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var in []int
 	for _, g := range s.bySrc[src] {
-		if !g.at.Before(t) {
+		if !g.at.Before(t) && (until.IsZero() || !g.at.After(until)) {
 			in = append(in, g.instance)
 		}
 	}

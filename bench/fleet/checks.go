@@ -228,8 +228,9 @@ func (f *fleet) checkKill(ctx context.Context) result {
 			continue
 		}
 		// In flight at the kill: s2's own, unless it had its greeting
-		// from another instance or a surviving backend saw it.
-		saw := f.seen.seenSince(c.local, c.start)
+		// from another instance or a surviving backend saw it while it
+		// lasted.
+		saw := f.seen.seenBetween(c.local, c.start, c.end)
 		if c.instance != 0 && c.instance != victim.n || slices.ContainsFunc(saw, func(n int) bool { return n != victim.n }) {
 			r.fail("connection in flight at the kill, on a surviving instance (greeting from %d, backends %v), failed: %v", c.instance, saw, c.err)
 		}

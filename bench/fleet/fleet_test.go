@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +164,21 @@ func TestInstanceRender(t *testing.T) {
 	// Top-level keys come before the first table.
 	if strings.Index(text, "session_ticket_keys") > strings.Index(text, "[") {
 		t.Errorf("session_ticket_keys after a table:\n%s", text)
+	}
+}
+
+// TestSightingsBetween: a connection's sightings are those within its
+// life; a later connection from the same port (reused by the kernel) that
+// reached another instance is not one of them.
+func TestSightingsBetween(t *testing.T) {
+	t0 := time.Unix(1_000_000, 0)
+	s := &sightings{bySrc: map[string][]sighting{}}
+	s.add(sighting{src: "127.0.0.99:34689", instance: 2, at: t0.Add(10 * time.Millisecond)})
+	s.add(sighting{src: "127.0.0.99:34689", instance: 1, at: t0.Add(4 * time.Second)})
+	if got := s.seenBetween("127.0.0.99:34689", t0, t0.Add(time.Second)); !slices.Equal(got, []int{2}) {
+		t.Errorf("within the first connection's life: %v, want [2]", got)
+	}
+	if got := s.seenSince("127.0.0.99:34689", t0); !slices.Equal(got, []int{2, 1}) {
+		t.Errorf("since its start: %v, want [2 1]", got)
 	}
 }

@@ -76,10 +76,7 @@ type half struct {
 	// the goroutine that then runs it. sparse: the half was resumed after
 	// a long quiet (see parkNow), so it parks again as soon as its source
 	// is empty. idleDue: the idle timer resumed it with the timeout due.
-	// ending: the Parker resumed it for its source's end (see
-	// Parker.queueEnding), and holds one of its turns for ends until its
-	// goroutine runs.
-	sparse, idleDue, ending bool
+	sparse, idleDue bool
 
 	// Guarded by r.mu.
 	frozen   bool // stopped for a Freeze (see freeze.go)
@@ -115,11 +112,6 @@ func newHalf(r *relay, dir direction, noSplice bool) *half {
 // copyHalf runs the direction until it ends or parks. It is a named method
 // so that each direction shows up by name in goroutine dumps.
 func (h *half) copyHalf() {
-	if h.ending {
-		// Running now: the next end may start (see Parker.queueEnding).
-		h.ending = false
-		h.r.parker.endDone()
-	}
 	res, parked := h.loop()
 	if parked {
 		return
@@ -533,18 +525,14 @@ func (h *half) park() bool {
 func (h *half) unpark() { h.resume(false) }
 
 // resume is unpark; fired says the Parker's event for h woke it.
-func (h *half) resume(fired bool) { h.resumeFor(fired, false) }
-
-// resumeFor is resume; ending says the Parker resumes h for its source's
-// end, with one of its turns for ends. It reports whether h was parked.
-func (h *half) resumeFor(fired, ending bool) bool {
+func (h *half) resume(fired bool) {
 	r := h.r
 	r.mu.Lock()
 	if !h.parked {
 		r.mu.Unlock()
-		return false
+		return
 	}
-	h.parked, h.ending = false, ending
+	h.parked = false
 	if !fired {
 		// The relay is closing or its timeout changed: whatever resumes
 		// the half now, it does not come back to this timer.
@@ -554,7 +542,6 @@ func (h *half) resumeFor(fired, ending bool) bool {
 	r.mu.Unlock()
 	r.parker.remove(h, fired)
 	go h.copyHalf()
-	return true
 }
 
 // armIdleLocked arms the idle timeout of a half parking at now, due in

@@ -3,9 +3,7 @@ package splice
 import (
 	"fmt"
 	"os"
-	"runtime"
 	"sync"
-	"sync/atomic"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -26,58 +24,10 @@ type Parker struct {
 	file *os.File // epfd, registered with Go's netpoller
 	done chan struct{}
 
-	token  atomic.Uint64
-	parked [parkShards]parkShard // by token
-
-	// ending queues the tokens of directions whose sources ended (a FIN
-	// or a reset), resumed at most maxEnding at a time (queueEnding).
-	endMu     sync.Mutex
-	ending    []uint64
-	endingRun int
-	maxEnding int
+	mu     sync.Mutex
+	parked map[uint64]*half
+	token  uint64
 }
-
-// The parked directions are kept by token in shards, each under its own
-// lock. With one lock, a goroutine preempted while it held it (the
-// watcher, resuming a batch) stopped every relay that parked or resumed
-// until the scheduler ran it again: in a reconnect storm that was seconds,
-// and 4,408 goroutines waited on the lock.
-const parkShards = 64
-
-type parkShard struct {
-	mu sync.Mutex
-	m  map[uint64]*half
-}
-
-func (p *Parker) shard(tok uint64) *parkShard { return &p.parked[tok%parkShards] }
-
-// lookup returns the direction parked under tok, nil if none is.
-func (p *Parker) lookup(tok uint64) *half {
-	sh := p.shard(tok)
-	sh.mu.Lock()
-	h := sh.m[tok]
-	sh.mu.Unlock()
-	return h
-}
-
-// forget drops tok's entry.
-func (p *Parker) forget(tok uint64) {
-	sh := p.shard(tok)
-	sh.mu.Lock()
-	delete(sh.m, tok)
-	sh.mu.Unlock()
-}
-
-// A reconnect storm closes thousands of parked connections at once. Resumed
-// together, their directions would be thousands of runnable goroutines,
-// and a connection that stayed open would wait behind all of them to move
-// a message (S7: 6,191 of 10,218 runnable goroutines were such resumes).
-// Ends are not in a hurry: they go through a queue, and at most
-// maxEndingPerCPU per CPU Go runs wait to start at a time, while
-// directions woken by data resume at once. The turn ends when the
-// direction's goroutine starts, not when its end is done: that may wait
-// for a slow peer to take the last bytes.
-const maxEndingPerCPU = 16
 
 // NewParker creates the epoll set and starts its watcher goroutine.
 func NewParker() (*Parker, error) {
@@ -90,12 +40,10 @@ func NewParker() (*Parker, error) {
 		return nil, fmt.Errorf("splice: set epoll fd non-blocking: %w", err)
 	}
 	p := &Parker{
-		epfd: epfd,
-		file: os.NewFile(uintptr(epfd), "splice-parker"),
-		done: make(chan struct{}),
-		// Read once: a Parker started before GOMAXPROCS changes keeps
-		// its first bound, which only paces ends.
-		maxEnding: maxEndingPerCPU * runtime.GOMAXPROCS(0),
+		epfd:   epfd,
+		file:   os.NewFile(uintptr(epfd), "splice-parker"),
+		done:   make(chan struct{}),
+		parked: make(map[uint64]*half),
 	}
 	rc, err := p.file.SyscallConn()
 	if err != nil {
@@ -116,14 +64,9 @@ func (p *Parker) Close() error {
 
 // Parked reports how many relay directions are parked now.
 func (p *Parker) Parked() int {
-	n := 0
-	for i := range p.parked {
-		sh := &p.parked[i]
-		sh.mu.Lock()
-		n += len(sh.m)
-		sh.mu.Unlock()
-	}
-	return n
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.parked)
 }
 
 // watch waits for the epoll set to report ready sockets and resumes their
@@ -133,21 +76,16 @@ func (p *Parker) watch(rc interface {
 }) {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
-	var ready, ending []uint64
+	var ready []uint64
 	for {
-		ready, ending = ready[:0], ending[:0]
+		ready = ready[:0]
 		err := rc.Read(func(fd uintptr) bool {
 			n, err := epollPoll(int(fd), events)
 			if err != nil || n <= 0 {
 				return false // nothing ready (or EINTR): wait for the netpoller
 			}
 			for _, ev := range events[:n] {
-				tok := uint64(uint32(ev.Fd)) | uint64(uint32(ev.Pad))<<32
-				if ev.Events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-					ending = append(ending, tok)
-				} else {
-					ready = append(ready, tok)
-				}
+				ready = append(ready, uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32)
 			}
 			return true
 		})
@@ -155,69 +93,23 @@ func (p *Parker) watch(rc interface {
 			return // closed
 		}
 		for _, tok := range ready {
-			if h := p.lookup(tok); h != nil {
+			p.mu.Lock()
+			h := p.parked[tok]
+			p.mu.Unlock()
+			if h != nil {
 				h.resume(true)
 			}
-		}
-		if len(ending) > 0 {
-			p.queueEnding(ending)
-		}
-	}
-}
-
-// queueEnding queues directions woken by their source's end, and resumes
-// as many as the Parker's turns for ends allow.
-func (p *Parker) queueEnding(toks []uint64) {
-	p.endMu.Lock()
-	p.ending = append(p.ending, toks...)
-	p.endMu.Unlock()
-	p.startEnding()
-}
-
-// endDone gives back the turn of a direction resumed by startEnding, once
-// its goroutine runs.
-func (p *Parker) endDone() {
-	p.endMu.Lock()
-	p.endingRun--
-	p.endMu.Unlock()
-	p.startEnding()
-}
-
-// startEnding resumes queued ends while turns are free. A direction
-// resumed otherwise meanwhile (its relay closing, its idle timeout) has
-// left p.parked, and its token is skipped.
-func (p *Parker) startEnding() {
-	for {
-		p.endMu.Lock()
-		if len(p.ending) == 0 || p.endingRun >= p.maxEnding {
-			if len(p.ending) == 0 {
-				p.ending = nil // let the storm's backing array go
-			}
-			p.endMu.Unlock()
-			return
-		}
-		tok := p.ending[0]
-		p.ending = p.ending[1:]
-		p.endingRun++
-		p.endMu.Unlock()
-		if h := p.lookup(tok); h == nil || !h.resumeFor(true, true) {
-			p.endMu.Lock()
-			p.endingRun--
-			p.endMu.Unlock()
 		}
 	}
 }
 
 // add registers h's source socket under a fresh token.
 func (p *Parker) add(h *half) error {
-	tok := p.token.Add(1)
-	sh := p.shard(tok)
-	sh.mu.Lock()
-	if sh.m == nil {
-		sh.m = make(map[uint64]*half)
-	}
-	sh.m[tok] = h
-	sh.mu.Unlock()
+	p.mu.Lock()
+	p.token++
+	tok := p.token
+	p.parked[tok] = h
+	p.mu.Unlock()
 	ev := unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd:     int32(uint32(tok)),
@@ -235,7 +127,9 @@ func (p *Parker) add(h *half) error {
 		return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 	})
 	if err != nil {
-		p.forget(tok)
+		p.mu.Lock()
+		delete(p.parked, tok)
+		p.mu.Unlock()
 		return fmt.Errorf("splice: park: %w", err)
 	}
 	h.token = tok
@@ -249,7 +143,9 @@ func (p *Parker) add(h *half) error {
 // Otherwise it leaves the set. A socket closed meanwhile left the set by
 // itself when it was closed; an event of a stale token is ignored.
 func (p *Parker) remove(h *half, fired bool) {
-	p.forget(h.token)
+	p.mu.Lock()
+	delete(p.parked, h.token)
+	p.mu.Unlock()
 	if fired {
 		return
 	}

@@ -30,21 +30,27 @@ export PATH="$PATH:/usr/sbin"
 
 work=$(mktemp -d)
 pids=()
+# Whatever ends the script with a failure (a check, or a command under set -e),
+# every log is printed before the scratch directory goes.
 cleanup() {
+	local rc=$?
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
 	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	if [ "$rc" -ne 0 ]; then
+		for f in sluice.log websocket.log demo.log haproxy.log nginx/logs/error.log; do
+			[ -f "$work/$f" ] && { echo "--- $f"; cat "$work/$f"; }
+		done
+	fi
 	[ -n "${KEEP:-}" ] || rm -rf "$work"
 }
 trap cleanup EXIT
 
 go build -o "$work/sluice" ./cmd/sluice
 
-# Ports: a fixed block well above the ephemeral range's usual start would
-# still collide sometimes; ask the kernel for free ones instead.
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-NGINX_V2=$(freeport); NGINX_V1=$(freeport); HAPROXY_BE=$(freeport); HAPROXY_FE=$(freeport)
-SLUICE_NGINX_V2=$(freeport); SLUICE_NGINX_V1=$(freeport); SLUICE_HAPROXY=$(freeport)
-SLUICE_PP_IN=$(freeport); SLUICE_WS=$(freeport); DEMO=$(freeport); SLUICE_ADMIN=$(freeport)
+# Ports: distinct, free, and below the ephemeral range (see .ci/freeports).
+ports=$(.ci/freeports 12)
+read -r NGINX_V2 NGINX_V1 HAPROXY_BE HAPROXY_FE SLUICE_NGINX_V2 SLUICE_NGINX_V1 SLUICE_HAPROXY \
+	SLUICE_PP_IN SLUICE_WS DEMO SLUICE_ADMIN WSS <<<"$(echo $ports)"
 
 mkdir -p "$work/nginx/logs"
 cat >"$work/nginx/nginx.conf" <<EOF
@@ -169,12 +175,23 @@ EOF
 sluice_pid=$!
 pids+=($sluice_pid)
 
-# Wait (bounded) until every server accepts.
-for port in $NGINX_V2 $HAPROXY_BE $HAPROXY_FE $DEMO $SLUICE_NGINX_V2 $SLUICE_WS; do
+# Wait (bounded, 5 s) until a server accepts; a server that never does, or
+# exits, fails the run here with its name instead of every check after it.
+accepting() { # name, port
 	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
+		(exec 3<>"/dev/tcp/127.0.0.1/$2") 2>/dev/null && return 0
 		sleep 0.05
 	done
+	echo "FAIL $1 does not accept on 127.0.0.1:$2"
+	exit 1
+}
+accepting nginx "$NGINX_V2"
+accepting "HAProxy (pp_backend)" "$HAPROXY_BE"
+accepting "HAProxy (lb)" "$HAPROXY_FE"
+accepting "demo backend" "$DEMO"
+# Not SLUICE_PP_IN: it expects a PROXY header, and HAProxy checks it below.
+for port in $SLUICE_NGINX_V2 $SLUICE_NGINX_V1 $SLUICE_HAPROXY $SLUICE_WS $SLUICE_ADMIN; do
+	accepting sluice "$port"
 done
 
 # HAProxy checks sluice every 100 ms and marked it down while it was not
@@ -221,7 +238,7 @@ check "nginx logs the real client address" "client=127.0.0.2 peer=127.0.0.1" cat
 check "HAProxy logs the real client address" "127.0.0.2:" grep "pp_backend" "$work/haproxy.log"
 
 # The unique id HAProxy saw is the conn id of sluice's access log.
-uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/" | sed -n 's/.*uid=\([^ ]*\).*/\1/p')
+uid=$("${C[@]}" --interface 127.0.0.2 --resolve "localhost:$SLUICE_HAPROXY:127.0.0.1" "https://localhost:$SLUICE_HAPROXY/" | sed -n 's/.*uid=\([^ ]*\).*/\1/p' || true)
 check "PP2_TYPE_UNIQUE_ID matches the access log" "conn=$uid " grep "conn=$uid " "$work/sluice.log"
 check "access log has the websocket route" "route=wss#0" cat "$work/sluice.log"
 
@@ -237,7 +254,6 @@ check "/metrics parses as Prometheus text (HELP and TYPE lines)" "# TYPE sluice_
 # configs/websocket.toml itself, the nginx wss->ws setup, with only its
 # address, certificate paths and app server moved onto loopback: a real
 # WebSocket client echoes through it to the PROXY-v2-reading demo backend.
-WSS=$(freeport)
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 1 \
 	-subj /CN=localhost -addext subjectAltName=DNS:localhost,IP:127.0.0.1 \
 	-keyout "$work/app.key" -out "$work/app.pem" 2>/dev/null
@@ -247,7 +263,7 @@ check "configs/websocket.toml passes -check" "is ok" "$work/sluice" -check -conf
 "$work/sluice" -config "$work/websocket.toml" >"$work/websocket.log" 2>&1 &
 ws_pid=$!
 pids+=($ws_pid)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$WSS) 2>/dev/null && break; sleep 0.05; done
+accepting "sluice (configs/websocket.toml)" "$WSS"
 go build -o "$work/loadgen" ./bench/loadgen
 check "WebSocket echo through configs/websocket.toml" '"errors":0,"dropped_conns":0' \
 	bash -c "echo GO | '$work/loadgen' -mode ws -url wss://127.0.0.1:$WSS/echo -conns 50 -active 1 -rate 10 -duration 2s -src 127.0.0.5 2>/dev/null"
@@ -258,8 +274,4 @@ kill -TERM "$sluice_pid"
 wait "$sluice_pid" && echo "ok   sluice exits 0 on SIGTERM" && pass=$((pass + 1)) || { echo "FAIL sluice exit status $?"; fail=$((fail + 1)); }
 
 echo "interop: $pass passed, $fail failed"
-if [ "$fail" -gt 0 ]; then
-	echo "--- sluice log"; cat "$work/sluice.log"
-	echo "--- nginx error log"; cat "$work/nginx/logs/error.log" || true
-	exit 1
-fi
+[ "$fail" -eq 0 ] || exit 1

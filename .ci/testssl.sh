@@ -68,8 +68,9 @@ openssl x509 -req -in "$work/leaf.csr" -CA "$work/ca.pem" -CAkey "$work/ca.key" 
 	-days 90 -sha256 -extfile "$work/leaf.ext" -out "$work/leaf.pem" 2>/dev/null
 openssl verify -purpose sslserver -CAfile "$work/ca.pem" "$work/leaf.pem" >/dev/null
 
-freeport() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-DEMO=$(freeport); DEFAULT=$(freeport); STRICT=$(freeport)
+# Ports: distinct, free, and below the ephemeral range (see .ci/freeports).
+ports=$(.ci/freeports 3)
+read -r DEMO DEFAULT STRICT <<<"$(echo $ports)"
 
 cat >"$work/sluice.toml" <<EOF
 drain_timeout = "1s"

@@ -65,6 +65,7 @@ func run() error {
 		bare    = flag.String("tlsbare", "bin/tlsbare", "bench/tlsbare binary (the "+barePeer+" and "+proxyPeer+" references beside sluice)")
 		only    = flag.String("scenarios", "", "comma-separated scenario ids to run (default all)")
 		peerSel = flag.String("peers", "", "comma-separated peers to run: sluice, "+metricsPeer+", "+barePeer+", "+proxyPeer+", nginx, haproxy, hitch (default all)")
+		keep    = flag.Bool("keep", false, "keep the scratch directory (configurations, certificates, every process's log of its last run) and print its path")
 		metOnly = flag.String("metrics-scenarios", "S1", "comma-separated scenario ids "+metricsPeer+" (sluice with its admin listener scraped once a second) takes part in")
 	)
 	flag.StringVar(&r.peersDir, "peers-dir", "bench/peers", "configuration templates")
@@ -138,7 +139,11 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if *keep {
+		defer fmt.Fprintf(os.Stderr, "bench: scratch directory kept: %s\n", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	// Workers run as nobody (nginx, hitch) and must reach the bodies.
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return err

@@ -44,6 +44,22 @@ func (s *sockReader) readWait(rc syscall.RawConn, p []byte) (int, error) {
 	return s.readMode(rc, p, true)
 }
 
+// readPaced is readWait, giving pc back its turn while it waits.
+func (s *sockReader) readPaced(rc syscall.RawConn, p []byte, pc Pacer) (int, error) {
+	for {
+		n, err := s.readMode(rc, p, false)
+		if err != errWouldBlock {
+			return n, err
+		}
+		pc.Release()
+		err = s.wait(rc)
+		pc.Acquire()
+		if err != nil {
+			return 0, err
+		}
+	}
+}
+
 func (s *sockReader) readMode(rc syscall.RawConn, p []byte, block bool) (int, error) {
 	if s.readFn == nil {
 		s.readFn = s.readOnce
@@ -114,8 +130,12 @@ func (s *sockReader) waitOnce(fd uintptr) bool {
 
 // readable reports whether a read on fd would not block: bytes, EOF or an
 // error are pending. It does not wait.
-func readable(fd int) bool {
-	fds := []unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN | unix.POLLRDHUP}}
+func readable(fd int) bool { return ready(fd, unix.POLLIN|unix.POLLRDHUP) }
+
+// ready reports whether fd has one of events, or an error, pending. It does
+// not wait.
+func ready(fd int, events int16) bool {
+	fds := []unix.PollFd{{Fd: int32(fd), Events: events}}
 	for {
 		n, err := unix.Poll(fds, 0)
 		if err == unix.EINTR {
@@ -382,6 +402,40 @@ func (w *sockWriter) write(rc syscall.RawConn, p []byte, wait bool) (int, error)
 		return n, os.NewSyscallError("write", err)
 	}
 	return n, nil
+}
+
+// writePaced is write(rc, p, true), giving pc back its turn while the send
+// buffer is full.
+func (w *sockWriter) writePaced(rc syscall.RawConn, p []byte, pc Pacer) (int, error) {
+	done := 0
+	for {
+		n, err := w.write(rc, p[done:], false)
+		done += n
+		if err != nil || done == len(p) {
+			return done, err
+		}
+		pc.Release()
+		err = waitWritable(rc)
+		pc.Acquire()
+		if err != nil {
+			return done, err
+		}
+	}
+}
+
+// waitWritable parks the goroutine on Go's netpoller until the socket
+// reports room in its send buffer, the write deadline passes or the conn is
+// closed. As in waitReadable, the socket is asked first: RawConn.Write
+// forgets the readiness recorded before it.
+func waitWritable(rc syscall.RawConn) error {
+	asked := false
+	return rc.Write(func(fd uintptr) bool {
+		if asked {
+			return true
+		}
+		asked = true
+		return ready(int(fd), unix.POLLOUT)
+	})
 }
 
 func (w *sockWriter) once(fd uintptr) bool {

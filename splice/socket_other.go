@@ -68,6 +68,7 @@ func (p *Parker) Parked() int { return 0 }
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
+func (p *Parker) endDone()           {}
 
 // Moving bytes in place (inplace.go) needs TCP_INQ.
 func enableInq(syscall.RawConn) bool { return false }
@@ -79,3 +80,11 @@ func (*inqReader) read(int, []byte) (int, error) { return 0, errUnsupported }
 type sockWriter struct{}
 
 func (*sockWriter) write(syscall.RawConn, []byte, bool) (int, error) { return 0, errUnsupported }
+
+func (*sockReader) readPaced(syscall.RawConn, []byte, Pacer) (int, error) {
+	return 0, errUnsupported
+}
+
+func (*sockWriter) writePaced(syscall.RawConn, []byte, Pacer) (int, error) {
+	return 0, errUnsupported
+}

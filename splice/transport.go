@@ -39,6 +39,29 @@ type Transport struct {
 	in *inqReader
 	fd int
 	w  sockWriter
+
+	pacer Pacer // see SetPacer
+}
+
+// A Pacer shares the CPU among the connections that hold a turn with it:
+// Release is called before a read or write of a Transport waits for the
+// socket, and Acquire when the wait ends, before the read or write goes on.
+type Pacer interface {
+	Release()
+	Acquire()
+}
+
+// SetPacer makes the Transport's blocking reads and writes (crypto/tls's
+// handshake) give p back its turn while they wait for the socket; nil
+// stops that. It reports false, and sets nothing, if the Transport is not
+// over a socket: its waits would hold the turn. A relay's own reads never
+// wait in the Transport.
+func (t *Transport) SetPacer(p Pacer) bool {
+	if t.sock == nil {
+		return false
+	}
+	t.pacer = p
+	return true
 }
 
 // NewTransport wraps conn, normally a *net.TCPConn or a *net.UnixConn. For
@@ -69,7 +92,11 @@ func (t *Transport) Read(p []byte) (int, error) {
 	} else if t.sock != nil {
 		// As the socket's Read, with raw system calls (see rawIO):
 		// crypto/tls's handshake reads.
-		n, err = t.drained.sock.readWait(t.sock, p)
+		if t.pacer != nil {
+			n, err = t.drained.sock.readPaced(t.sock, p, t.pacer)
+		} else {
+			n, err = t.drained.sock.readWait(t.sock, p)
+		}
 		if err != nil && err != io.EOF {
 			err = t.opError("read", err)
 		}
@@ -89,7 +116,13 @@ func (t *Transport) Write(p []byte) (int, error) {
 	if t.sock == nil {
 		return t.Conn.Write(p)
 	}
-	n, err := t.w.write(t.sock, p, true)
+	var n int
+	var err error
+	if t.pacer != nil {
+		n, err = t.w.writePaced(t.sock, p, t.pacer)
+	} else {
+		n, err = t.w.write(t.sock, p, true)
+	}
 	if err != nil {
 		err = t.opError("write", err)
 	}

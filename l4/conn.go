@@ -298,7 +298,7 @@ func (c *conn) open(ctx context.Context) (cur net.Conn, prefix []byte, route *Ro
 			return nil, nil, nil, err
 		}
 		start := time.Now()
-		err := tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+		err := c.handshakeInTurn(ctx, tc)
 		c.handshake = time.Since(start)
 		if s.handshakes != nil {
 			s.handshakes.give()

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -36,6 +37,7 @@ type Proxy struct {
 	// handshakes bounds the handshakes in progress (max_handshakes),
 	// across reloads; its limit is the running configuration's.
 	handshakes *connLimit
+	turns      *hsTurns // the handshakes' turns to compute
 	// tickets holds the session ticket keys of every listener of every
 	// configuration, so that sessions resume across reloads.
 	tickets *tls.Config
@@ -103,6 +105,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		ids:        NewConnIDs(),
 		metrics:    NewMetrics(),
 		handshakes: newConnLimit(0),
+		turns:      newHSTurns(runtime.GOMAXPROCS(0)),
 		tickets:    &tls.Config{},
 		fatal:      make(chan error, 1),
 		stopped:    make(chan struct{}),
@@ -187,6 +190,7 @@ func (p *Proxy) build(cfg *Config, prev *generation) (*generation, error) {
 		if cfg.MaxHandshakes > 0 {
 			s.handshakes = p.handshakes
 		}
+		s.turns = p.turns
 		if lc.MaxConnectionsPerIP > 0 || lc.RatePerIP > 0 {
 			// The values apply when the configuration does (applyLimits).
 			s.perIP = p.clientLimits(name)

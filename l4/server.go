@@ -79,6 +79,9 @@ type Server struct {
 	// (max_handshakes), shared by every server; nil: no limit.
 	handshakes *connLimit
 	hsQueue    time.Duration // how long a handshake waits for a slot
+	// turns shares the CPU among the process's handshakes; nil: they
+	// all compute at once.
+	turns *hsTurns
 	// ktls is what the kernel's TLS can take; nil: ktls = "off". With it,
 	// keyLogTLS is TLSConfig with a key log per connection (nil when the
 	// kernel has no TLS), for the hand-over.

@@ -1,0 +1,173 @@
+package l4
+
+import (
+	"container/list"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"sluice/tlsterm"
+)
+
+// ErrNoTurn is the error of a handshake that waited in vain for its turn
+// to compute (see hsTurns).
+var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
+
+// hsTurns lets TLS handshakes compute a few at a time, as many as Go runs
+// goroutines at once, while the others wait for their turn without being
+// runnable. In a reconnect storm thousands of handshakes are runnable at
+// once; Go's scheduler runs them in turn, and a relay woken by its client
+// waited behind all of them (S7: goroutines waited up to 3.2 s to run, the
+// connections that stayed open echoed with p99 2.4 s). A handshake gives
+// its turn back whenever it waits for the client (splice.Pacer), so a
+// client that stalls holds nothing, and one coming back from such a wait
+// goes before those not yet started, so that handshakes begun are
+// finished before more begin. A new handshake waits for a turn at most
+// handshake_timeout.
+//
+// There is one turn per CPU Go runs (GOMAXPROCS). Two per CPU, with at
+// least four, kept the stayers' tail as it was in S7 (bench/README.md).
+// It is the process's, shared by every listener and configuration.
+type hsTurns struct {
+	mu    sync.Mutex
+	max   int       // turns at once
+	used  int       // turns held
+	again list.List // *hsTurn coming back from a wait: served first
+	fresh list.List // *hsTurn not started
+}
+
+func newHSTurns(max int) *hsTurns {
+	return &hsTurns{max: max}
+}
+
+// handshakeInTurn runs the TLS handshake, computing in turn with the
+// other handshakes of the process if the server has turns to share.
+func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
+	s := c.srv
+	if s.turns == nil {
+		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+	}
+	h := &hsTurn{t: s.turns}
+	if !c.tr.SetPacer(h) {
+		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+	}
+	defer c.tr.SetPacer(nil)
+	if err := h.take(ctx, s.handshakeTimeout()); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
+	}
+	defer h.Release()
+	return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+}
+
+// hsTurn is one connection's place with hsTurns: its splice.Pacer while it
+// handshakes. The zero value, with t set, holds no turn.
+type hsTurn struct {
+	t     *hsTurns
+	ready chan struct{} // a turn was handed over; made on the first wait
+	elem  *list.Element // its place in a queue, while it waits
+	held  bool
+}
+
+// take takes a turn for a handshake not yet started, waiting behind those
+// in progress and those that came first, at most timeout.
+func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
+	t := h.t
+	t.mu.Lock()
+	if t.used < t.max && t.again.Len() == 0 && t.fresh.Len() == 0 {
+		t.used++
+		t.mu.Unlock()
+		h.held = true
+		return nil
+	}
+	h.queueLocked(&t.fresh)
+	t.mu.Unlock()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var err error
+	select {
+	case <-h.ready:
+		h.held = true
+		return nil
+	case <-timer.C:
+		err = fmt.Errorf("%w within %s", ErrNoTurn, timeout)
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	h.giveUp()
+	return err
+}
+
+// giveUp leaves the queue of handshakes not yet started; a turn handed
+// over meanwhile goes to the next in line.
+func (h *hsTurn) giveUp() {
+	t := h.t
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if h.elem != nil {
+		t.fresh.Remove(h.elem)
+		h.elem = nil
+		return
+	}
+	<-h.ready
+	t.used--
+	t.handLocked()
+}
+
+// Acquire takes a turn again after a wait for the client, before the
+// handshakes not yet started.
+func (h *hsTurn) Acquire() {
+	t := h.t
+	t.mu.Lock()
+	if t.used < t.max && t.again.Len() == 0 {
+		t.used++
+		t.mu.Unlock()
+		h.held = true
+		return
+	}
+	h.queueLocked(&t.again)
+	t.mu.Unlock()
+	<-h.ready
+	h.held = true
+}
+
+// Release gives the turn back, to the next in line.
+func (h *hsTurn) Release() {
+	if !h.held {
+		return
+	}
+	h.held = false
+	t := h.t
+	t.mu.Lock()
+	t.used--
+	t.handLocked()
+	t.mu.Unlock()
+}
+
+func (h *hsTurn) queueLocked(q *list.List) {
+	if h.ready == nil {
+		h.ready = make(chan struct{}, 1)
+	}
+	h.elem = q.PushBack(h)
+}
+
+// handLocked hands the free turns out, first to the handshakes coming back
+// from a wait.
+func (t *hsTurns) handLocked() {
+	for t.used < t.max {
+		q := &t.again
+		if q.Len() == 0 {
+			q = &t.fresh
+		}
+		e := q.Front()
+		if e == nil {
+			return
+		}
+		h := q.Remove(e).(*hsTurn)
+		h.elem = nil
+		t.used++
+		h.ready <- struct{}{}
+	}
+}

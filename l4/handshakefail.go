@@ -18,7 +18,7 @@ func handshakeFailure(err error) string {
 	var ve *tls.CertificateVerificationError
 	msg := err.Error()
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
+	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoTurn) || (errors.As(err, &ne) && ne.Timeout()):
 		return hsFailTimeout
 	case strings.Contains(msg, errNoALPN):
 		return hsFailNoALPN

@@ -4,11 +4,17 @@ import (
 	"container/list"
 	"context"
 	"crypto/tls"
+	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"sluice/tlsterm"
 )
+
+// ErrNoTurn is the error of a handshake that waited in vain for its turn
+// to compute (see hsTurns).
+var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 
 // hsTurns lets TLS handshakes compute a few at a time, as many as Go runs
 // goroutines at once, while the others wait for their turn without being
@@ -19,10 +25,8 @@ import (
 // its turn back whenever it waits for the client (splice.Pacer), so a
 // client that stalls holds nothing, and one coming back from such a wait
 // goes before those not yet started, so that handshakes begun are
-// finished before more begin. A new handshake waits for its turn as long
-// as it takes, as it would for the CPU: bounding the wait by
-// handshake_timeout failed the last of S7's 9,647 reconnects (27 to 107
-// of them in a third of the runs), which the scheduler had served in time.
+// finished before more begin. A new handshake waits for a turn at most
+// handshake_timeout.
 //
 // There is one turn per CPU Go runs (GOMAXPROCS). Two per CPU, with at
 // least four, kept the stayers' tail as it was in S7 (bench/README.md).
@@ -51,8 +55,8 @@ func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
 		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
 	}
 	defer c.tr.SetPacer(nil)
-	if err := h.take(ctx); err != nil {
-		return fmt.Errorf("tls handshake: waiting for a turn: %w", err)
+	if err := h.take(ctx, s.handshakeTimeout()); err != nil {
+		return fmt.Errorf("tls handshake: %w", err)
 	}
 	defer h.Release()
 	return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
@@ -68,8 +72,8 @@ type hsTurn struct {
 }
 
 // take takes a turn for a handshake not yet started, waiting behind those
-// in progress and those that came first, or until ctx is done.
-func (h *hsTurn) take(ctx context.Context) error {
+// in progress and those that came first, at most timeout.
+func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
 	t := h.t
 	t.mu.Lock()
 	if t.used < t.max && t.again.Len() == 0 && t.fresh.Len() == 0 {
@@ -80,14 +84,20 @@ func (h *hsTurn) take(ctx context.Context) error {
 	}
 	h.queueLocked(&t.fresh)
 	t.mu.Unlock()
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	var err error
 	select {
 	case <-h.ready:
 		h.held = true
 		return nil
+	case <-timer.C:
+		err = fmt.Errorf("%w within %s", ErrNoTurn, timeout)
 	case <-ctx.Done():
-		h.giveUp()
-		return ctx.Err()
+		err = ctx.Err()
 	}
+	h.giveUp()
+	return err
 }
 
 // giveUp leaves the queue of handshakes not yet started; a turn handed

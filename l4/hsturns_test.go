@@ -35,12 +35,12 @@ func queued(tb testing.TB, t *hsTurns, again, fresh int) {
 func TestHSTurnsOrder(t *testing.T) {
 	turns := newHSTurns(1)
 	first := &hsTurn{t: turns}
-	if err := first.take(context.Background()); err != nil {
+	if err := first.take(context.Background(), testTimeout); err != nil {
 		t.Fatal(err)
 	}
 	fresh := &hsTurn{t: turns}
 	freshDone := make(chan error, 1)
-	go func() { freshDone <- fresh.take(context.Background()) }()
+	go func() { freshDone <- fresh.take(context.Background(), testTimeout) }()
 	queued(t, turns, 0, 1)
 	back := &hsTurn{t: turns}
 	backDone := make(chan struct{})
@@ -71,20 +71,18 @@ func TestHSTurnsOrder(t *testing.T) {
 	}
 }
 
-// TestHSTurnsGiveUp: a new handshake whose context ends while it waits
-// for a turn leaves the queue; one that gives up after it was handed the
-// turn passes it on.
-func TestHSTurnsGiveUp(t *testing.T) {
+// TestHSTurnsTimeout: a new handshake waits for a turn at most its
+// timeout, and leaves the queue when it gives up; one that gives up after
+// it was handed the turn passes it on.
+func TestHSTurnsTimeout(t *testing.T) {
 	turns := newHSTurns(1)
 	holder := &hsTurn{t: turns}
-	if err := holder.take(context.Background()); err != nil {
+	if err := holder.take(context.Background(), testTimeout); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
-	defer cancel()
 	late := &hsTurn{t: turns}
-	if err := late.take(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("take with the turn held and the context ending: %v, want its end", err)
+	if err := late.take(context.Background(), time.Millisecond); !errors.Is(err, ErrNoTurn) {
+		t.Fatalf("take with the turn held: %v, want ErrNoTurn", err)
 	}
 	queued(t, turns, 0, 0)
 
@@ -95,7 +93,7 @@ func TestHSTurnsGiveUp(t *testing.T) {
 	turns.mu.Unlock()
 	next := &hsTurn{t: turns}
 	nextDone := make(chan error, 1)
-	go func() { nextDone <- next.take(context.Background()) }()
+	go func() { nextDone <- next.take(context.Background(), testTimeout) }()
 	queued(t, turns, 0, 2)
 	holder.Release() // to gaveUp, first in line
 	queued(t, turns, 0, 1)

@@ -26,7 +26,12 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // client that stalls holds nothing, and one coming back from such a wait
 // goes before those not yet started, so that handshakes begun are
 // finished before more begin. A new handshake waits for a turn at most
-// handshake_timeout.
+// handshake_timeout, as every phase has its deadline: under a flood that
+// outruns the CPU, the connections that waited that long are shed rather
+// than served after their clients gave up. (The S7 reconnects once blamed
+// on this bound were the bench's own client timing out at sluice's 10 s
+// handshake_timeout: bench/README.md, "The stayers' tail in storms,
+// second try".)
 //
 // There is one turn per CPU Go runs (GOMAXPROCS). Two per CPU, with at
 // least four, kept the stayers' tail as it was in S7 (bench/README.md).

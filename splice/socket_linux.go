@@ -52,11 +52,11 @@ func (s *sockReader) readPaced(rc syscall.RawConn, p []byte, pc Pacer) (int, err
 			return n, err
 		}
 		pc.Release()
-		err = s.wait(rc)
-		pc.Acquire()
-		if err != nil {
+		if err = s.wait(rc); err != nil {
+			// Deadline or close: no turn to compute an error with.
 			return 0, err
 		}
+		pc.Acquire()
 	}
 }
 
@@ -415,11 +415,10 @@ func (w *sockWriter) writePaced(rc syscall.RawConn, p []byte, pc Pacer) (int, er
 			return done, err
 		}
 		pc.Release()
-		err = waitWritable(rc)
-		pc.Acquire()
-		if err != nil {
+		if err = waitWritable(rc); err != nil {
 			return done, err
 		}
+		pc.Acquire()
 	}
 }
 

@@ -46,6 +46,9 @@ type Transport struct {
 // A Pacer shares the CPU among the connections that hold a turn with it:
 // Release is called before a read or write of a Transport waits for the
 // socket, and Acquire when the wait ends, before the read or write goes on.
+// A wait that ends in an error (a deadline, a close) returns it without
+// Acquire: a handshake that failed does not queue for a turn to report it,
+// and its further reads and writes, an alert, go on without one.
 type Pacer interface {
 	Release()
 	Acquire()

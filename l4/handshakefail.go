@@ -12,13 +12,16 @@ import (
 // handshakeFailure sorts a failed handshake for
 // sluice_tls_handshake_failures_total: the client was too slow, hung up,
 // offered nothing sluice accepts (protocols, versions, ciphers), or its
-// certificate was missing or did not verify.
+// certificate was missing or did not verify; or sluice shed it, the CPU
+// behind (no_turn).
 func handshakeFailure(err error) string {
 	var ne net.Error
 	var ve *tls.CertificateVerificationError
 	msg := err.Error()
 	switch {
-	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrNoTurn) || (errors.As(err, &ne) && ne.Timeout()):
+	case errors.Is(err, ErrNoTurn):
+		return hsFailNoTurn
+	case errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()):
 		return hsFailTimeout
 	case strings.Contains(msg, errNoALPN):
 		return hsFailNoALPN

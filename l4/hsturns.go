@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"runtime"
 	"sync"
 	"time"
 
@@ -33,12 +34,13 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // handshake_timeout: bench/README.md, "The stayers' tail in storms,
 // second try".)
 //
-// There is one turn per CPU Go runs (GOMAXPROCS). Two per CPU, with at
+// There is one turn per CPU Go runs (GOMAXPROCS, read at each turn, so
+// that it follows a container's CPU limit as Go does). Two per CPU, with at
 // least four, kept the stayers' tail as it was in S7 (bench/README.md).
 // It is the process's, shared by every listener and configuration.
 type hsTurns struct {
 	mu    sync.Mutex
-	max   int       // turns at once
+	max   int       // turns at once; 0: GOMAXPROCS now, which follows the CPU limit
 	used  int       // turns held
 	again list.List // *hsTurn coming back from a wait: served first
 	fresh list.List // *hsTurn not started
@@ -48,6 +50,13 @@ func newHSTurns(max int) *hsTurns {
 	return &hsTurns{max: max}
 }
 
+func (t *hsTurns) limit() int {
+	if t.max > 0 {
+		return t.max
+	}
+	return runtime.GOMAXPROCS(0)
+}
+
 // handshakeInTurn runs the TLS handshake, computing in turn with the
 // other handshakes of the process if the server has turns to share.
 func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
@@ -55,24 +64,45 @@ func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
 	if s.turns == nil {
 		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
 	}
-	h := &hsTurn{t: s.turns}
+	// One handshake_timeout for the waits for a turn and the handshake,
+	// as it bounded the run queue's waits and the handshake before the
+	// turns: a connection that waited long has its client's patience used
+	// up. Waits for a turn end with it too, so none outlasts it.
+	timeout := s.handshakeTimeout()
+	hctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	h := &hsTurn{t: s.turns, done: hctx.Done()}
 	if !c.tr.SetPacer(h) {
-		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+		return tlsterm.Handshake(ctx, tc, timeout)
 	}
 	defer c.tr.SetPacer(nil)
-	if err := h.take(ctx, s.handshakeTimeout()); err != nil {
+	start := time.Now()
+	if err := h.take(hctx, timeout); err != nil {
+		if ctx.Err() == nil {
+			return fmt.Errorf("tls handshake: %w within %s", ErrNoTurn, timeout)
+		}
 		return fmt.Errorf("tls handshake: %w", err)
 	}
 	defer h.Release()
-	return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+	waited := time.Since(start)
+	err := tlsterm.Handshake(hctx, tc, 0)
+	if err != nil && ctx.Err() == nil && errors.Is(hctx.Err(), context.DeadlineExceeded) {
+		err = fmt.Errorf("tls handshake: timed out after %s: %w", timeout, hctx.Err())
+		if waited >= time.Millisecond {
+			err = fmt.Errorf("%w (%s of it waiting for a turn)", err, waited.Round(time.Millisecond))
+		}
+	}
+	return err
 }
 
 // hsTurn is one connection's place with hsTurns: its splice.Pacer while it
 // handshakes. The zero value, with t set, holds no turn.
 type hsTurn struct {
 	t     *hsTurns
-	ready chan struct{} // a turn was handed over; made on the first wait
-	elem  *list.Element // its place in a queue, while it waits
+	done  <-chan struct{} // the handshake's end: Acquire waits no longer
+	ready chan struct{}   // a turn was handed over; made on the first wait
+	queue *list.List      // the queue it waits in, with elem its place
+	elem  *list.Element
 	held  bool
 }
 
@@ -81,7 +111,7 @@ type hsTurn struct {
 func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
 	t := h.t
 	t.mu.Lock()
-	if t.used < t.max && t.again.Len() == 0 && t.fresh.Len() == 0 {
+	if t.used < t.limit() && t.again.Len() == 0 && t.fresh.Len() == 0 {
 		t.used++
 		t.mu.Unlock()
 		h.held = true
@@ -105,15 +135,15 @@ func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
 	return err
 }
 
-// giveUp leaves the queue of handshakes not yet started; a turn handed
-// over meanwhile goes to the next in line.
+// giveUp leaves the queue it waits in; a turn handed over meanwhile goes
+// to the next in line.
 func (h *hsTurn) giveUp() {
 	t := h.t
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if h.elem != nil {
-		t.fresh.Remove(h.elem)
-		h.elem = nil
+		h.queue.Remove(h.elem)
+		h.elem, h.queue = nil, nil
 		return
 	}
 	<-h.ready
@@ -122,11 +152,12 @@ func (h *hsTurn) giveUp() {
 }
 
 // Acquire takes a turn again after a wait for the client, before the
-// handshakes not yet started.
+// handshakes not yet started. It waits no longer than the handshake may
+// last: then the handshake goes on without a turn, to find its end.
 func (h *hsTurn) Acquire() {
 	t := h.t
 	t.mu.Lock()
-	if t.used < t.max && t.again.Len() == 0 {
+	if t.used < t.limit() && t.again.Len() == 0 {
 		t.used++
 		t.mu.Unlock()
 		h.held = true
@@ -134,8 +165,12 @@ func (h *hsTurn) Acquire() {
 	}
 	h.queueLocked(&t.again)
 	t.mu.Unlock()
-	<-h.ready
-	h.held = true
+	select {
+	case <-h.ready:
+		h.held = true
+	case <-h.done:
+		h.giveUp()
+	}
 }
 
 // Release gives the turn back, to the next in line.
@@ -155,13 +190,13 @@ func (h *hsTurn) queueLocked(q *list.List) {
 	if h.ready == nil {
 		h.ready = make(chan struct{}, 1)
 	}
-	h.elem = q.PushBack(h)
+	h.queue, h.elem = q, q.PushBack(h)
 }
 
 // handLocked hands the free turns out, first to the handshakes coming back
 // from a wait.
 func (t *hsTurns) handLocked() {
-	for t.used < t.max {
+	for t.used < t.limit() {
 		q := &t.again
 		if q.Len() == 0 {
 			q = &t.fresh
@@ -171,7 +206,7 @@ func (t *hsTurns) handLocked() {
 			return
 		}
 		h := q.Remove(e).(*hsTurn)
-		h.elem = nil
+		h.elem, h.queue = nil, nil
 		t.used++
 		h.ready <- struct{}{}
 	}

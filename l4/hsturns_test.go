@@ -107,6 +107,33 @@ func TestHSTurnsTimeout(t *testing.T) {
 	}
 }
 
+// TestHSTurnsAcquireEnds: a handshake coming back from a wait waits for a
+// turn no longer than the handshake may last, and then holds none.
+func TestHSTurnsAcquireEnds(t *testing.T) {
+	turns := newHSTurns(1)
+	holder := &hsTurn{t: turns}
+	if err := holder.take(context.Background(), testTimeout); err != nil {
+		t.Fatal(err)
+	}
+	end := make(chan struct{})
+	back := &hsTurn{t: turns, done: end}
+	acquired := make(chan struct{})
+	go func() {
+		back.Acquire()
+		close(acquired)
+	}()
+	queued(t, turns, 1, 0)
+	close(end)
+	<-acquired
+	if back.held {
+		t.Fatal("Acquire after the handshake's end holds a turn")
+	}
+	queued(t, turns, 0, 0)
+	back.Release() // holds nothing: gives nothing back
+	holder.Release()
+	turnsReturned(t, turns)
+}
+
 // clientHello returns the first flight of a TLS client: a ClientHello.
 func clientHello(t *testing.T) []byte {
 	t.Helper()
@@ -158,4 +185,66 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 	}
 	defer c.Close()
 	echoLine(t, c, "through")
+	c.Close()
+	stalled.Close()
+	turnsReturned(t, p.turns)
+}
+
+// turnsReturned waits until no turn is held and none is waited for.
+func turnsReturned(tb testing.TB, t *hsTurns) {
+	tb.Helper()
+	deadline := time.Now().Add(testTimeout)
+	for {
+		t.mu.Lock()
+		used, a, f := t.used, t.again.Len(), t.fresh.Len()
+		t.mu.Unlock()
+		if used == 0 && a == 0 && f == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d turns held, %d and %d waiting, after every handshake ended", used, a, f)
+		}
+		runtime.Gosched()
+	}
+}
+
+// TestHandshakeTurnsShed: a handshake that waits handshake_timeout for a
+// turn is shed, logged and counted as no_turn; the handshakes after it,
+// and the turns, are as before.
+func TestHandshakeTurnsShed(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].HandshakeTimeout = Duration{200 * time.Millisecond}
+	p, addrs := w.serve(cfg)
+	p.turns.mu.Lock()
+	p.turns.max = 1
+	p.turns.mu.Unlock()
+	holder := &hsTurn{t: p.turns}
+	if err := holder.take(context.Background(), testTimeout); err != nil {
+		t.Fatal(err)
+	}
+
+	shed, err := net.Dial("tcp", addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer shed.Close()
+	if _, err := shed.Write(clientHello(t)); err != nil {
+		t.Fatal(err)
+	}
+	shed.SetReadDeadline(time.Now().Add(testTimeout))
+	if n, err := io.ReadFull(shed, make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("a handshake with no turn for handshake_timeout: read %d bytes (%v), want the connection closed", n, err)
+	}
+	w.waitLog("msg=access", "reason=handshake", "no turn to compute the handshake within 200ms")
+	waitMetric(t, p, 1, "sluice_tls_handshake_failures_total", "listener", "test", "reason", hsFailNoTurn)
+
+	holder.Release()
+	c, err := tls.Dial("tcp", addrs[0], &tls.Config{ServerName: "localhost", RootCAs: w.pool})
+	if err != nil {
+		t.Fatalf("a handshake after the shed one: %v", err)
+	}
+	echoLine(t, c, "after")
+	c.Close()
+	turnsReturned(t, p.turns)
 }

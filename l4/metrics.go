@@ -64,9 +64,11 @@ const (
 	hsFailClientCert = "client_certificate"
 	hsFailNoALPN     = "no_application_protocol"
 	hsFailClosed     = "closed"
+	// sluice shed it: it waited handshake_timeout for a turn to compute.
+	hsFailNoTurn = "no_turn"
 )
 
-var hsFailReasons = []string{hsFailTimeout, hsFailProtocol, hsFailClientCert, hsFailNoALPN, hsFailClosed}
+var hsFailReasons = []string{hsFailTimeout, hsFailProtocol, hsFailClientCert, hsFailNoALPN, hsFailClosed, hsFailNoTurn}
 
 // Record layers of a terminated connection, and why one stayed in
 // userspace, for sluice_tls_record_layer_total.

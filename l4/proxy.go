@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -105,7 +104,7 @@ func New(cfg *Config, logger *slog.Logger) (*Proxy, error) {
 		ids:        NewConnIDs(),
 		metrics:    NewMetrics(),
 		handshakes: newConnLimit(0),
-		turns:      newHSTurns(runtime.GOMAXPROCS(0)),
+		turns:      newHSTurns(0),
 		tickets:    &tls.Config{},
 		fatal:      make(chan error, 1),
 		stopped:    make(chan struct{}),

@@ -29,15 +29,22 @@ func queued(tb testing.TB, t *hsTurns, again, fresh int) {
 	}
 }
 
+// oneTurnHeld returns turns of one, and the holder of that turn.
+func oneTurnHeld(tb testing.TB) (*hsTurns, *hsTurn) {
+	tb.Helper()
+	turns := newHSTurns(1)
+	holder := &hsTurn{t: turns}
+	if err := holder.take(context.Background(), testTimeout); err != nil {
+		tb.Fatal(err)
+	}
+	return turns, holder
+}
+
 // TestHSTurnsOrder: with one turn, a handshake coming back from a wait
 // takes the turn before one not yet started, whatever came first; each
 // waits while the turn is held.
 func TestHSTurnsOrder(t *testing.T) {
-	turns := newHSTurns(1)
-	first := &hsTurn{t: turns}
-	if err := first.take(context.Background(), testTimeout); err != nil {
-		t.Fatal(err)
-	}
+	turns, first := oneTurnHeld(t)
 	fresh := &hsTurn{t: turns}
 	freshDone := make(chan error, 1)
 	go func() { freshDone <- fresh.take(context.Background(), testTimeout) }()
@@ -66,20 +73,14 @@ func TestHSTurnsOrder(t *testing.T) {
 	}
 	fresh.Release()
 	fresh.Release() // a turn not held is not given back twice
-	if turns.used != 0 {
-		t.Fatalf("%d turns held after all were given back", turns.used)
-	}
+	turnsReturned(t, turns)
 }
 
 // TestHSTurnsTimeout: a new handshake waits for a turn at most its
 // timeout, and leaves the queue when it gives up; one that gives up after
 // it was handed the turn passes it on.
 func TestHSTurnsTimeout(t *testing.T) {
-	turns := newHSTurns(1)
-	holder := &hsTurn{t: turns}
-	if err := holder.take(context.Background(), testTimeout); err != nil {
-		t.Fatal(err)
-	}
+	turns, holder := oneTurnHeld(t)
 	late := &hsTurn{t: turns}
 	if err := late.take(context.Background(), time.Millisecond); !errors.Is(err, ErrNoTurn) {
 		t.Fatalf("take with the turn held: %v, want ErrNoTurn", err)
@@ -102,19 +103,13 @@ func TestHSTurnsTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	next.Release()
-	if turns.used != 0 {
-		t.Fatalf("%d turns held after all were given back", turns.used)
-	}
+	turnsReturned(t, turns)
 }
 
 // TestHSTurnsAcquireEnds: a handshake coming back from a wait waits for a
 // turn no longer than the handshake may last, and then holds none.
 func TestHSTurnsAcquireEnds(t *testing.T) {
-	turns := newHSTurns(1)
-	holder := &hsTurn{t: turns}
-	if err := holder.take(context.Background(), testTimeout); err != nil {
-		t.Fatal(err)
-	}
+	turns, holder := oneTurnHeld(t)
 	end := make(chan struct{})
 	back := &hsTurn{t: turns, done: end}
 	acquired := make(chan struct{})
@@ -151,6 +146,23 @@ func clientHello(t *testing.T) []byte {
 	return buf[:n]
 }
 
+// sendHello connects to addr and sends a ClientHello, and nothing more;
+// reads from the conn wait testTimeout at most. It is closed at the end of
+// the test.
+func sendHello(t *testing.T, addr string) net.Conn {
+	t.Helper()
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.Write(clientHello(t)); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(testTimeout))
+	return c
+}
+
 // TestHandshakeTurnsStalledClient: with one turn to compute handshakes, a
 // client that sends its ClientHello and then nothing does not hold the
 // turn while the server waits for it: another client's handshake goes
@@ -164,16 +176,8 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 	p.turns.max = 1
 	p.turns.mu.Unlock()
 
-	stalled, err := net.Dial("tcp", addrs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
-	if _, err := stalled.Write(clientHello(t)); err != nil {
-		t.Fatal(err)
-	}
+	stalled := sendHello(t, addrs[0])
 	// The server's first flight: its handshake has computed, and waits.
-	stalled.SetReadDeadline(time.Now().Add(testTimeout))
 	if _, err := io.ReadFull(stalled, make([]byte, 1)); err != nil {
 		t.Fatalf("reading the server's first flight: %v", err)
 	}
@@ -224,15 +228,7 @@ func TestHandshakeTurnsShed(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	shed, err := net.Dial("tcp", addrs[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer shed.Close()
-	if _, err := shed.Write(clientHello(t)); err != nil {
-		t.Fatal(err)
-	}
-	shed.SetReadDeadline(time.Now().Add(testTimeout))
+	shed := sendHello(t, addrs[0])
 	if n, err := io.ReadFull(shed, make([]byte, 1)); n != 0 || err == nil {
 		t.Fatalf("a handshake with no turn for handshake_timeout: read %d bytes (%v), want the connection closed", n, err)
 	}

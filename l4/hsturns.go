@@ -77,7 +77,7 @@ func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
 	}
 	defer c.tr.SetPacer(nil)
 	start := time.Now()
-	if err := h.take(hctx, timeout); err != nil {
+	if err := h.take(hctx); err != nil {
 		if ctx.Err() == nil {
 			return fmt.Errorf("tls handshake: %w within %s", ErrNoTurn, timeout)
 		}
@@ -107,8 +107,9 @@ type hsTurn struct {
 }
 
 // take takes a turn for a handshake not yet started, waiting behind those
-// in progress and those that came first, at most timeout.
-func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
+// in progress and those that came first, until ctx (the handshake's
+// deadline) is done.
+func (h *hsTurn) take(ctx context.Context) error {
 	t := h.t
 	t.mu.Lock()
 	if t.used < t.limit() && t.again.Len() == 0 && t.fresh.Len() == 0 {
@@ -119,20 +120,14 @@ func (h *hsTurn) take(ctx context.Context, timeout time.Duration) error {
 	}
 	h.queueLocked(&t.fresh)
 	t.mu.Unlock()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	var err error
 	select {
 	case <-h.ready:
 		h.held = true
 		return nil
-	case <-timer.C:
-		err = fmt.Errorf("%w within %s", ErrNoTurn, timeout)
 	case <-ctx.Done():
-		err = ctx.Err()
+		h.giveUp()
+		return ctx.Err()
 	}
-	h.giveUp()
-	return err
 }
 
 // giveUp leaves the queue it waits in; a turn handed over meanwhile goes

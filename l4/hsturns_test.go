@@ -29,12 +29,19 @@ func queued(tb testing.TB, t *hsTurns, again, fresh int) {
 	}
 }
 
+// waitCtx is a context that ends after d, or with the test.
+func waitCtx(tb testing.TB, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	tb.Cleanup(cancel)
+	return ctx
+}
+
 // oneTurnHeld returns turns of one, and the holder of that turn.
 func oneTurnHeld(tb testing.TB) (*hsTurns, *hsTurn) {
 	tb.Helper()
 	turns := newHSTurns(1)
 	holder := &hsTurn{t: turns}
-	if err := holder.take(context.Background(), testTimeout); err != nil {
+	if err := holder.take(waitCtx(tb, testTimeout)); err != nil {
 		tb.Fatal(err)
 	}
 	return turns, holder
@@ -47,7 +54,7 @@ func TestHSTurnsOrder(t *testing.T) {
 	turns, first := oneTurnHeld(t)
 	fresh := &hsTurn{t: turns}
 	freshDone := make(chan error, 1)
-	go func() { freshDone <- fresh.take(context.Background(), testTimeout) }()
+	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
 	queued(t, turns, 0, 1)
 	back := &hsTurn{t: turns}
 	backDone := make(chan struct{})
@@ -82,8 +89,8 @@ func TestHSTurnsOrder(t *testing.T) {
 func TestHSTurnsTimeout(t *testing.T) {
 	turns, holder := oneTurnHeld(t)
 	late := &hsTurn{t: turns}
-	if err := late.take(context.Background(), time.Millisecond); !errors.Is(err, ErrNoTurn) {
-		t.Fatalf("take with the turn held: %v, want ErrNoTurn", err)
+	if err := late.take(waitCtx(t, time.Millisecond)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("take with the turn held: %v, want its deadline exceeded", err)
 	}
 	queued(t, turns, 0, 0)
 
@@ -94,7 +101,7 @@ func TestHSTurnsTimeout(t *testing.T) {
 	turns.mu.Unlock()
 	next := &hsTurn{t: turns}
 	nextDone := make(chan error, 1)
-	go func() { nextDone <- next.take(context.Background(), testTimeout) }()
+	go func() { nextDone <- next.take(waitCtx(t, testTimeout)) }()
 	queued(t, turns, 0, 2)
 	holder.Release() // to gaveUp, first in line
 	queued(t, turns, 0, 1)
@@ -224,7 +231,7 @@ func TestHandshakeTurnsShed(t *testing.T) {
 	p.turns.max = 1
 	p.turns.mu.Unlock()
 	holder := &hsTurn{t: p.turns}
-	if err := holder.take(context.Background(), testTimeout); err != nil {
+	if err := holder.take(waitCtx(t, testTimeout)); err != nil {
 		t.Fatal(err)
 	}
 

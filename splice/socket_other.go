@@ -68,7 +68,6 @@ func (p *Parker) Parked() int { return 0 }
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
-func (p *Parker) endDone()           {}
 
 // Moving bytes in place (inplace.go) needs TCP_INQ.
 func enableInq(syscall.RawConn) bool { return false }

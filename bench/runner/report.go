@@ -242,6 +242,9 @@ func (res *results) write(dir string) error {
 			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
 				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))
 		}
+		if sc.eachRun {
+			b.WriteString(res.eachRunLines(sc, cols))
+		}
 		b.WriteString("\n")
 	}
 	b.WriteString("![sluice's advantage over each peer](latest.svg)\n")
@@ -249,6 +252,31 @@ func (res *results) write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
+}
+
+// eachRunLines gives each headline metric's values run by run, in the
+// order the runs were made, for every peer with runs of it.
+func (res *results) eachRunLines(sc *scenario, cols []string) string {
+	var b strings.Builder
+	b.WriteString("\nEach run, in the order they ran:\n\n")
+	for _, mi := range sc.metrics {
+		var per []string
+		for _, p := range cols {
+			var v []string
+			for _, m := range res.samples[sc.id][p] {
+				if x, ok := m[mi.key]; ok {
+					v = append(v, fmtNum(x))
+				}
+			}
+			if len(v) > 0 {
+				per = append(per, fmt.Sprintf("%s %s", p, strings.Join(v, ", ")))
+			}
+		}
+		if len(per) > 0 {
+			fmt.Fprintf(&b, "- %s: %s\n", mi.label, strings.Join(per, "; "))
+		}
+	}
+	return b.String()
 }
 
 // scenariosOf are the ids of the scenarios a peer ran in.

@@ -91,3 +91,34 @@ func writeReport(t *testing.T, res *results) (string, string) {
 	}
 	return dir, string(md)
 }
+
+// TestReportEachRun checks that a scenario marked eachRun lists every
+// peer's headline values in the order of its runs, not sorted, and that
+// others do not.
+func TestReportEachRun(t *testing.T) {
+	sc := &scenario{id: "SX", title: "storm", eachRun: true,
+		metrics: []metricInfo{{"back_s", "seconds until all are back", false}},
+		extra:   []metricInfo{{"cpu_s", "CPU-s", false}}}
+	res := &results{
+		started: time.Now(), finished: time.Now(), reps: 3, conns: 10, requested: 10,
+		peers:     []string{"sluice", "nginx"},
+		variants:  map[string]string{},
+		scenarios: []*scenario{sc},
+		samples: map[string]map[string][]metrics{"SX": {
+			"sluice": {{"back_s": 14, "cpu_s": 1}, {"back_s": 9, "cpu_s": 2}, {"back_s": 12, "cpu_s": 3}},
+			"nginx":  {{"back_s": 10, "cpu_s": 1}, {"back_s": 11, "cpu_s": 1}, {"back_s": 8, "cpu_s": 1}},
+		}},
+	}
+	_, md := writeReport(t, res)
+	want := "- seconds until all are back: sluice 14.0, 9.00, 12.0; nginx 10.0, 11.0, 8.00\n"
+	if !strings.Contains(md, want) {
+		t.Errorf("latest.md lacks %q:\n%s", want, md)
+	}
+	if strings.Contains(md, "- CPU-s:") {
+		t.Errorf("latest.md lists an extra metric run by run:\n%s", md)
+	}
+	sc.eachRun = false
+	if _, md := writeReport(t, res); strings.Contains(md, "Each run") {
+		t.Errorf("latest.md lists runs of a scenario not marked eachRun:\n%s", md)
+	}
+}

@@ -41,6 +41,8 @@ func stormMetrics() (headline, extra []metricInfo) {
 		{"upgrade_p50_ms", "upgrade p50 ms", false, false},
 		{"resumed", "fraction of handshakes resumed", true, false},
 		{"cpu_s", "terminator CPU-s", false, false},
+		{"term_busy", "terminator CPU-s per second of storm", false, false},
+		{"load_busy", "load CPU busy fraction", false, false},
 		{"stayers_p50_ms", "stayers' echo p50 ms", false, false},
 		{"stayers_dropped", "stayers dropped", false, false},
 	}
@@ -133,7 +135,15 @@ func (r *runner) storm(p *peer) (metrics, error) {
 		}
 		return nil
 	}
+	// Each storm's terminator CPU, and how busy the load CPU was (the
+	// storm's client, the stayers and the backend share it): a storm
+	// that keeps the load CPU busier than the terminator's measures the
+	// client, not the terminator.
 	cpu := map[string]float64{}
+	started := map[string]time.Time{}
+	busy := map[string]float64{}
+	cpuPerS := map[string]float64{}
+	var busy0, total0 uint64
 	var res struct{ Storms []stormResult }
 	for done := false; !done; {
 		tag, js, err := movers.next("STORM", "CALM", "RESULT")
@@ -150,6 +160,8 @@ func (r *runner) storm(p *peer) (metrics, error) {
 				return nil, err
 			}
 			cpu[stormName(mark.Resume)] = -p.cpu()
+			started[stormName(mark.Resume)] = time.Now()
+			busy0, total0 = cpuBusy(r.loadCPU)
 			if err := movers.send("GO"); err != nil {
 				return nil, err
 			}
@@ -157,7 +169,14 @@ func (r *runner) storm(p *peer) (metrics, error) {
 			if err := json.Unmarshal(js, &mark); err != nil {
 				return nil, fmt.Errorf("CALM %s: %w", js, err)
 			}
-			cpu[stormName(mark.Resume)] += p.cpu()
+			name := stormName(mark.Resume)
+			cpu[name] += p.cpu()
+			if b, t := cpuBusy(r.loadCPU); t > total0 {
+				busy[name] = float64(b-busy0) / float64(t-total0)
+			}
+			if s := time.Since(started[name]).Seconds(); s > 0 {
+				cpuPerS[name] = cpu[name] / s
+			}
 			if err := window("calm"); err != nil {
 				return nil, err
 			}
@@ -206,6 +225,8 @@ func (r *runner) storm(p *peer) (metrics, error) {
 		w := windows.Windows[name]
 		m[name+"_failed"] = float64(st.Failed)
 		m[name+"_cpu_s"] = cpu[name]
+		m[name+"_term_busy"] = cpuPerS[name]
+		m[name+"_load_busy"] = busy[name]
 		m[name+"_stayers_p50_ms"] = w.P50
 		m[name+"_stayers_p99_ms"] = w.P99
 		m[name+"_stayers_dropped"] = float64(w.Dropped)

@@ -245,6 +245,7 @@ func (res *results) write(dir string) error {
 		if sc.eachRun {
 			b.WriteString(res.eachRunLines(sc, cols))
 		}
+		b.WriteString(res.clientBoundLine(sc, cols))
 		b.WriteString("\n")
 	}
 	b.WriteString("![sluice's advantage over each peer](latest.svg)\n")
@@ -252,6 +253,42 @@ func (res *results) write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
+}
+
+// clientBound is the load CPU's busy fraction from which a storm is
+// taken to run at its client's pace.
+const clientBound = 0.95
+
+// clientBoundLine says so when every peer's storms kept the load CPU (the
+// storm's client, the stayers and the backend) busy at least clientBound
+// in the median, and no terminator's CPU was: then how soon all are back
+// measures the client, and the terminators differ in the CPU they spent
+// meanwhile.
+func (res *results) clientBoundLine(sc *scenario, cols []string) string {
+	var storms []string
+	for _, mi := range sc.extra {
+		name, ok := strings.CutSuffix(mi.key, "_load_busy")
+		if !ok {
+			continue
+		}
+		load, term, n := math.Inf(1), 0.0, 0
+		for _, p := range cols {
+			l, t := res.median(sc.id, p, mi.key), res.median(sc.id, p, name+"_term_busy")
+			if math.IsNaN(l) || math.IsNaN(t) {
+				continue
+			}
+			load, term, n = min(load, l), max(term, t), n+1
+		}
+		if n == 0 || load < clientBound || term >= clientBound {
+			return ""
+		}
+		storms = append(storms, fmt.Sprintf("%s storm: load CPU at least %s, terminators at most %s", name, fmtPct(load), fmtPct(term)))
+	}
+	if len(storms) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nThe load CPU (the storm's client, the stayers and the backend) was busy through every storm, whichever the terminator, and no terminator's CPU was (medians; %s): how soon all are back is the client's pace on this machine, not the terminator's, and the terminators differ in the CPU-s they spent meanwhile.\n",
+		strings.Join(storms, "; "))
 }
 
 // eachRunLines gives each headline metric's values run by run, in the

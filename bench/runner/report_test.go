@@ -122,3 +122,37 @@ func TestReportEachRun(t *testing.T) {
 		t.Errorf("latest.md lists runs of a scenario not marked eachRun:\n%s", md)
 	}
 }
+
+// TestReportClientBound checks the line that says a storm ran at its
+// client's pace: there when every peer kept the load CPU busy and none
+// was busy itself, absent when one peer's storm left the load CPU idle
+// or a terminator was saturated.
+func TestReportClientBound(t *testing.T) {
+	sc := &scenario{id: "SX", title: "storm",
+		metrics: []metricInfo{{"full_all_back_s", "full storm: seconds until all are back", false}},
+		extra:   []metricInfo{{"full_term_busy", "terminator busy", false}, {"full_load_busy", "load busy", false}}}
+	run := func(sluiceLoad, nginxTerm float64) string {
+		res := &results{
+			started: time.Now(), finished: time.Now(), reps: 1, conns: 10, requested: 10,
+			peers:     []string{"sluice", "nginx"},
+			variants:  map[string]string{},
+			scenarios: []*scenario{sc},
+			samples: map[string]map[string][]metrics{"SX": {
+				"sluice": {{"full_all_back_s": 10, "full_term_busy": 0.7, "full_load_busy": sluiceLoad}},
+				"nginx":  {{"full_all_back_s": 11, "full_term_busy": nginxTerm, "full_load_busy": 1}},
+			}},
+		}
+		_, md := writeReport(t, res)
+		return md
+	}
+	want := "(medians; full storm: load CPU at least 98%, terminators at most 70%): how soon all are back is the client's pace"
+	if md := run(0.98, 0.6); !strings.Contains(md, want) {
+		t.Errorf("latest.md lacks %q:\n%s", want, md)
+	}
+	if md := run(0.8, 0.6); strings.Contains(md, "client's pace") {
+		t.Errorf("client-bound line with the load CPU 80%% busy in one peer's storm:\n%s", md)
+	}
+	if md := run(0.98, 0.97); strings.Contains(md, "client's pace") {
+		t.Errorf("client-bound line with a terminator 97%% busy:\n%s", md)
+	}
+}

@@ -1,12 +1,15 @@
 package l4
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -198,6 +201,62 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 	echoLine(t, c, "through")
 	c.Close()
 	stalled.Close()
+	turnsReturned(t, p.turns)
+}
+
+// TestHandshakeTurnsBlockedWrite: with one turn, a client that sends its
+// ClientHello and then reads nothing, with a window so small that the
+// server's first flight (a certificate of some 150 KB) cannot be sent,
+// does not hold the turn while the server waits for room to write:
+// another client's handshake goes through meanwhile.
+func TestHandshakeTurnsBlockedWrite(t *testing.T) {
+	w := newWorld(t)
+	names := []string{"localhost"}
+	for i := range 6000 {
+		names = append(names, fmt.Sprintf("n%05d.filler.example", i))
+	}
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].TLS.Certificates = []CertConfig{w.cert(names...)}
+	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
+	p, addrs := w.serve(cfg)
+	p.turns.mu.Lock()
+	p.turns.max = 1
+	p.turns.mu.Unlock()
+
+	// A small MSS keeps the server's send buffer small too (Linux sizes
+	// it from the MSS), so the flight waits on the client's window.
+	d := &net.Dialer{Timeout: 5 * time.Second, Control: func(_, _ string, rc syscall.RawConn) error {
+		var serr error
+		err := rc.Control(func(fd uintptr) {
+			if serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_TCP, syscall.TCP_MAXSEG, 536); serr == nil {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, 4096)
+			}
+		})
+		return cmp.Or(err, serr)
+	}}
+	blocked, err := d.Dial("tcp", addrs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blocked.Close()
+	if _, err := blocked.Write(clientHello(t)); err != nil {
+		t.Fatal(err)
+	}
+	// The first bytes of the server's flight: its handshake has computed
+	// and is writing the rest.
+	blocked.SetReadDeadline(time.Now().Add(testTimeout))
+	if _, err := io.ReadFull(blocked, make([]byte, 1)); err != nil {
+		t.Fatalf("reading the server's first flight: %v", err)
+	}
+
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addrs[0], &tls.Config{ServerName: "localhost", RootCAs: w.pool})
+	if err != nil {
+		t.Fatalf("a handshake while another's flight waits for room: %v", err)
+	}
+	defer c.Close()
+	echoLine(t, c, "through")
+	c.Close()
+	blocked.Close()
 	turnsReturned(t, p.turns)
 }
 

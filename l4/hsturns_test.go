@@ -192,15 +192,22 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 		t.Fatalf("reading the server's first flight: %v", err)
 	}
 
-	d := &net.Dialer{Timeout: 5 * time.Second}
-	c, err := tls.DialWithDialer(d, "tcp", addrs[0], &tls.Config{ServerName: "localhost", RootCAs: w.pool})
+	handshakeMeanwhile(t, w, p, addrs[0], stalled, "another client stalls")
+}
+
+// handshakeMeanwhile checks that another client's handshake and an echo
+// go through while waiting waits, then, with both closed, that every turn
+// is back.
+func handshakeMeanwhile(t *testing.T, w *world, p *Proxy, addr string, waiting net.Conn, while string) {
+	t.Helper()
+	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addr, &tls.Config{ServerName: "localhost", RootCAs: w.pool})
 	if err != nil {
-		t.Fatalf("a handshake while another client stalls: %v", err)
+		t.Fatalf("a handshake while %s: %v", while, err)
 	}
 	defer c.Close()
 	echoLine(t, c, "through")
 	c.Close()
-	stalled.Close()
+	waiting.Close()
 	turnsReturned(t, p.turns)
 }
 
@@ -249,15 +256,7 @@ func TestHandshakeTurnsBlockedWrite(t *testing.T) {
 		t.Fatalf("reading the server's first flight: %v", err)
 	}
 
-	c, err := tls.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}, "tcp", addrs[0], &tls.Config{ServerName: "localhost", RootCAs: w.pool})
-	if err != nil {
-		t.Fatalf("a handshake while another's flight waits for room: %v", err)
-	}
-	defer c.Close()
-	echoLine(t, c, "through")
-	c.Close()
-	blocked.Close()
-	turnsReturned(t, p.turns)
+	handshakeMeanwhile(t, w, p, addrs[0], blocked, "another's flight waits for room")
 }
 
 // turnsReturned waits until no turn is held and none is waited for.

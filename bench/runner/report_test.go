@@ -16,16 +16,10 @@ func TestReportExtraRows(t *testing.T) {
 		metrics: []metricInfo{{"rps", "connections/s", true}},
 		extra:   []metricInfo{{"resumed", "fraction resumed", true}},
 	}
-	res := &results{
-		started: time.Now(), finished: time.Now(), reps: 1, conns: 10, requested: 10,
-		peers:     []string{"sluice", "nginx"},
-		variants:  map[string]string{},
-		scenarios: []*scenario{sc},
-		samples: map[string]map[string][]metrics{"SX": {
-			"sluice": {{"rps": 200, "resumed": 0.99}},
-			"nginx":  {{"rps": 100, "resumed": 0.98}},
-		}},
-	}
+	res := oneScenario(sc, 1, []string{"sluice", "nginx"}, map[string][]metrics{
+		"sluice": {{"rps": 200, "resumed": 0.99}},
+		"nginx":  {{"rps": 100, "resumed": 0.98}},
+	})
 	dir, md := writeReport(t, res)
 	for _, want := range []string{
 		"| connections/s | 200.0 | 100.0 | 2.00× (nginx) | 2.00× |\n",
@@ -50,17 +44,11 @@ func TestReportExtraRows(t *testing.T) {
 func TestReportEchoFloor(t *testing.T) {
 	sc := &scenario{id: "SX", title: "echo", metrics: echoMetrics, directOnce: true,
 		direct: func(*runner) (metrics, error) { return nil, nil }}
-	res := &results{
-		started: time.Now(), finished: time.Now(), reps: 2, conns: 10, requested: 10,
-		peers:     []string{"sluice", "haproxy"},
-		variants:  map[string]string{},
-		scenarios: []*scenario{sc},
-		samples: map[string]map[string][]metrics{"SX": {
-			"sluice":  {{"p99_ms": 4, "cpu_ms_per_kmsg": 100}, {"p99_ms": 6, "cpu_ms_per_kmsg": 120}},
-			"haproxy": {{"p99_ms": 5, "cpu_ms_per_kmsg": 110}, {"p99_ms": 7, "cpu_ms_per_kmsg": 130}},
-			"direct":  {{"p99_ms": 1}, {"p99_ms": 3}},
-		}},
-	}
+	res := oneScenario(sc, 2, []string{"sluice", "haproxy"}, map[string][]metrics{
+		"sluice":  {{"p99_ms": 4, "cpu_ms_per_kmsg": 100}, {"p99_ms": 6, "cpu_ms_per_kmsg": 120}},
+		"haproxy": {{"p99_ms": 5, "cpu_ms_per_kmsg": 110}, {"p99_ms": 7, "cpu_ms_per_kmsg": 130}},
+		"direct":  {{"p99_ms": 1}, {"p99_ms": 3}},
+	})
 	_, md := writeReport(t, res)
 	for _, want := range []string{
 		"| echo p99 ms | 5.00 | 6.00 | 2.00 | 1.20× (haproxy) | 1.20× |\n",
@@ -74,6 +62,18 @@ func TestReportEchoFloor(t *testing.T) {
 	}
 	if strings.Contains(md, "of the direct throughput") {
 		t.Errorf("latest.md: a throughput line for an echo scenario:\n%s", md)
+	}
+}
+
+// oneScenario is the results of one scenario's runs by the peers, in
+// that order.
+func oneScenario(sc *scenario, reps int, peers []string, runs map[string][]metrics) *results {
+	return &results{
+		started: time.Now(), finished: time.Now(), reps: reps, conns: 10, requested: 10,
+		peers:     peers,
+		variants:  map[string]string{},
+		scenarios: []*scenario{sc},
+		samples:   map[string]map[string][]metrics{sc.id: runs},
 	}
 }
 
@@ -99,16 +99,10 @@ func TestReportEachRun(t *testing.T) {
 	sc := &scenario{id: "SX", title: "storm", eachRun: true,
 		metrics: []metricInfo{{"back_s", "seconds until all are back", false}},
 		extra:   []metricInfo{{"cpu_s", "CPU-s", false}}}
-	res := &results{
-		started: time.Now(), finished: time.Now(), reps: 3, conns: 10, requested: 10,
-		peers:     []string{"sluice", "nginx"},
-		variants:  map[string]string{},
-		scenarios: []*scenario{sc},
-		samples: map[string]map[string][]metrics{"SX": {
-			"sluice": {{"back_s": 14, "cpu_s": 1}, {"back_s": 9, "cpu_s": 2}, {"back_s": 12, "cpu_s": 3}},
-			"nginx":  {{"back_s": 10, "cpu_s": 1}, {"back_s": 11, "cpu_s": 1}, {"back_s": 8, "cpu_s": 1}},
-		}},
-	}
+	res := oneScenario(sc, 3, []string{"sluice", "nginx"}, map[string][]metrics{
+		"sluice": {{"back_s": 14, "cpu_s": 1}, {"back_s": 9, "cpu_s": 2}, {"back_s": 12, "cpu_s": 3}},
+		"nginx":  {{"back_s": 10, "cpu_s": 1}, {"back_s": 11, "cpu_s": 1}, {"back_s": 8, "cpu_s": 1}},
+	})
 	_, md := writeReport(t, res)
 	want := "- seconds until all are back: sluice 14.0, 9.00, 12.0; nginx 10.0, 11.0, 8.00\n"
 	if !strings.Contains(md, want) {
@@ -132,16 +126,10 @@ func TestReportClientBound(t *testing.T) {
 		metrics: []metricInfo{{"full_all_back_s", "full storm: seconds until all are back", false}},
 		extra:   []metricInfo{{"full_term_busy", "terminator busy", false}, {"full_load_busy", "load busy", false}}}
 	run := func(sluiceLoad, nginxTerm float64) string {
-		res := &results{
-			started: time.Now(), finished: time.Now(), reps: 1, conns: 10, requested: 10,
-			peers:     []string{"sluice", "nginx"},
-			variants:  map[string]string{},
-			scenarios: []*scenario{sc},
-			samples: map[string]map[string][]metrics{"SX": {
-				"sluice": {{"full_all_back_s": 10, "full_term_busy": 0.7, "full_load_busy": sluiceLoad}},
-				"nginx":  {{"full_all_back_s": 11, "full_term_busy": nginxTerm, "full_load_busy": 1}},
-			}},
-		}
+		res := oneScenario(sc, 1, []string{"sluice", "nginx"}, map[string][]metrics{
+			"sluice": {{"full_all_back_s": 10, "full_term_busy": 0.7, "full_load_busy": sluiceLoad}},
+			"nginx":  {{"full_all_back_s": 11, "full_term_busy": nginxTerm, "full_load_busy": 1}},
+		})
 		_, md := writeReport(t, res)
 		return md
 	}

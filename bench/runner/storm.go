@@ -225,8 +225,12 @@ func (r *runner) storm(p *peer) (metrics, error) {
 		w := windows.Windows[name]
 		m[name+"_failed"] = float64(st.Failed)
 		m[name+"_cpu_s"] = cpu[name]
-		m[name+"_term_busy"] = cpuPerS[name]
-		m[name+"_load_busy"] = busy[name]
+		if v, ok := cpuPerS[name]; ok {
+			m[name+"_term_busy"] = v
+		}
+		if v, ok := busy[name]; ok { // not when /proc/stat has no line for -load-cpu
+			m[name+"_load_busy"] = v
+		}
 		m[name+"_stayers_p50_ms"] = w.P50
 		m[name+"_stayers_p99_ms"] = w.P99
 		m[name+"_stayers_dropped"] = float64(w.Dropped)

@@ -135,15 +135,7 @@ func (r *runner) storm(p *peer) (metrics, error) {
 		}
 		return nil
 	}
-	// Each storm's terminator CPU, and how busy the load CPU was (the
-	// storm's client, the stayers and the backend share it): a storm
-	// that keeps the load CPU busier than the terminator's measures the
-	// client, not the terminator.
-	cpu := map[string]float64{}
-	started := map[string]time.Time{}
-	busy := map[string]float64{}
-	cpuPerS := map[string]float64{}
-	var busy0, total0 uint64
+	storms := map[string]*stormCPU{} // by stormName
 	var res struct{ Storms []stormResult }
 	for done := false; !done; {
 		tag, js, err := movers.next("STORM", "CALM", "RESULT")
@@ -159,9 +151,7 @@ func (r *runner) storm(p *peer) (metrics, error) {
 			if err := window(stormName(mark.Resume)); err != nil {
 				return nil, err
 			}
-			cpu[stormName(mark.Resume)] = -p.cpu()
-			started[stormName(mark.Resume)] = time.Now()
-			busy0, total0 = cpuBusy(r.loadCPU)
+			storms[stormName(mark.Resume)] = startStormCPU(p, r.loadCPU)
 			if err := movers.send("GO"); err != nil {
 				return nil, err
 			}
@@ -169,13 +159,8 @@ func (r *runner) storm(p *peer) (metrics, error) {
 			if err := json.Unmarshal(js, &mark); err != nil {
 				return nil, fmt.Errorf("CALM %s: %w", js, err)
 			}
-			name := stormName(mark.Resume)
-			cpu[name] += p.cpu()
-			if b, t := cpuBusy(r.loadCPU); t > total0 {
-				busy[name] = float64(b-busy0) / float64(t-total0)
-			}
-			if s := time.Since(started[name]).Seconds(); s > 0 {
-				cpuPerS[name] = cpu[name] / s
+			if sc := storms[stormName(mark.Resume)]; sc != nil {
+				sc.end(p, r.loadCPU)
 			}
 			if err := window("calm"); err != nil {
 				return nil, err
@@ -224,16 +209,56 @@ func (r *runner) storm(p *peer) (metrics, error) {
 		}
 		w := windows.Windows[name]
 		m[name+"_failed"] = float64(st.Failed)
-		m[name+"_cpu_s"] = cpu[name]
-		if v, ok := cpuPerS[name]; ok {
-			m[name+"_term_busy"] = v
-		}
-		if v, ok := busy[name]; ok { // not when /proc/stat has no line for -load-cpu
-			m[name+"_load_busy"] = v
+		if sc := storms[name]; sc != nil {
+			sc.record(m, name)
 		}
 		m[name+"_stayers_p50_ms"] = w.P50
 		m[name+"_stayers_p99_ms"] = w.P99
 		m[name+"_stayers_dropped"] = float64(w.Dropped)
 	}
 	return m, nil
+}
+
+// stormCPU is what one storm cost the terminator, and how busy the load
+// CPU (the storm's client, the stayers and the backend) was meanwhile: a
+// storm that keeps the load CPU busier than the terminator's measures the
+// client, not the terminator.
+type stormCPU struct {
+	start          time.Time
+	cpu            float64 // the terminator's CPU-s
+	perS           float64 // its CPU-s per second of storm
+	busy0, total0  uint64  // the load CPU's ticks at the start
+	loadBusy       float64
+	ended, hasLoad bool
+}
+
+func startStormCPU(p *peer, loadCPU string) *stormCPU {
+	sc := &stormCPU{start: time.Now(), cpu: -p.cpu()}
+	sc.busy0, sc.total0 = cpuBusy(loadCPU)
+	return sc
+}
+
+// end reads the CPU again once the storm is over.
+func (sc *stormCPU) end(p *peer, loadCPU string) {
+	sc.cpu += p.cpu()
+	if s := time.Since(sc.start).Seconds(); s > 0 {
+		sc.perS = sc.cpu / s
+	}
+	// Not when /proc/stat has no line for loadCPU.
+	if b, t := cpuBusy(loadCPU); t > sc.total0 {
+		sc.loadBusy, sc.hasLoad = float64(b-sc.busy0)/float64(t-sc.total0), true
+	}
+	sc.ended = true
+}
+
+// record puts the storm's figures in m under name's keys.
+func (sc *stormCPU) record(m metrics, name string) {
+	if !sc.ended {
+		return
+	}
+	m[name+"_cpu_s"] = sc.cpu
+	m[name+"_term_busy"] = sc.perS
+	if sc.hasLoad {
+		m[name+"_load_busy"] = sc.loadBusy
+	}
 }

@@ -24,6 +24,7 @@ type echoStats struct {
 	messages atomic.Int64 // echoes received intact
 	errors   atomic.Int64 // failed or mismatched echoes
 	dropped  atomic.Int64 // connections lost before we closed them
+	tl       *timeline    // by send time, if kept (stay mode's storm windows)
 }
 
 // echoPhase runs the echo phase for cfg.duration (cut short if ctx ends):
@@ -100,6 +101,9 @@ func echoLoop(phase, run context.Context, c *websocket.Conn, first time.Time, pe
 		default:
 			st.messages.Add(1)
 			st.rtt.record(rtt)
+			if st.tl != nil {
+				st.tl.record(t0, rtt)
+			}
 		}
 
 		now := time.Now()

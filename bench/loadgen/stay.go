@@ -21,11 +21,19 @@ type echoSummary struct {
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
 	Max      float64 `json:"max_ms"`
+	// Timeline is the window's round trips by when they were sent, in
+	// quarter seconds from its start (not for calm, which comes back).
+	Timeline []slotSummary `json:"timeline,omitempty"`
 }
 
 func summarize(st *echoStats) echoSummary {
 	ms := func(d time.Duration) float64 { return round3(d.Seconds() * 1000) }
+	var tl []slotSummary
+	if st.tl != nil {
+		tl = st.tl.summary()
+	}
 	return echoSummary{
+		Timeline: tl,
 		Messages: st.messages.Load(),
 		Errors:   st.errors.Load(),
 		Dropped:  st.dropped.Load(),
@@ -68,6 +76,9 @@ func (w *windows) use(name string) {
 	st, ok := w.byName[name]
 	if !ok {
 		st = new(echoStats)
+		if name != calmWindow {
+			st.tl = &timeline{start: time.Now()}
+		}
 		w.byName[name] = st
 	}
 	w.cur.Store(st)

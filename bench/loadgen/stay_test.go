@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -103,5 +104,37 @@ func TestStay(t *testing.T) {
 		if w.Messages == 0 || w.Errors != 0 || w.Dropped != 0 || !(0 < w.P50 && w.P50 <= w.P99 && w.P99 <= w.Max) {
 			t.Errorf("window %s: %+v", name, w)
 		}
+	}
+	// The storm window's timeline holds every one of its round trips,
+	// the slowest among them; calm, which comes back, has none.
+	if tl := res.Windows[calmWindow].Timeline; tl != nil {
+		t.Errorf("calm has a timeline: %+v", tl)
+	}
+	storm := res.Windows["storm"]
+	var n int64
+	var slowest float64
+	for _, sl := range storm.Timeline {
+		n += sl.N
+		slowest = max(slowest, sl.Max)
+	}
+	if n != storm.Messages || slowest != storm.Max {
+		t.Errorf("storm timeline has %d round trips, slowest %v ms; the window %d, %v ms", n, slowest, storm.Messages, storm.Max)
+	}
+}
+
+func TestTimeline(t *testing.T) {
+	start := time.Now()
+	tl := &timeline{start: start}
+	tl.record(start.Add(-time.Millisecond), time.Second) // before: none
+	tl.record(start, 3*time.Millisecond)
+	tl.record(start.Add(100*time.Millisecond), 5*time.Millisecond)
+	tl.record(start.Add(600*time.Millisecond), 2*time.Millisecond)
+	tl.record(start.Add(timelineSlots*timelineSlot), time.Second) // after: none
+	want := []slotSummary{{0, 2, 5}, {0.25, 0, 0}, {0.5, 1, 2}}
+	if got := tl.summary(); !slices.Equal(got, want) {
+		t.Errorf("summary %+v, want %+v", got, want)
+	}
+	if got := (&timeline{start: start}).summary(); len(got) != 0 {
+		t.Errorf("empty timeline: %+v", got)
 	}
 }

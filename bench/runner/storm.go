@@ -1,8 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -83,6 +86,33 @@ type echoSummary struct {
 	Dropped          int     `json:"dropped_conns"`
 	P50              float64 `json:"p50_ms"`
 	P99              float64 `json:"p99_ms"`
+	Timeline         []slotSummary
+}
+
+// slotSummary is a quarter second of a storm window's timeline: the
+// round trips sent in it, and the slowest.
+type slotSummary struct {
+	At  float64 `json:"at_s"`
+	N   int
+	Max float64 `json:"max_ms"`
+}
+
+// stallLine names the storm's slowest quarter seconds for the stayers,
+// the worst first, with when each began (seconds from the storm's start):
+// the stayers' p99 is about the longest stall, and when it came tells
+// what caused it (the old connections' ends come first, the new ones'
+// handshakes after).
+func stallLine(tl []slotSummary, n int) string {
+	tl = slices.Clone(tl)
+	slices.SortStableFunc(tl, func(a, b slotSummary) int { return cmp.Compare(b.Max, a.Max) })
+	var b strings.Builder
+	for i, sl := range tl[:min(n, len(tl))] {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%g ms at %g s", sl.Max, sl.At)
+	}
+	return b.String()
 }
 
 // storm is S7 on a fresh peer: r.conns wss:// connections to the peer's
@@ -208,6 +238,10 @@ func (r *runner) storm(p *peer) (metrics, error) {
 			fmt.Fprintf(r.progress, "bench: S7 %s, %s storm: %d of %d reopens failed: %q\n", p.name, name, st.Failed, st.Movers, st.Errors)
 		}
 		w := windows.Windows[name]
+		if len(w.Timeline) > 0 {
+			fmt.Fprintf(r.progress, "        S7 %s, %s storm (all back in %g s): stayers' slowest quarter seconds %s\n",
+				p.name, name, st.AllBack, stallLine(w.Timeline, 4))
+		}
 		m[name+"_failed"] = float64(st.Failed)
 		if sc := storms[name]; sc != nil {
 			sc.record(m, name)

@@ -34,6 +34,12 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // handshake_timeout: bench/README.md, "The stayers' tail in storms,
 // second try".)
 //
+// A new handshake also waits while goroutines that the network woke wait
+// long to run (backlog, a netProbe): the turns hand on from one handshake
+// to the next ahead of them, in Go's scheduler, and would otherwise start
+// new handshakes while the connections open, and the handshakes waiting
+// for their clients' answers, wait (netprobe.go).
+//
 // There is one turn per CPU Go runs (GOMAXPROCS, read at each turn, so
 // that it follows a container's CPU limit as Go does). Two per CPU, with at
 // least four, kept the stayers' tail as it was in S7 (bench/README.md).
@@ -44,6 +50,60 @@ type hsTurns struct {
 	used  int       // turns held
 	again list.List // *hsTurn coming back from a wait: served first
 	fresh list.List // *hsTurn not started
+	probe backlog   // nil: new handshakes start whenever a turn is free
+}
+
+// backlog tells hsTurns whether goroutines that the network woke wait long
+// to run (netProbe).
+type backlog interface {
+	send()      // start a measurement, unless one is under way
+	late() bool // the one under way has taken too long
+}
+
+// startProbe starts the probe that new handshakes wait for; it does
+// nothing if one runs.
+func (t *hsTurns) startProbe() error {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.probe != nil {
+		return nil
+	}
+	p, err := startNetProbe(t.readmit)
+	if err != nil {
+		return err
+	}
+	t.probe = p
+	return nil
+}
+
+// stopProbe stops the probe, and lets waiting handshakes start.
+func (t *hsTurns) stopProbe() {
+	t.mu.Lock()
+	p, _ := t.probe.(*netProbe)
+	t.probe = nil
+	t.mu.Unlock()
+	if p != nil {
+		p.close()
+	}
+	t.readmit()
+}
+
+// readmit hands out the turns free, now that the probe is back.
+func (t *hsTurns) readmit() {
+	t.mu.Lock()
+	t.handLocked()
+	t.mu.Unlock()
+}
+
+// mayStartLocked reports whether a new handshake may start as far as the
+// backlog goes.
+func (t *hsTurns) mayStartLocked() bool { return t.probe == nil || !t.probe.late() }
+
+// startingLocked measures the backlog, as a new handshake starts.
+func (t *hsTurns) startingLocked() {
+	if t.probe != nil {
+		t.probe.send()
+	}
 }
 
 func newHSTurns(max int) *hsTurns {
@@ -112,8 +172,9 @@ type hsTurn struct {
 func (h *hsTurn) take(ctx context.Context) error {
 	t := h.t
 	t.mu.Lock()
-	if t.used < t.limit() && t.again.Len() == 0 && t.fresh.Len() == 0 {
+	if t.used < t.limit() && t.again.Len() == 0 && t.fresh.Len() == 0 && t.mayStartLocked() {
 		t.used++
+		t.startingLocked()
 		t.mu.Unlock()
 		h.held = true
 		return nil
@@ -189,12 +250,16 @@ func (h *hsTurn) queueLocked(q *list.List) {
 }
 
 // handLocked hands the free turns out, first to the handshakes coming back
-// from a wait.
+// from a wait, then to new ones while the backlog allows.
 func (t *hsTurns) handLocked() {
 	for t.used < t.limit() {
 		q := &t.again
 		if q.Len() == 0 {
+			if t.fresh.Len() == 0 || !t.mayStartLocked() {
+				return
+			}
 			q = &t.fresh
+			t.startingLocked()
 		}
 		e := q.Front()
 		if e == nil {

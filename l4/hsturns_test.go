@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -136,6 +137,59 @@ func TestHSTurnsAcquireEnds(t *testing.T) {
 	queued(t, turns, 0, 0)
 	back.Release() // holds nothing: gives nothing back
 	holder.Release()
+	turnsReturned(t, turns)
+}
+
+// fakeBacklog is a backlog whose lateness the test sets.
+type fakeBacklog struct {
+	isLate atomic.Bool
+	sends  atomic.Int32
+}
+
+func (b *fakeBacklog) send()      { b.sends.Add(1) }
+func (b *fakeBacklog) late() bool { return b.isLate.Load() }
+
+// TestHSTurnsBacklog: while the backlog is late, a new handshake waits
+// even with a turn free, and one coming back from a wait does not; once
+// it is back, readmit starts the new one. Each new handshake measures the
+// backlog.
+func TestHSTurnsBacklog(t *testing.T) {
+	turns := newHSTurns(2)
+	b := &fakeBacklog{}
+	turns.probe = b
+	first := &hsTurn{t: turns}
+	if err := first.take(waitCtx(t, testTimeout)); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.sends.Load(); n != 1 {
+		t.Fatalf("a new handshake started with %d measurements, want 1", n)
+	}
+
+	b.isLate.Store(true)
+	fresh := &hsTurn{t: turns}
+	freshDone := make(chan error, 1)
+	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
+	queued(t, turns, 0, 1)
+	back := &hsTurn{t: turns}
+	back.Acquire() // the second turn, free: no wait for the backlog
+	back.Release() // the turn is free again; the new one still waits
+	queued(t, turns, 0, 1)
+	select {
+	case err := <-freshDone:
+		t.Fatalf("a new handshake started (err %v) while the backlog was late", err)
+	default:
+	}
+
+	b.isLate.Store(false)
+	turns.readmit()
+	if err := <-freshDone; err != nil {
+		t.Fatal(err)
+	}
+	if n := b.sends.Load(); n != 2 {
+		t.Fatalf("%d measurements after two new handshakes, want 2", n)
+	}
+	fresh.Release()
+	first.Release()
 	turnsReturned(t, turns)
 }
 

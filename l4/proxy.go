@@ -401,6 +401,9 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		f.Close() // an address the configuration no longer has
 	}
 	p.inherited = nil
+	if err := p.turns.startProbe(); err != nil {
+		p.logger.Warn("new handshakes will start whatever the connections open wait for", "error", err)
+	}
 	parker, err := splice.NewParker()
 	if err != nil {
 		// Relays work without one; idle ones keep their goroutines.
@@ -491,6 +494,7 @@ func (p *Proxy) Shutdown(ctx context.Context) error {
 	for _, ln := range p.gen.listeners {
 		ln.Close()
 	}
+	p.turns.stopProbe()
 	// Every relay has ended: nothing is parked any more.
 	if p.parker != nil {
 		p.parker.Close()

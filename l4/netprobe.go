@@ -1,0 +1,103 @@
+package l4
+
+import (
+	"errors"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// netProbe measures how long a goroutine that the network wakes waits to
+// run: it sends a byte to itself over a socket pair and a goroutine blocked
+// in Go's netpoller reads it. With GOMAXPROCS busy, Go finds such
+// goroutines every 10 ms (sysmon) and queues them on the global run queue,
+// which a busy processor serves once in 61 turns while its own queue has
+// work. Goroutines woken by other goroutines (a handed-over turn, a new
+// connection's, a resumed relay direction) go on that processor's own
+// queue, ahead. So in a reconnect storm whose handshakes the turns hand
+// on from one to the next, the relays of the connections that stayed
+// open, and the handshakes waiting for their clients' answers, waited in
+// the global queue for seconds (S7, resumed storm: 8,405 goroutines there
+// for two seconds, GODEBUG=schedtrace; the stayers' echoes stalled 2 to 5
+// s). The probe's byte waits in that queue with them: while one has been
+// away longer than probeLate, hsTurns starts no new handshake, and the
+// probe's return lets them start again.
+type netProbe struct {
+	r     net.Conn // the read end, in Go's netpoller
+	mu    sync.Mutex
+	wfd   int // the write end; -1 once closed
+	epoch time.Time
+	sent  atomic.Int64 // when the byte away was sent, ns from epoch + 1; 0: none away
+	back  func()       // called when a byte is back
+	done  chan struct{}
+	once  sync.Once
+}
+
+// probeLate is how long the probe's byte may be away before new
+// handshakes wait. Go's monitor finds network events only every 10 ms
+// while the process is busy, so a busy process sees up to that much even
+// with nothing queued.
+const probeLate = 20 * time.Millisecond
+
+// startNetProbe starts a probe; back is called, on the probe's goroutine,
+// each time its byte comes back.
+func startNetProbe(back func()) (*netProbe, error) {
+	r, wfd, err := probePair()
+	if err != nil {
+		return nil, err
+	}
+	p := &netProbe{r: r, wfd: wfd, epoch: time.Now(), back: back, done: make(chan struct{})}
+	go p.read()
+	return p, nil
+}
+
+func (p *netProbe) read() {
+	defer close(p.done)
+	var buf [16]byte
+	for {
+		if _, err := p.r.Read(buf[:]); err != nil {
+			return // closed
+		}
+		p.sent.Store(0)
+		p.back()
+	}
+}
+
+// send sends a byte, unless one is away.
+func (p *netProbe) send() {
+	if !p.sent.CompareAndSwap(0, int64(time.Since(p.epoch))+1) {
+		return
+	}
+	p.mu.Lock()
+	err := errProbeClosed
+	if p.wfd >= 0 {
+		err = probeWrite(p.wfd)
+	}
+	p.mu.Unlock()
+	if err != nil {
+		p.sent.Store(0) // closed: the probe says nothing from now on
+	}
+}
+
+var errProbeClosed = errors.New("l4: probe closed")
+
+// late reports whether the byte away has been away longer than probeLate.
+func (p *netProbe) late() bool {
+	s := p.sent.Load()
+	return s != 0 && time.Since(p.epoch)-time.Duration(s-1) > probeLate
+}
+
+// close stops the probe's goroutine and closes its sockets; late is false
+// from then on.
+func (p *netProbe) close() {
+	p.once.Do(func() {
+		p.r.Close()
+		<-p.done
+		p.mu.Lock()
+		probeClose(p.wfd)
+		p.wfd = -1 // not written again: the number may be reused
+		p.mu.Unlock()
+		p.sent.Store(0)
+	})
+}

@@ -76,6 +76,11 @@ func outOfDescriptorsChild(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Close()
+	// Only once sluice has met the limit in accept: freed before that, the
+	// descriptor would let it accept at once (a loaded machine's
+	// scheduler can run the test this far first), and there would be no
+	// episode for the recovery line below to end.
+	w.waitLog(`msg="accept failed`)
 	free()
 	line := w.waitLog("msg=access", "reason=out_of_descriptors")
 	t.Log(line)

@@ -180,6 +180,19 @@ func TestHSTurnsBacklog(t *testing.T) {
 	default:
 	}
 
+	// With both turns held, one coming back from a wait queues behind
+	// them, and is handed the next turn given back, backlog or not.
+	second := &hsTurn{t: turns}
+	second.Acquire()
+	again := &hsTurn{t: turns}
+	againDone := make(chan struct{})
+	go func() { again.Acquire(); close(againDone) }()
+	queued(t, turns, 1, 1)
+	second.Release()
+	<-againDone
+	again.Release()
+	queued(t, turns, 0, 1)
+
 	b.isLate.Store(false)
 	turns.readmit()
 	if err := <-freshDone; err != nil {
@@ -190,6 +203,25 @@ func TestHSTurnsBacklog(t *testing.T) {
 	}
 	fresh.Release()
 	first.Release()
+	turnsReturned(t, turns)
+}
+
+// TestHSTurnsStopProbe: a new handshake waiting for a late backlog starts
+// once the probe is stopped.
+func TestHSTurnsStopProbe(t *testing.T) {
+	turns := newHSTurns(1)
+	b := &fakeBacklog{}
+	b.isLate.Store(true)
+	turns.probe = b
+	fresh := &hsTurn{t: turns}
+	freshDone := make(chan error, 1)
+	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
+	queued(t, turns, 0, 1)
+	turns.stopProbe()
+	if err := <-freshDone; err != nil {
+		t.Fatal(err)
+	}
+	fresh.Release()
 	turnsReturned(t, turns)
 }
 

@@ -10,10 +10,12 @@ import (
 
 // netProbe measures how long a goroutine that the network wakes waits to
 // run: it sends a byte to itself over a socket pair and a goroutine blocked
-// in Go's netpoller reads it. With GOMAXPROCS busy, Go finds such
-// goroutines every 10 ms (sysmon) and queues them on the global run queue,
-// which a busy processor serves once in 61 turns while its own queue has
-// work. Goroutines woken by other goroutines (a handed-over turn, a new
+// in Go's netpoller reads it. With every processor busy, Go finds such
+// goroutines from its monitor thread, every 10 to 20 ms, and queues them
+// on the global run queue, of which a busy processor runs one goroutine
+// once in 61 of its turns while its own queue has work; a goroutine handed
+// the CPU by another (a turn handed over) does not even count as a turn.
+// Goroutines woken by other goroutines (a handed-over turn, a new
 // connection's, a resumed relay direction) go on that processor's own
 // queue, ahead. So in a reconnect storm whose handshakes the turns hand
 // on from one to the next, the relays of the connections that stayed
@@ -29,15 +31,18 @@ type netProbe struct {
 	wfd   int // the write end; -1 once closed
 	epoch time.Time
 	sent  atomic.Int64 // when the byte away was sent, ns from epoch + 1; 0: none away
+	dead  atomic.Bool  // the reading goroutine has stopped
 	back  func()       // called when a byte is back
 	done  chan struct{}
 	once  sync.Once
 }
 
 // probeLate is how long the probe's byte may be away before new
-// handshakes wait. Go's monitor finds network events only every 10 ms
-// while the process is busy, so a busy process sees up to that much even
-// with nothing queued.
+// handshakes wait. Go's monitor looks for network events 10 to 20 ms apart
+// while the process is busy, so a busy process can see that much with
+// nothing queued, and a GC's pause or assists add to it: new handshakes
+// then pause briefly for nothing, which costs no CPU (bench/ab.sh: S3
+// 0.988 of a sluice without the probe).
 const probeLate = 20 * time.Millisecond
 
 // startNetProbe starts a probe; back is called, on the probe's goroutine,
@@ -57,7 +62,11 @@ func (p *netProbe) read() {
 	var buf [16]byte
 	for {
 		if _, err := p.r.Read(buf[:]); err != nil {
-			return // closed
+			// Closed, or failed: either way the probe says nothing more,
+			// and nobody waits for a byte that will not come back.
+			p.dead.Store(true)
+			p.back()
+			return
 		}
 		p.sent.Store(0)
 		p.back()
@@ -82,14 +91,18 @@ func (p *netProbe) send() {
 
 var errProbeClosed = errors.New("l4: probe closed")
 
-// late reports whether the byte away has been away longer than probeLate.
+// errNoProbe is startNetProbe's error where there is no probe (not Linux).
+var errNoProbe = errors.New("l4: no network probe on this system")
+
+// late reports whether the byte away has been away longer than probeLate;
+// never once the probe has stopped.
 func (p *netProbe) late() bool {
 	s := p.sent.Load()
-	return s != 0 && time.Since(p.epoch)-time.Duration(s-1) > probeLate
+	return s != 0 && !p.dead.Load() && time.Since(p.epoch)-time.Duration(s-1) > probeLate
 }
 
 // close stops the probe's goroutine and closes its sockets; late is false
-// from then on.
+// from then on (the goroutine, stopping, says so).
 func (p *netProbe) close() {
 	p.once.Do(func() {
 		p.r.Close()
@@ -98,6 +111,5 @@ func (p *netProbe) close() {
 		probeClose(p.wfd)
 		p.wfd = -1 // not written again: the number may be reused
 		p.mu.Unlock()
-		p.sent.Store(0)
 	})
 }

@@ -2,17 +2,14 @@
 
 package l4
 
-import (
-	"errors"
-	"net"
-)
+import "net"
 
 // probePair is Linux's only: elsewhere new handshakes never wait for the
 // probe.
 func probePair() (net.Conn, int, error) {
-	return nil, -1, errors.New("l4: no network probe on this system")
+	return nil, -1, errNoProbe
 }
 
-func probeWrite(int) error { return errors.New("l4: no network probe") }
+func probeWrite(int) error { return errNoProbe }
 
 func probeClose(int) {}

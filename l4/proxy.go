@@ -401,7 +401,9 @@ func (p *Proxy) Listen(ctx context.Context) error {
 		f.Close() // an address the configuration no longer has
 	}
 	p.inherited = nil
-	if err := p.turns.startProbe(); err != nil {
+	if err := p.turns.startProbe(); errors.Is(err, errNoProbe) {
+		p.logger.Debug("new handshakes will start whatever the connections open wait for", "error", err)
+	} else if err != nil {
 		p.logger.Warn("new handshakes will start whatever the connections open wait for", "error", err)
 	}
 	parker, err := splice.NewParker()

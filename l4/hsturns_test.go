@@ -51,14 +51,29 @@ func oneTurnHeld(tb testing.TB) (*hsTurns, *hsTurn) {
 	return turns, holder
 }
 
+// takeLater starts a new handshake's take on turns, in a goroutine; its
+// result comes on the channel.
+func takeLater(tb testing.TB, turns *hsTurns) (*hsTurn, <-chan error) {
+	h := &hsTurn{t: turns}
+	done := make(chan error, 1)
+	go func() { done <- h.take(waitCtx(tb, testTimeout)) }()
+	return h, done
+}
+
+// took fails the test unless the take whose result done brings succeeded.
+func took(tb testing.TB, done <-chan error) {
+	tb.Helper()
+	if err := <-done; err != nil {
+		tb.Fatal(err)
+	}
+}
+
 // TestHSTurnsOrder: with one turn, a handshake coming back from a wait
 // takes the turn before one not yet started, whatever came first; each
 // waits while the turn is held.
 func TestHSTurnsOrder(t *testing.T) {
 	turns, first := oneTurnHeld(t)
-	fresh := &hsTurn{t: turns}
-	freshDone := make(chan error, 1)
-	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
+	fresh, freshDone := takeLater(t, turns)
 	queued(t, turns, 0, 1)
 	back := &hsTurn{t: turns}
 	backDone := make(chan struct{})
@@ -79,9 +94,7 @@ func TestHSTurnsOrder(t *testing.T) {
 	default:
 	}
 	back.Release()
-	if err := <-freshDone; err != nil {
-		t.Fatal(err)
-	}
+	took(t, freshDone)
 	fresh.Release()
 	fresh.Release() // a turn not held is not given back twice
 	turnsReturned(t, turns)
@@ -103,16 +116,12 @@ func TestHSTurnsTimeout(t *testing.T) {
 	turns.mu.Lock()
 	gaveUp.queueLocked(&turns.fresh)
 	turns.mu.Unlock()
-	next := &hsTurn{t: turns}
-	nextDone := make(chan error, 1)
-	go func() { nextDone <- next.take(waitCtx(t, testTimeout)) }()
+	next, nextDone := takeLater(t, turns)
 	queued(t, turns, 0, 2)
 	holder.Release() // to gaveUp, first in line
 	queued(t, turns, 0, 1)
 	gaveUp.giveUp()
-	if err := <-nextDone; err != nil {
-		t.Fatal(err)
-	}
+	took(t, nextDone)
 	next.Release()
 	turnsReturned(t, turns)
 }
@@ -166,9 +175,7 @@ func TestHSTurnsBacklog(t *testing.T) {
 	}
 
 	b.isLate.Store(true)
-	fresh := &hsTurn{t: turns}
-	freshDone := make(chan error, 1)
-	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
+	fresh, freshDone := takeLater(t, turns)
 	queued(t, turns, 0, 1)
 	back := &hsTurn{t: turns}
 	back.Acquire() // the second turn, free: no wait for the backlog
@@ -195,9 +202,7 @@ func TestHSTurnsBacklog(t *testing.T) {
 
 	b.isLate.Store(false)
 	turns.readmit()
-	if err := <-freshDone; err != nil {
-		t.Fatal(err)
-	}
+	took(t, freshDone)
 	if n := b.sends.Load(); n != 2 {
 		t.Fatalf("%d measurements after two new handshakes, want 2", n)
 	}
@@ -213,14 +218,10 @@ func TestHSTurnsStopProbe(t *testing.T) {
 	b := &fakeBacklog{}
 	b.isLate.Store(true)
 	turns.probe = b
-	fresh := &hsTurn{t: turns}
-	freshDone := make(chan error, 1)
-	go func() { freshDone <- fresh.take(waitCtx(t, testTimeout)) }()
+	fresh, freshDone := takeLater(t, turns)
 	queued(t, turns, 0, 1)
 	turns.stopProbe()
-	if err := <-freshDone; err != nil {
-		t.Fatal(err)
-	}
+	took(t, freshDone)
 	fresh.Release()
 	turnsReturned(t, turns)
 }

@@ -39,11 +39,15 @@ type netProbe struct {
 
 // probeLate is how long the probe's byte may be away before new
 // handshakes wait. Go's monitor looks for network events 10 to 20 ms apart
-// while the process is busy, so a busy process can see that much with
-// nothing queued, and a GC's pause or assists add to it: new handshakes
-// then pause briefly for nothing, which costs no CPU (bench/ab.sh: S3
-// 0.988 of a sluice without the probe).
-const probeLate = 20 * time.Millisecond
+// while the process is busy, and a GC's pause or assists add to that, so
+// a bound of 20 ms held new handshakes back in every busy moment and let
+// them go in bursts: under a flood of 64 handshaking clients an open
+// connection's p50 went from 1 ms to 40, and the stayers' p50 in S7's
+// resumed storm to 10-70 ms. At 100 ms the probe holds back only a real
+// backlog: the flood's open connection had a p99 of 7 and 11 ms against
+// 74 without the probe, S7's stayers 411-646 ms against 2-5 s
+// (bench/README.md, "The stayers' tail in storms, third try").
+const probeLate = 100 * time.Millisecond
 
 // startNetProbe starts a probe; back is called, on the probe's goroutine,
 // each time its byte comes back.

@@ -29,7 +29,12 @@ func (h *histogram) record(d time.Duration) {
 	v := max(int64(d), 0)
 	h.counts[bucketOf(uint64(v))].Add(1)
 	h.total.Add(1)
-	for m := h.max.Load(); v > m && !h.max.CompareAndSwap(m, v); m = h.max.Load() {
+	raiseMax(&h.max, v)
+}
+
+// raiseMax sets *m to v if v is larger, concurrently with other callers.
+func raiseMax(m *atomic.Int64, v int64) {
+	for cur := m.Load(); v > cur && !m.CompareAndSwap(cur, v); cur = m.Load() {
 	}
 }
 

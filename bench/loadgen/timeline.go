@@ -35,8 +35,7 @@ func (tl *timeline) record(sent time.Time, rtt time.Duration) {
 	}
 	s := &tl.slots[i]
 	s.n.Add(1)
-	for m := s.max.Load(); int64(rtt) > m && !s.max.CompareAndSwap(m, int64(rtt)); m = s.max.Load() {
-	}
+	raiseMax(&s.max, int64(rtt))
 }
 
 // slotSummary is one slot of a window's timeline in stay mode's RESULT.

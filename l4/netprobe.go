@@ -44,9 +44,10 @@ type netProbe struct {
 // them go in bursts: under a flood of 64 handshaking clients an open
 // connection's p50 went from 1 ms to 40, and the stayers' p50 in S7's
 // resumed storm to 10-70 ms. At 100 ms the probe holds back only a real
-// backlog: the flood's open connection had a p99 of 7 and 11 ms against
-// 74 without the probe, S7's stayers 411-646 ms against 2-5 s
-// (bench/README.md, "The stayers' tail in storms, third try").
+// backlog: the flood's open connection keeps a p50 of 1-2 ms (its p99
+// spread 7-114 ms over three runs, as without the probe), S7's stayers
+// a p99 of 411-646 ms against 2-5 s (bench/README.md, "The stayers' tail
+// in storms, third try").
 const probeLate = 100 * time.Millisecond
 
 // startNetProbe starts a probe; back is called, on the probe's goroutine,

@@ -68,8 +68,10 @@ func (b *backendServer) serveConn(raw *net.TCPConn) {
 	// kernel would send a FIN, which is exactly what a backend that
 	// finished its stream sends, and no proxy could tell the two apart.
 	// The soak checks that sluice passes an abort on as an abort, which is
-	// what it can promise. A stream that ends well is closed in order
-	// (finish restores the default linger).
+	// what it can promise. `soak backend` listens with it already (see
+	// listenAborting), so that a kill before this line aborts too; set
+	// here as well for listeners that were not. A stream that ends well is
+	// closed in order (finish restores the default linger).
 	raw.SetLinger(0)
 	raw.SetDeadline(time.Now().Add(b.Timeout))
 	v, said := b.stream(raw)

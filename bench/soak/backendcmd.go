@@ -9,7 +9,10 @@ import (
 	"net"
 	"os"
 	"sync"
+	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // runBackend is `soak backend`: one backend process, which the controller
@@ -40,7 +43,7 @@ func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		defer mu.Unlock()
 		io.WriteString(stdout, v.line())
 	}
-	ln, err := net.Listen("tcp", *addr)
+	ln, err := listenAborting(ctx, *addr)
 	if err != nil {
 		return fmt.Errorf("listen %s: %w", *addr, err)
 	}
@@ -56,6 +59,31 @@ func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer cancel()
 	if err := srv.Wait(wctx); err != nil {
 		return fmt.Errorf("wait for streams: %w", err)
+	}
+	return nil
+}
+
+// listenAborting listens with SO_LINGER 0 on the listening socket, which
+// Linux copies to every socket it accepts from the moment the handshake
+// completes. A backend SIGKILLed between its accept and serveConn's own
+// SetLinger (before the header arrived, so nothing unread forces a RST)
+// would otherwise close with a FIN: the clean end a finished stream sends.
+// One CI soak saw exactly that, as a stream cut short before its ack.
+func listenAborting(ctx context.Context, addr string) (net.Listener, error) {
+	lc := net.ListenConfig{Control: setLingerZero}
+	return lc.Listen(ctx, "tcp", addr)
+}
+
+func setLingerZero(_, _ string, rc syscall.RawConn) error {
+	var err error
+	cerr := rc.Control(func(fd uintptr) {
+		err = unix.SetsockoptLinger(int(fd), unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+	})
+	if cerr != nil {
+		return cerr
+	}
+	if err != nil {
+		return fmt.Errorf("set SO_LINGER 0: %w", err)
 	}
 	return nil
 }

@@ -25,6 +25,7 @@ type backendServer struct {
 }
 
 // Serve accepts until ln is closed. Connections go on; Wait waits for them.
+// ln is to come from listenAborting.
 func (b *backendServer) Serve(ln net.Listener) error {
 	backoff := 5 * time.Millisecond
 	for {
@@ -63,16 +64,9 @@ func waitGroup(wg *sync.WaitGroup, done chan<- struct{}) {
 
 func (b *backendServer) serveConn(raw *net.TCPConn) {
 	defer b.wg.Done()
-	// SO_LINGER 0 for the stream's whole life: when the process is
-	// SIGKILLed the kernel closes this socket with a RST. Without it the
-	// kernel would send a FIN, which is exactly what a backend that
-	// finished its stream sends, and no proxy could tell the two apart.
-	// The soak checks that sluice passes an abort on as an abort, which is
-	// what it can promise. `soak backend` listens with it already (see
-	// listenAborting), so that a kill before this line aborts too; set
-	// here as well for listeners that were not. A stream that ends well is
-	// closed in order (finish restores the default linger).
-	raw.SetLinger(0)
+	// The socket has SO_LINGER 0 from its listener (listenAborting): a
+	// stream that ends well is closed in order (finish restores the
+	// default linger), anything else with a RST.
 	raw.SetDeadline(time.Now().Add(b.Timeout))
 	v, said := b.stream(raw)
 	if !said {

@@ -65,10 +65,14 @@ func runBackend(ctx context.Context, args []string, stdout, stderr io.Writer) er
 
 // listenAborting listens with SO_LINGER 0 on the listening socket, which
 // Linux copies to every socket it accepts from the moment the handshake
-// completes. A backend SIGKILLed between its accept and serveConn's own
-// SetLinger (before the header arrived, so nothing unread forces a RST)
-// would otherwise close with a FIN: the clean end a finished stream sends.
-// One CI soak saw exactly that, as a stream cut short before its ack.
+// completes, so that when the backend is SIGKILLed the kernel closes each
+// of its streams with a RST. Without it the kernel would send a FIN,
+// which is exactly what a backend that finished its stream sends, and no
+// proxy could tell the two apart; the soak checks that sluice passes an
+// abort on as an abort, which is what it can promise. Set on each
+// accepted socket instead, it left the moment between the accept and the
+// setting open, and one CI soak saw a stream cut short there, cleanly,
+// before its ack.
 func listenAborting(ctx context.Context, addr string) (net.Listener, error) {
 	lc := net.ListenConfig{Control: setLingerZero}
 	return lc.Listen(ctx, "tcp", addr)

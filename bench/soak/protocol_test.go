@@ -21,7 +21,7 @@ const testPID = 4242
 // the returned channel.
 func startBackend(t *testing.T, cfg *tls.Config) (string, <-chan verdict) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := listenAborting(context.Background(), "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}

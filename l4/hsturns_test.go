@@ -60,6 +60,15 @@ func takeLater(tb testing.TB, turns *hsTurns) (*hsTurn, <-chan error) {
 	return h, done
 }
 
+// acquireLater starts a handshake's Acquire on turns, as one coming back
+// from a wait, in a goroutine; the channel is closed once it has the turn.
+func acquireLater(turns *hsTurns) (*hsTurn, <-chan struct{}) {
+	h := &hsTurn{t: turns}
+	done := make(chan struct{})
+	go func() { h.Acquire(); close(done) }()
+	return h, done
+}
+
 // took fails the test unless the take whose result done brings succeeded.
 func took(tb testing.TB, done <-chan error) {
 	tb.Helper()
@@ -75,9 +84,7 @@ func TestHSTurnsOrder(t *testing.T) {
 	turns, first := oneTurnHeld(t)
 	fresh, freshDone := takeLater(t, turns)
 	queued(t, turns, 0, 1)
-	back := &hsTurn{t: turns}
-	backDone := make(chan struct{})
-	go func() { back.Acquire(); close(backDone) }()
+	back, backDone := acquireLater(turns)
 	queued(t, turns, 1, 1)
 
 	first.Release()
@@ -191,9 +198,7 @@ func TestHSTurnsBacklog(t *testing.T) {
 	// them, and is handed the next turn given back, backlog or not.
 	second := &hsTurn{t: turns}
 	second.Acquire()
-	again := &hsTurn{t: turns}
-	againDone := make(chan struct{})
-	go func() { again.Acquire(); close(againDone) }()
+	again, againDone := acquireLater(turns)
 	queued(t, turns, 1, 1)
 	second.Release()
 	<-againDone

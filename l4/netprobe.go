@@ -78,10 +78,15 @@ func (p *netProbe) read() {
 	}
 }
 
-// send sends a byte, unless one is away.
-func (p *netProbe) send() {
+// send sends a byte, unless one is away, and reports whether one is away
+// now: false once the probe has stopped, whose reading goroutine calls
+// back a last time as it stops.
+func (p *netProbe) send() bool {
+	if p.dead.Load() {
+		return false
+	}
 	if !p.sent.CompareAndSwap(0, int64(time.Since(p.epoch))+1) {
-		return
+		return true
 	}
 	p.mu.Lock()
 	err := errProbeClosed
@@ -91,7 +96,9 @@ func (p *netProbe) send() {
 	p.mu.Unlock()
 	if err != nil {
 		p.sent.Store(0) // closed: the probe says nothing from now on
+		return false
 	}
+	return true
 }
 
 var errProbeClosed = errors.New("l4: probe closed")

@@ -24,7 +24,8 @@ import (
 // for two seconds, GODEBUG=schedtrace; the stayers' echoes stalled 2 to 5
 // s). The probe's byte waits in that queue with them: while one has been
 // away longer than probeLate, hsTurns starts no new handshake, and the
-// probe's return lets them start again.
+// probe's return lets them start again. A turn given back while
+// handshakes wait is handed on by the byte's return too (hsTurn.Release).
 type netProbe struct {
 	r     net.Conn // the read end, in Go's netpoller
 	mu    sync.Mutex

@@ -10,6 +10,13 @@
 #   bash bench/ab.sh OLD_BINARY NEW_BINARY      (REPS=5 DUR=6 by default)
 #   SCEN="S1" bash bench/ab.sh ...              only S1 (or S3)
 #   SCEN="S5s" bash bench/ab.sh ...             WebSocket echo (or S5)
+#   TOGETHER=1 bash bench/ab.sh ...              S3 and S1 load A and B at once
+#
+# With TOGETHER=1 each round runs a wrk against A and one against B at the
+# same time, both sluices sharing CPU 0 and both wrks CPU 1: whatever the
+# machine does meanwhile (a neighbour, the clock) falls on both alike,
+# where rounds one after another see it fall on one. Handshakes or
+# requests per CPU-second are each process's own.
 #
 # S5 and S5s are make bench's echo loads through one sluice at a time
 # (bin/loadgen, CONNS=9744 wss:// connections: raise the open-files limit
@@ -74,16 +81,31 @@ done
 
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
+rate() { # WRK_OUTPUT CPU0 CPU1 -> requests per CPU-second, p99
+	awk -v a="$2" -v b="$3" -v hz="$hz" '
+		/requests in/ {r = $1}
+		$1 == "99%" {p = $2}
+		END {printf "%.0f %s\n", r / ((b - a) / hz), p}' "$1"
+}
 one() { # PID PORT SCEN -> requests per CPU-second, p99
 	local c0 c1 args=()
 	[ "$3" = S3 ] && args=(-H "Connection: close")
 	c0=$(cpu "$1")
 	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:$2/" >"$OUT/wrk" 2>&1
 	c1=$(cpu "$1")
-	awk -v a="$c0" -v b="$c1" -v hz="$hz" '
-		/requests in/ {r = $1}
-		$1 == "99%" {p = $2}
-		END {printf "%.0f %s\n", r / ((b - a) / hz), p}' "$OUT/wrk"
+	rate "$OUT/wrk" "$c0" "$c1"
+}
+both() { # SCEN -> A's and B's requests per CPU-second and p99, measured at once
+	local ca0 cb0 ca1 cb1 args=() wa wb
+	[ "$1" = S3 ] && args=(-H "Connection: close")
+	ca0=$(cpu "$apid") cb0=$(cpu "$bpid")
+	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:19643/" >"$OUT/wrk.a" 2>&1 &
+	wa=$!
+	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:19644/" >"$OUT/wrk.b" 2>&1 &
+	wb=$!
+	wait "$wa" "$wb"
+	ca1=$(cpu "$apid") cb1=$(cpu "$bpid")
+	echo "$(rate "$OUT/wrk.a" "$ca0" "$ca1") $(rate "$OUT/wrk.b" "$cb0" "$cb1")"
 }
 echoes() { # PID PORT SCEN -> echoes per CPU-second over the echo phase, p99
 	local load line c0 c1 res msgs lg
@@ -122,8 +144,12 @@ for s in $SCEN; do
 	run=one aport=19643 bport=19644
 	case $s in S5 | S5s) run=echoes aport=19645 bport=19646 ;; esac
 	for i in $(seq "$REPS"); do
-		read -r xa pa < <($run "$apid" $aport "$s")
-		read -r xb pb < <($run "$bpid" $bport "$s")
+		if [ "${TOGETHER:-0}" = 1 ] && [ "$run" = one ]; then
+			read -r xa pa xb pb < <(both "$s")
+		else
+			read -r xa pa < <($run "$apid" $aport "$s")
+			read -r xb pb < <($run "$bpid" $bport "$s")
+		fi
 		echo "$s round $i: A $xa/CPU-s (p99 $pa)  B $xb/CPU-s (p99 $pb)  B/A $(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')"
 		ra+=("$xa") rb+=("$xb") rr+=("$(awk -v a="$xa" -v b="$xb" 'BEGIN {printf "%.3f", b / a}')")
 	done

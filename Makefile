@@ -10,12 +10,19 @@ STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
 FUZZTIME    ?= 30s
 DURATION    ?= 2m
 
-.PHONY: all build run test vet lint fmt unit fuzz test-ktls interop testssl soak attack attack-smoke bench bench-smoke bench-k6 clean
+.PHONY: all build run test vet lint fmt unit fuzz test-ktls interop testssl soak attack attack-smoke bench bench-smoke bench-k6 pgo clean
 
 all: build
 
+# go build takes cmd/sluice/default.pgo by itself (profile-guided
+# optimisation); make pgo regenerates it.
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/sluice
+
+# The CPU profile sluice is built with, from the bench's loads (about a
+# minute; needs wrk): see bench/pgo.sh.
+pgo:
+	bash bench/pgo.sh
 
 # Runs the demo backend in the background and sluice in the foreground;
 # Ctrl-C stops both. The addresses are configs/sluice.toml's: the demo

@@ -9,12 +9,16 @@
 #
 #   bash bench/pgo.sh [OUT]     (default OUT: bin/pgo; about a minute; needs wrk)
 #
+# DUR sets each load's seconds (8); PGO_FILE where the profile goes
+# (cmd/sluice/default.pgo; .ci/run's smoke run writes elsewhere).
+#
 # Rerun it when the hot paths change (relay, handshake, parking): a stale
 # profile only optimises less. Stops only the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${1:-bin/pgo}
 DUR=${DUR:-8}
+PGO_FILE=${PGO_FILE:-cmd/sluice/default.pgo}
 mkdir -p "$OUT"
 go build -o "$OUT/sluice" ./cmd/sluice
 go build -o "$OUT/loadgen" ./bench/loadgen
@@ -73,6 +77,6 @@ taskset -c 1 "$OUT/loadgen" -mode ws -url wss://127.0.0.1:19743/echo -conns 2000
 	-duration "${DUR}s" -timeout 60s </dev/null >"$OUT/s5.load" 2>&1
 wait "$prof"
 [ -s "$OUT/cpu.pprof" ] || { echo "pgo: no profile in $OUT/cpu.pprof" >&2; exit 1; }
-cp "$OUT/cpu.pprof" cmd/sluice/default.pgo
-go tool pprof -top -nodecount=12 cmd/sluice/default.pgo 2>/dev/null | sed -n '4,20p'
-echo "cmd/sluice/default.pgo: $(wc -c <cmd/sluice/default.pgo) bytes"
+cp "$OUT/cpu.pprof" "$PGO_FILE"
+go tool pprof -top -nodecount=12 "$PGO_FILE" 2>/dev/null | sed -n '4,20p'
+echo "$PGO_FILE: $(wc -c <"$PGO_FILE") bytes"

@@ -87,21 +87,24 @@ rate() { # WRK_OUTPUT CPU0 CPU1 -> requests per CPU-second, p99
 		$1 == "99%" {p = $2}
 		END {printf "%.0f %s\n", r / ((b - a) / hz), p}' "$1"
 }
+wrkto() { # PORT SCEN OUTPUT: one wrk load of the round
+	local args=()
+	[ "$2" = S3 ] && args=(-H "Connection: close")
+	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:$1/" >"$3" 2>&1
+}
 one() { # PID PORT SCEN -> requests per CPU-second, p99
-	local c0 c1 args=()
-	[ "$3" = S3 ] && args=(-H "Connection: close")
+	local c0 c1
 	c0=$(cpu "$1")
-	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:$2/" >"$OUT/wrk" 2>&1
+	wrkto "$2" "$3" "$OUT/wrk"
 	c1=$(cpu "$1")
 	rate "$OUT/wrk" "$c0" "$c1"
 }
 both() { # SCEN -> A's and B's requests per CPU-second and p99, measured at once
-	local ca0 cb0 ca1 cb1 args=() wa wb
-	[ "$1" = S3 ] && args=(-H "Connection: close")
+	local ca0 cb0 ca1 cb1 wa wb
 	ca0=$(cpu "$apid") cb0=$(cpu "$bpid")
-	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:19643/" >"$OUT/wrk.a" 2>&1 &
+	wrkto 19643 "$1" "$OUT/wrk.a" &
 	wa=$!
-	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" --latency "${args[@]}" "https://127.0.0.1:19644/" >"$OUT/wrk.b" 2>&1 &
+	wrkto 19644 "$1" "$OUT/wrk.b" &
 	wb=$!
 	wait "$wa" "$wb"
 	ca1=$(cpu "$apid") cb1=$(cpu "$bpid")

@@ -15,20 +15,24 @@ import (
 // keeps gc_percent's proportion for large heaps but never lets the room
 // to grow before the next collection fall below minHeadroom: it raises
 // the percentage while the live heap is smaller than minHeadroom*100/
-// gc_percent (16 MiB at 25), up to Go's default 100 (where the 4 MiB
-// minimum heap is Go's own). Idle memory is unchanged wherever it matters
-// per connection: with ten thousand connections the heap is far past that.
+// gc_percent (32 MiB at 25), up to maxTunedPercent. Idle memory is
+// unchanged wherever it matters per connection: with ten thousand
+// connections the heap is far past that, and an idle process's free heap
+// goes back to the OS through the trimmer (memtrim.go).
 //
 // It re-tunes after each GC, from a finalizer, as the runtime offers no
 // hook; reading the live heap and setting the percentage stop nothing.
 
 // minHeadroom is the least the heap may grow past live memory before a
-// collection (Go's minimum heap at its default GOGC).
-const minHeadroom = 4 << 20
+// collection. 8 MiB halves the collections of a small heap under a burst
+// of handshakes against Go's own 4 MiB minimum (S3 +2.5% side by side,
+// bench/README.md); 16 MiB bought no more.
+const minHeadroom = 8 << 20
 
-// maxTunedPercent bounds the raised percentage: at 100 Go's minimum heap
-// is minHeadroom; above, it would grow with the percentage.
-const maxTunedPercent = 100
+// maxTunedPercent bounds the raised percentage: at 200 Go's minimum heap
+// (4 MiB at 100, scaled by the percentage) is minHeadroom; above, it would
+// grow with the percentage.
+const maxTunedPercent = 200
 
 // gcPercentFor is the GC percentage for a live heap of live bytes when
 // gc_percent is base.

@@ -12,20 +12,23 @@ func TestGCPercentFor(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{25, 0, 100},            // nothing known yet: Go's default
-		{25, 1 << 20, 100},      // 1 MiB live: 4 MiB of room needs 400%, capped
-		{25, 4 << 20, 100},      // 4 MiB: 100% is 4 MiB
-		{25, 8 << 20, 50},       // 8 MiB: 4 MiB is 50%
-		{25, 10 << 20, 40},      // rounded up: 4 MiB at least
-		{25, 16 << 20, 25},      // from here gc_percent's own share is more
+		{25, 0, 200},            // nothing known yet: Go's minimum heap at 8 MiB
+		{25, 1 << 20, 200},      // 1 MiB live: 8 MiB of room needs 800%, capped
+		{25, 4 << 20, 200},      // 4 MiB: 200% is 8 MiB
+		{25, 8 << 20, 100},      // 8 MiB: 8 MiB is 100%
+		{25, 16 << 20, 50},      // 16 MiB: 50%
+		{25, 20 << 20, 40},      // rounded up: 8 MiB at least
+		{25, 32 << 20, 25},      // from here gc_percent's own share is more
 		{25, 1 << 30, 25},       // ten thousand connections: gc_percent
-		{50, 12 << 20, 50},      // a higher gc_percent is kept
-		{200, 1 << 20, 200},     // above the cap: gc_percent as set
+		{50, 12 << 20, 67},      // 8 MiB of 12, rounded up, over gc_percent
+		{50, 24 << 20, 50},      // a higher gc_percent is kept
+		{300, 1 << 20, 300},     // above the cap: gc_percent as set
 		{10, 100 << 20, 10},     // the lowest accepted
-		{25, 3<<20 + 1, 100},    // just under 4 MiB
-		{25, 6 << 20, 67},       // 4 MiB / 6 MiB, rounded up
-		{25, 40 << 20, 25},      // 10% would be less than gc_percent
-		{100, 1 << 20, 100},     // Go's default stays
+		{25, 4<<20 - 1, 200},    // just under 4 MiB: capped
+		{25, 12 << 20, 67},      // 8 MiB / 12 MiB, rounded up
+		{25, 80 << 20, 25},      // 10% would be less than gc_percent
+		{100, 1 << 20, 200},     // Go's default raised for a small heap
+		{100, 64 << 20, 100},    // and kept for a larger one
 		{1000, 500 << 20, 1000}, // the highest accepted
 	} {
 		if got := gcPercentFor(tc.base, tc.live); got != tc.want {
@@ -78,14 +81,14 @@ func TestGCPolicyRetunesAfterGC(t *testing.T) {
 	live <- 64 << 20
 	waitTuned(25)
 	<-live
-	live <- 8 << 20
+	live <- 16 << 20
 	waitTuned(50)
 	g.setBase(75)
 	g.mu.Lock()
 	cur, got := g.current, append([]int(nil), set...)
 	g.mu.Unlock()
 	if cur != 75 {
-		t.Fatalf("after setBase(75) with 8 MiB live: %d, want 75", cur)
+		t.Fatalf("after setBase(75) with 16 MiB live: %d, want 75", cur)
 	}
 	g.stop()
 	<-live
@@ -98,7 +101,7 @@ func TestGCPolicyRetunesAfterGC(t *testing.T) {
 		t.Errorf("after stop: re-tuned to %d", g.current)
 	}
 	g.mu.Unlock()
-	if want := []int{100, 25, 50, 75}; !equalInts(got, want) {
+	if want := []int{200, 25, 50, 75}; !equalInts(got, want) {
 		t.Errorf("percentages set %v, want %v (each once, in order)", got, want)
 	}
 }

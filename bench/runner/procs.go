@@ -168,32 +168,12 @@ func cpuSeconds(root int) float64 {
 	return float64(ticks) / clockTicks
 }
 
-// cpuTicks reads one CPU's line of /proc/stat ("cpu1 user nice system
-// idle iowait irq softirq steal ..."): the ticks it was busy and all its
-// ticks, so that two readings give its busy fraction in between.
+// cpuTicks is the ticks one CPU was busy, stolen ones included (the
+// CPU was not there for its work), and all its ticks, from /proc/stat, so
+// that two readings give its busy fraction in between.
 func cpuTicks(stat []byte, cpu string) (busy, total uint64, err error) {
-	for line := range strings.Lines(string(stat)) {
-		f := strings.Fields(line)
-		if len(f) < 6 || f[0] != "cpu"+cpu {
-			continue
-		}
-		for i, v := range f[1:] {
-			n, err := strconv.ParseUint(v, 10, 64)
-			if err != nil {
-				return 0, 0, fmt.Errorf("/proc/stat cpu%s field %d: %w", cpu, i+1, err)
-			}
-			// Guest time is counted in user time already.
-			if i >= 8 {
-				break
-			}
-			total += n
-			if i != 3 && i != 4 { // idle, iowait
-				busy += n
-			}
-		}
-		return busy, total, nil
-	}
-	return 0, 0, fmt.Errorf("/proc/stat: no line for cpu%s", cpu)
+	c, err := parseCPULine(stat, cpu)
+	return c.busy + c.steal, c.total, err
 }
 
 // cpuBusy reads cpuTicks from /proc/stat; zeros when it cannot.

@@ -242,7 +242,7 @@ func (res *results) write(dir string) error {
 			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
 				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))
 		}
-		if sc.eachRun {
+		if sc.eachRun || len(sc.diag) > 0 {
 			b.WriteString(res.eachRunLines(sc, cols))
 		}
 		b.WriteString(res.clientBoundLine(sc, cols))
@@ -292,11 +292,12 @@ func (res *results) clientBoundLine(sc *scenario, cols []string) string {
 }
 
 // eachRunLines gives each headline metric's values run by run, in the
-// order the runs were made, for every peer with runs of it.
+// order the runs were made, for every peer with runs of it, and then the
+// diagnostic ones.
 func (res *results) eachRunLines(sc *scenario, cols []string) string {
 	var b strings.Builder
 	b.WriteString("\nEach run, in the order they ran:\n\n")
-	for _, mi := range sc.metrics {
+	for _, mi := range slices.Concat(sc.metrics, sc.diag) {
 		var per []string
 		for _, p := range cols {
 			var v []string

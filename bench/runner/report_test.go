@@ -115,6 +115,14 @@ func TestReportEachRun(t *testing.T) {
 	if _, md := writeReport(t, res); strings.Contains(md, "Each run") {
 		t.Errorf("latest.md lists runs of a scenario not marked eachRun:\n%s", md)
 	}
+	// Diagnostic figures are listed run by run, after the headline ones,
+	// and stay out of the table.
+	sc.diag = []metricInfo{{"cpu_s", "CPU-s", false}}
+	_, md = writeReport(t, res)
+	want += "- CPU-s: sluice 1.00, 2.00, 3.00; nginx 1.00, 1.00, 1.00\n"
+	if !strings.Contains(md, want) {
+		t.Errorf("latest.md lacks %q:\n%s", want, md)
+	}
 }
 
 // TestReportClientBound checks the line that says a storm ran at its

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"time"
 )
 
@@ -22,7 +23,7 @@ const connsS3r = 64
 // so all but the first handshakes resume. The peer's CPU is measured over
 // the run, as wrkCPU does.
 func (r *runner) resumedConns(p *peer) (metrics, error) {
-	cpu0 := p.cpu()
+	cpu0, pb := p.cpu(), r.startProbe(p)
 	lg, err := r.loadgen("-mode", "conn", "-addr", fmt.Sprintf("127.0.0.1:%d", p.data(r).TLSR),
 		"-conns", fmt.Sprint(connsS3r), "-resume", "-duration", r.duration.String(),
 		"-timeout", (r.duration + time.Minute).String(), "-src", r.srcRange)
@@ -41,6 +42,7 @@ func (r *runner) resumedConns(p *peer) (metrics, error) {
 		return nil, err
 	}
 	cpu := p.cpu() - cpu0
+	diag := pb.finish(r, p, res.Requests)
 	// As for wrk: more than a few failures measure error paths.
 	if res.Handshakes == 0 || res.Failed > res.Requests/100 {
 		return nil, fmt.Errorf("loadgen: %.0f failed connections, %.0f requests completed (errors: %q)", res.Failed, res.Requests, res.Errors)
@@ -62,5 +64,6 @@ func (r *runner) resumedConns(p *peer) (metrics, error) {
 		m["cpu_busy"] = cpu / res.Seconds
 		m["req_per_cpu_s"] = res.Requests / cpu
 	}
+	maps.Copy(m, diag)
 	return m, nil
 }

@@ -53,6 +53,9 @@ type scenario struct {
 	// than the peers differ (S7), a median of three hides whether one run
 	// or all of them set it.
 	eachRun bool
+	// diag are figures that explain a run's CPU (probe.go): not in the
+	// table, but listed run by run with the headline ones.
+	diag []metricInfo
 }
 
 // scenarios are every workload; wsQuiet is S5s's interval between two
@@ -65,7 +68,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		{
 			id: "S1", title: "keep-alive small requests (wrk -t1 -c64, 64 B body)",
 			metrics: []metricInfo{{"rps", "requests/s", true}, {"p99_ms", "p99 ms", false}, {"req_per_cpu_s", "requests per CPU-s", true}},
-			applies: all, checkListener: "tls",
+			applies: all, checkListener: "tls", diag: diagMetrics(),
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c64", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
 			},
@@ -81,7 +84,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		{
 			id: "S3", title: "a full TLS handshake per request (Connection: close, no resumption)",
 			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "handshakes per CPU-s", true}},
-			applies: all,
+			applies: all, diag: diagMetrics(),
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c64", "-H", "Connection: close", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
 			},
@@ -90,7 +93,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 			id: "S3r", title: "a resumed TLS handshake per request (Connection: close, session tickets; loadgen -mode conn -resume)",
 			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "resumed handshakes per CPU-s", true}},
 			extra:   []metricInfo{{"resumed", "fraction of handshakes resumed", true}, {"cpu_busy", "terminator CPU-s per second", false}, {"p99_ms", "p99 ms (connect to EOF)", false}},
-			applies: all,
+			applies: all, diag: diagMetrics(),
 			run:     func(r *runner, p *peer) (metrics, error) { return r.resumedConns(p) },
 		},
 		{
@@ -162,8 +165,10 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 // peer's CPU time over the run. p is nil for direct runs.
 func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 	var cpu0 float64
+	var pb *probe
 	if p != nil {
 		cpu0 = p.cpu()
+		pb = r.startProbe(p)
 	}
 	argv := append([]string{"taskset", "-c", r.loadCPU, "wrk", "-t1", fmt.Sprintf("-d%ds", int(r.duration.Seconds())),
 		"--timeout", "5s", "-s", r.wrkScript}, args...)
@@ -214,6 +219,7 @@ func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 			m["req_per_cpu_s"] = w.Requests / cpu
 			m["cpu_s_per_gib"] = cpu / (w.Bytes / (1 << 30))
 		}
+		maps.Copy(m, pb.finish(r, p, w.Requests))
 	}
 	return m, nil
 }

@@ -1,0 +1,79 @@
+package main
+
+import (
+	"os/exec"
+	"testing"
+)
+
+// TestParseCPULine checks that softirq counts as busy and steal apart
+// from it, that idle and iowait do not, and that guest time (in user
+// time already) is not added twice.
+func TestParseCPULine(t *testing.T) {
+	stat := []byte("cpu  10 0 10 100 5 0 0 0 0 0\n" +
+		"cpu0 4 1 6 50 2 3 7 11 5 0\n" +
+		"intr 1 2 3\n")
+	c, err := parseCPULine(stat, "0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (cpuLine{busy: 21, softirq: 7, steal: 11, total: 84}); c != want {
+		t.Errorf("cpu0 = %+v, want %+v", c, want)
+	}
+	if busy, total, _ := cpuTicks(stat, "0"); busy != 32 || total != 84 {
+		t.Errorf("cpuTicks(cpu0) = %d of %d, want 32 of 84 (steal is busy there)", busy, total)
+	}
+	if _, err := parseCPULine([]byte("cpu0 1 x 3 4 5 6 7 8\n"), "0"); err == nil {
+		t.Error("no error for a field that is not a number")
+	}
+}
+
+// TestStatusCounts checks the context switch counts read from a thread's
+// status file.
+func TestStatusCounts(t *testing.T) {
+	status := []byte("Name:\tsluice\nThreads:\t7\nvoluntary_ctxt_switches:\t1234\nnonvoluntary_ctxt_switches:\t56\n")
+	if v, iv := statusCounts(status); v != 1234 || iv != 56 {
+		t.Errorf("statusCounts = %d, %d, want 1234, 56", v, iv)
+	}
+}
+
+// TestProbeLive reads a real process around a burst of work it does: its
+// thread is found, it switched, and its CPU time has a kernel share.
+func TestProbeLive(t *testing.T) {
+	ps := &procs{}
+	r := &runner{termCPU: "0", loadCPU: "0"}
+	// The shell waits on a line from stdin, then forks 20 children to make
+	// kernel work and context switches, then waits again.
+	cmd := exec.Command("sh", "-c", "read a; i=0; while [ $i -lt 20 ]; do /bin/true; i=$((i+1)); done; echo done; read b")
+	in, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pr := &proc{name: "sh", cmd: cmd, owner: ps}
+	t.Cleanup(func() { in.Close(); cmd.Process.Kill(); cmd.Wait() })
+	p := &peer{name: "sh", procs: []*proc{pr}}
+	pb := r.startProbe(p)
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 5)
+	if _, err := out.Read(buf); err != nil {
+		t.Fatal(err)
+	}
+	m := pb.finish(r, p, 1000)
+	if m["threads"] != 1 {
+		t.Errorf("threads = %v, want 1 (the shell; its children have exited): %v", m["threads"], m)
+	}
+	if m["vcs_per_k"] < 20 {
+		t.Errorf("voluntary context switches per 1,000 = %v, want at least the 20 waits for a child: %v", m["vcs_per_k"], m)
+	}
+	if _, ok := m["term_cpu_busy"]; !ok {
+		t.Errorf("no terminator CPU figures: %v", m)
+	}
+}

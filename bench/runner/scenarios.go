@@ -94,7 +94,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "resumed handshakes per CPU-s", true}},
 			extra:   []metricInfo{{"resumed", "fraction of handshakes resumed", true}, {"cpu_busy", "terminator CPU-s per second", false}, {"p99_ms", "p99 ms (connect to EOF)", false}},
 			applies: all, diag: diagMetrics(),
-			run:     func(r *runner, p *peer) (metrics, error) { return r.resumedConns(p) },
+			run: func(r *runner, p *peer) (metrics, error) { return r.resumedConns(p) },
 		},
 		{
 			id: "S4", title: "idle TLS connections held after the handshake",

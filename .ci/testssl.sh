@@ -26,6 +26,7 @@
 # of its 370 ciphers, and 34 simulated clients, per profile).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 
 if ! command -v testssl >/dev/null; then
 	echo "testssl: installing testssl.sh"
@@ -101,12 +102,7 @@ EOF
 pids+=($!)
 "$sluice" -config "$work/sluice.toml" >"$work/sluice.log" 2>&1 &
 pids+=($!)
-for port in $DEMO $DEFAULT $STRICT; do
-	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-		sleep 0.05
-	done
-done
+wait_ports $DEMO $DEFAULT $STRICT
 
 # One scan per profile. The options:
 #   --ip 127.0.0.1 --nodns none  connect to loopback only, no DNS at all

@@ -30,6 +30,7 @@
 # Stops only the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 A=$1 B=$2
 REPS=${REPS:-5} DUR=${DUR:-6} SCEN=${SCEN:-"S3 S1"}
 OUT=$(mktemp -d)
@@ -72,14 +73,8 @@ apid=$!
 GOMAXPROCS=1 taskset -c 0 "$B" -config "$OUT/b.toml" >"$OUT/b.log" 2>&1 &
 pids+=($!)
 bpid=$!
-for port in 19643 19644 19645 19646 19680; do
-	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-		sleep 0.05
-	done
-done
+wait_ports 19643 19644 19645 19646 19680
 
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 rate() { # WRK_OUTPUT CPU0 CPU1 -> requests per CPU-second, p99
 	awk -v a="$2" -v b="$3" -v hz="$hz" '
@@ -94,20 +89,20 @@ wrkto() { # PORT SCEN OUTPUT: one wrk load of the round
 }
 one() { # PID PORT SCEN -> requests per CPU-second, p99
 	local c0 c1
-	c0=$(cpu "$1")
+	c0=$(cpu_ticks "$1")
 	wrkto "$2" "$3" "$OUT/wrk"
-	c1=$(cpu "$1")
+	c1=$(cpu_ticks "$1")
 	rate "$OUT/wrk" "$c0" "$c1"
 }
 both() { # SCEN -> A's and B's requests per CPU-second and p99, measured at once
 	local ca0 cb0 ca1 cb1 wa wb
-	ca0=$(cpu "$apid") cb0=$(cpu "$bpid")
+	ca0=$(cpu_ticks "$apid") cb0=$(cpu_ticks "$bpid")
 	wrkto 19643 "$1" "$OUT/wrk.a" &
 	wa=$!
 	wrkto 19644 "$1" "$OUT/wrk.b" &
 	wb=$!
 	wait "$wa" "$wb"
-	ca1=$(cpu "$apid") cb1=$(cpu "$bpid")
+	ca1=$(cpu_ticks "$apid") cb1=$(cpu_ticks "$bpid")
 	echo "$(rate "$OUT/wrk.a" "$ca0" "$ca1") $(rate "$OUT/wrk.b" "$cb0" "$cb1")"
 }
 echoes() { # PID PORT SCEN -> echoes per CPU-second over the echo phase, p99
@@ -124,11 +119,11 @@ echoes() { # PID PORT SCEN -> echoes per CPU-second over the echo phase, p99
 			# The connections' opening (handshakes, its GC) is not the
 			# echo phase's: let it settle first, as make bench does.
 			sleep 3
-			c0=$(cpu "$1")
+			c0=$(cpu_ticks "$1")
 			echo GO >&"${LG[1]}"
 			;;
 		RESULT*)
-			c1=$(cpu "$1")
+			c1=$(cpu_ticks "$1")
 			res=$line
 			;;
 		esac

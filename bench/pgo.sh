@@ -16,6 +16,7 @@
 # profile only optimises less. Stops only the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 OUT=${1:-bin/pgo}
 DUR=${DUR:-8}
 PGO_FILE=${PGO_FILE:-cmd/sluice/default.pgo}
@@ -59,12 +60,7 @@ CONF
 } >"$OUT/sluice.toml"
 GOMAXPROCS=1 taskset -c 0 "$OUT/sluice" -config "$OUT/sluice.toml" >"$OUT/sluice.log" 2>&1 &
 pids+=($!)
-for port in 19743 19744 19780 19791; do
-	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-		sleep 0.05
-	done
-done
+wait_ports 19743 19744 19780 19791
 
 # One profile over the four loads; each load ends by itself.
 curl -s -o "$OUT/cpu.pprof" "http://127.0.0.1:19791/debug/pprof/profile?seconds=$((4 * DUR + 6))" &

@@ -15,6 +15,7 @@
 # About a minute (DUR, seconds of load on each, default 10). Stops only the processes it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/lib.sh
 S1=${S1:-0}
 S3R=${S3R:-0}
 tickets=false
@@ -71,22 +72,15 @@ bare_pid=$!
 GOMAXPROCS=1 taskset -c 0 "$OUT/tlsbare" "${listen[@]}" 127.0.0.1:19545 -backend 127.0.0.1:19580 -cert "$OUT/cert.pem" -key "$OUT/key.pem" -pprof 127.0.0.1:19593 >"$OUT/tlsproxy.log" 2>&1 &
 pids+=($!)
 proxy_pid=$!
-for port in 19543 19544 19545 19580 19591 19592 19593; do
-	for _ in $(seq 100); do
-		(exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break
-		sleep 0.05
-	done
-done
+wait_ports 19543 19544 19545 19580 19591 19592 19593
 
-# cpu PID: user+system ticks of PID.
-cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 run() { # NAME PID PORT PPROF
 	local name=$1 pid=$2 port=$3 pprof=$4
 	curl -s -o /dev/null "http://$pprof/debug/pprof/allocs" # warm
 	local c0 c1
-	c0=$(cpu "$pid")
+	c0=$(cpu_ticks "$pid")
 	curl -s -o "$OUT/$name.cpu.pprof" "http://$pprof/debug/pprof/profile?seconds=$((DUR - 2))" &
 	local prof=$!
 	local reqs secs
@@ -98,7 +92,7 @@ run() { # NAME PID PORT PPROF
 		reqs=$(awk '/requests in/ {print $1}' "$OUT/$name.load")
 	fi
 	wait "$prof"
-	c1=$(cpu "$pid")
+	c1=$(cpu_ticks "$pid")
 	curl -s -o "$OUT/$name.allocs.pprof" "http://$pprof/debug/pprof/allocs"
 	secs=$(awk -v a="$c0" -v b="$c1" -v hz="$hz" 'BEGIN {printf "%.2f", (b - a) / hz}')
 	echo "$name: $reqs requests in ${DUR}s, ${secs} CPU-s: $(awk -v r="$reqs" -v s="$secs" 'BEGIN {printf "%.0f", r / s}') per CPU-second"

@@ -5,6 +5,7 @@
 # https://k6.io/docs/get-started/installation/ (a single static binary).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+. bench/lib.sh
 if ! command -v k6 >/dev/null; then
 	echo "bench-k6: k6 is not on PATH. Install it (https://k6.io/docs/get-started/installation/,"
 	echo "a single static binary, or 'go install go.k6.io/k6@latest'), then run make bench-k6 again."
@@ -33,7 +34,7 @@ name = "demo"
 servers = ["127.0.0.1:19081"]
 TOML
 bin/sluice -config "$work/sluice.toml" >"$work/sluice.log" 2>&1 & pids+=($!)
-for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/24001) 2>/dev/null && break; sleep 0.05; done
+wait_ports 24000 24001
 k6 run -q -e TARGET=https://127.0.0.1:24000/healthz bench/k6/https-keepalive.js
 k6 run -q -e TARGET=wss://127.0.0.1:24001/echo bench/k6/wss-connect.js
 k6 run -q -e TARGET=wss://127.0.0.1:24001/echo -e VUS=1000 -e HOLD=20s bench/k6/wss-echo.js

@@ -91,7 +91,7 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 	return []*peer{
 		{
 			name: "sluice", base: 24000, confs: []string{"sluice.toml"}, plain: true,
-			env: []string{"GOMAXPROCS=1"},
+			env: goEnv,
 			argv: func(r *runner, c []string) [][]string {
 				return [][]string{{sluiceBin, "-config", c[0]}}
 			},
@@ -101,7 +101,7 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 			// plus [admin].
 			name: metricsPeer, base: 25000, confs: []string{"sluice.toml"}, plain: true,
 			variantOf: "sluice", admin: true, only: metricsOnly,
-			env: []string{"GOMAXPROCS=1"},
+			env: goEnv,
 			argv: func(r *runner, c []string) [][]string {
 				return [][]string{{sluiceBin, "-config", c[0]}}
 			},
@@ -110,14 +110,14 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 			// Ports as every peer's (tmplData): it serves the same answer
 			// on all four TLS ones, tickets on the tlsr and wsr ones.
 			name: barePeer, base: 26000, variantOf: "sluice", only: bareScenarios,
-			env:  []string{"GOMAXPROCS=1"},
+			env:  goEnv,
 			argv: func(r *runner, _ []string) [][]string { return bareArgv(r, bareBin, 26000) },
 		},
 		{
 			// The same ports, proxied to the HTTP and the WebSocket
 			// backends.
 			name: proxyPeer, base: 27000, variantOf: "sluice", only: proxyScenarios,
-			env: []string{"GOMAXPROCS=1"},
+			env: goEnv,
 			argv: func(r *runner, _ []string) [][]string {
 				return bareArgv(r, bareBin, 27000, "-backend", fmt.Sprintf("127.0.0.1:%d,127.0.0.1:%d", r.base.BackendHTTP, r.base.BackendWS))
 			},

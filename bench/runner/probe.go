@@ -14,8 +14,9 @@ import (
 // what was read while it ran. probe reads, around a run, what the peer's
 // CPU time went to and what else shared its CPU: the kernel's share of
 // it, its threads' context switches and time waiting to run, and how busy
-// each CPU was, with softirq and steal apart. These are /proc reads
-// before and after, nothing that runs meanwhile.
+// each CPU was, with softirq and steal apart; and for a Go peer, its
+// collections (gctrace.go). These are reads of /proc and of the peer's
+// log before and after, nothing that runs meanwhile.
 
 // diagMetrics are the probe's figures, listed run by run under the table
 // of the scenarios that set them (scenario.diag).
@@ -30,6 +31,10 @@ func diagMetrics() []metricInfo {
 		{"term_cpu_softirq", "terminator CPU in softirq (share)", false},
 		{"term_cpu_steal", "terminator CPU stolen by the host (share)", false},
 		{"load_cpu_busy", "load CPU busy (share)", false},
+		{"gcs_per_k", "Go: collections per 1,000 requests", false},
+		{"gc_cpu_ms_per_k", "Go: GC CPU ms per 1,000 requests", false},
+		{"gc_idle_ms_per_k", "Go: of which idle marking", false},
+		{"gc_live_mb", "Go: largest live heap marked, MB", false},
 	}
 }
 
@@ -50,6 +55,7 @@ type probe struct {
 	stime      uint64
 	tasks      taskCounts
 	term, load cpuLine
+	logs       []int64 // the peer's log sizes (gctrace.go)
 }
 
 // startProbe reads the peer and the two CPUs before a run.
@@ -58,6 +64,9 @@ func (r *runner) startProbe(p *peer) *probe {
 	pb.utime, pb.stime = p.times()
 	pb.tasks = p.taskCounts()
 	pb.term, pb.load = readCPULine(r.termCPU), readCPULine(r.loadCPU)
+	if p.gcTraced() {
+		pb.logs = p.logSizes()
+	}
 	return pb
 }
 
@@ -84,6 +93,13 @@ func (pb *probe) finish(r *runner, p *peer, requests float64) metrics {
 	}
 	if d := readCPULine(r.loadCPU).since(pb.load); d.total > 0 {
 		m["load_cpu_busy"] = float64(d.busy) / float64(d.total)
+	}
+	if p.gcTraced() && requests > 0 {
+		gc, k := p.gcSince(pb.logs), requests/1000
+		m["gcs_per_k"] = float64(gc.cycles) / k
+		m["gc_cpu_ms_per_k"] = gc.cpuMS / k
+		m["gc_idle_ms_per_k"] = gc.idleMS / k
+		m["gc_live_mb"] = gc.liveMB
 	}
 	return m
 }

@@ -1,7 +1,11 @@
 package main
 
 import (
+	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -75,5 +79,41 @@ func TestProbeLive(t *testing.T) {
 	}
 	if _, ok := m["term_cpu_busy"]; !ok {
 		t.Errorf("no terminator CPU figures: %v", m)
+	}
+}
+
+// TestParseGCTrace checks the collections added up from gctrace's lines,
+// as the runtime writes them, among a peer's other log lines.
+func TestParseGCTrace(t *testing.T) {
+	log := "time=2026-12-07T00:14:03Z level=WARN msg=\"something\"\n" +
+		"gc 1 @0.045s 0%: 0.10+1.0+0.015 ms clock, 0.20+0.49/0.091/0.72+0.030 ms cpu, 3->3->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P\n" +
+		"gc 3 @0.085s 1%: 0.13+2.1+0.045 ms clock, 0.27+0.36/0.58/0+0.091 ms cpu, 3->3->12 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 2 P (forced)\n"
+	s := parseGCTrace(strings.NewReader(log))
+	if s.cycles != 2 || s.liveMB != 12 {
+		t.Errorf("cycles %d, live %v MB; want 2, 12", s.cycles, s.liveMB)
+	}
+	if cpu := 0.20 + 0.49 + 0.091 + 0.72 + 0.030 + 0.27 + 0.36 + 0.58 + 0 + 0.091; math.Abs(s.cpuMS-cpu) > 1e-9 || math.Abs(s.idleMS-0.72) > 1e-9 {
+		t.Errorf("cpu %v ms, idle %v; want %v, 0.72", s.cpuMS, s.idleMS, cpu)
+	}
+}
+
+// TestGCSince checks that only the collections a run added to a peer's
+// log are counted.
+func TestGCSince(t *testing.T) {
+	f, err := os.Create(filepath.Join(t.TempDir(), "sluice-0.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	line := "gc 1 @0.045s 0%: 0.10+1.0+0.015 ms clock, 0.20+0.49/0.091/0.72+0.030 ms cpu, 3->3->0 MB, 4 MB goal, 0 MB stacks, 0 MB globals, 1 P\n"
+	f.WriteString(line + line)
+	p := &peer{name: "sluice", env: goEnv, procs: []*proc{{log: f}}}
+	sizes := p.logSizes()
+	f.WriteString(line)
+	if s := p.gcSince(sizes); s.cycles != 1 {
+		t.Errorf("%d collections since the run began, want 1", s.cycles)
+	}
+	if !p.gcTraced() {
+		t.Error("a peer with goEnv is not taken as traced")
 	}
 }

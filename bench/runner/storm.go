@@ -45,6 +45,8 @@ func stormMetrics() (headline, extra []metricInfo) {
 		{"resumed", "fraction of handshakes resumed", true, false},
 		{"cpu_s", "terminator CPU-s", false, false},
 		{"term_busy", "terminator CPU-s per second of storm", false, false},
+		{"gc_cpu_s", "GC CPU-s (Go programs, from gctrace)", false, false},
+		{"gcs", "collections (Go programs)", false, false},
 		{"load_busy", "load CPU busy fraction", false, false},
 		{"stayers_p50_ms", "stayers' echo p50 ms", false, false},
 		{"stayers_dropped", "stayers dropped", false, false},
@@ -264,11 +266,18 @@ type stormCPU struct {
 	busy0, total0  uint64  // the load CPU's ticks at the start
 	loadBusy       float64
 	ended, hasLoad bool
+	// For a Go peer: its log sizes at the start and the collections
+	// the storm added (gctrace.go).
+	logs []int64
+	gc   *gcStats
 }
 
 func startStormCPU(p *peer, loadCPU string) *stormCPU {
 	sc := &stormCPU{start: time.Now(), cpu: -p.cpu()}
 	sc.busy0, sc.total0 = cpuBusy(loadCPU)
+	if p.gcTraced() {
+		sc.logs = p.logSizes()
+	}
 	return sc
 }
 
@@ -282,6 +291,10 @@ func (sc *stormCPU) end(p *peer, loadCPU string) {
 	if b, t := cpuBusy(loadCPU); t > sc.total0 {
 		sc.loadBusy, sc.hasLoad = float64(b-sc.busy0)/float64(t-sc.total0), true
 	}
+	if sc.logs != nil {
+		gc := p.gcSince(sc.logs)
+		sc.gc = &gc
+	}
 	sc.ended = true
 }
 
@@ -294,5 +307,9 @@ func (sc *stormCPU) record(m metrics, name string) {
 	m[name+"_term_busy"] = sc.perS
 	if sc.hasLoad {
 		m[name+"_load_busy"] = sc.loadBusy
+	}
+	if sc.gc != nil {
+		m[name+"_gcs"] = float64(sc.gc.cycles)
+		m[name+"_gc_cpu_s"] = sc.gc.cpuMS / 1000
 	}
 }

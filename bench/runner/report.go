@@ -143,7 +143,7 @@ func (res *results) write(dir string) error {
 		fmt.Fprintf(&b, "- %s\n", v)
 	}
 	fmt.Fprintf(&b, "- Each value is the median of %d runs, the terminators interleaved; wrk runs last %s.\n", res.reps, res.duration)
-	fmt.Fprintf(&b, "- Terminators pinned to CPU 0 with one worker/thread each (sluice: GOMAXPROCS=1); wrk, the load generator and the backends on CPU 1. The Go programs (sluice, tlsbare, tlsproxy) run with GODEBUG=gctrace=1, a line per collection, for the GC figures under S1, S3 and S3r.\n")
+	fmt.Fprintf(&b, "- Terminators pinned to CPU 0 with one worker/thread each (sluice: GOMAXPROCS=1); wrk, the load generator and the backends on CPU 1. The Go programs (sluice, tlsbare, tlsproxy) run with GODEBUG=gctrace=1, a line per collection, for the GC figures under S1, S3, S3r and S7.\n")
 	conns := fmt.Sprint(res.conns)
 	if res.conns < res.requested {
 		conns = fmt.Sprintf("%d (asked for %d; capped by this machine's hard open-files limit, two descriptors per proxied connection)", res.conns, res.requested)

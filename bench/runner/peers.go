@@ -254,11 +254,22 @@ func (r *runner) stopPeer(p *peer) {
 
 // cpu and rss add up all of the peer's processes and their children.
 func (p *peer) cpu() float64 {
-	var s float64
+	ut, st := p.times()
+	return float64(ut+st) / clockTicks
+}
+
+// times adds up the user and system ticks of the peer's processes and
+// their children.
+func (p *peer) times() (utime, stime uint64) {
 	for _, pr := range p.procs {
-		s += cpuSeconds(pr.pid())
+		for _, pid := range tree(pr.pid()) {
+			if st, err := readStat(pid); err == nil {
+				utime += st.utime
+				stime += st.stime
+			}
+		}
 	}
-	return s
+	return utime, stime
 }
 
 func (p *peer) rss() int64 {

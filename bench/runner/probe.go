@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 )
 
 // A run whose CPU per request stands out (sluice's S3 at 1.5x tlsproxy's
@@ -50,7 +49,6 @@ type taskCounts struct {
 }
 
 type probe struct {
-	start      time.Time
 	utime      uint64 // clock ticks, the peer's processes and children
 	stime      uint64
 	tasks      taskCounts
@@ -60,7 +58,7 @@ type probe struct {
 
 // startProbe reads the peer and the two CPUs before a run.
 func (r *runner) startProbe(p *peer) *probe {
-	pb := &probe{start: time.Now()}
+	pb := &probe{}
 	pb.utime, pb.stime = p.times()
 	pb.tasks = p.taskCounts()
 	pb.term, pb.load = readCPULine(r.termCPU), readCPULine(r.loadCPU)
@@ -151,20 +149,6 @@ func readCPULine(cpu string) cpuLine {
 	}
 	c, _ := parseCPULine(stat, cpu)
 	return c
-}
-
-// times adds up the user and system ticks of the peer's processes and
-// their children.
-func (p *peer) times() (utime, stime uint64) {
-	for _, pr := range p.procs {
-		for _, pid := range tree(pr.pid()) {
-			if st, err := readStat(pid); err == nil {
-				utime += st.utime
-				stime += st.stime
-			}
-		}
-	}
-	return utime, stime
 }
 
 // taskCounts adds up the scheduler counters of every thread of the peer's

@@ -157,17 +157,6 @@ func readStat(pid int) (stat, error) {
 // clockTicks is USER_HZ, 100 on every Linux we run on.
 const clockTicks = 100
 
-// cpuSeconds is the user+system CPU time of a process and its descendants.
-func cpuSeconds(root int) float64 {
-	var ticks uint64
-	for _, pid := range tree(root) {
-		if st, err := readStat(pid); err == nil {
-			ticks += st.utime + st.stime
-		}
-	}
-	return float64(ticks) / clockTicks
-}
-
 // cpuTicks is the ticks one CPU was busy, stolen ones included (the
 // CPU was not there for its work), and all its ticks, from /proc/stat, so
 // that two readings give its busy fraction in between.

@@ -254,22 +254,23 @@ func (r *runner) stopPeer(p *peer) {
 
 // cpu and rss add up all of the peer's processes and their children.
 func (p *peer) cpu() float64 {
-	ut, st := p.times()
-	return float64(ut+st) / clockTicks
+	u := p.usage()
+	return float64(u.utime+u.stime) / clockTicks
 }
 
-// times adds up the user and system ticks of the peer's processes and
-// their children.
-func (p *peer) times() (utime, stime uint64) {
+// usage adds up what the peer's processes and their children have used.
+func (p *peer) usage() usage {
+	var u usage
 	for _, pr := range p.procs {
 		for _, pid := range tree(pr.pid()) {
 			if st, err := readStat(pid); err == nil {
-				utime += st.utime
-				stime += st.stime
+				u.utime += st.utime
+				u.stime += st.stime
+				u.minflt += st.minflt
 			}
 		}
 	}
-	return utime, stime
+	return u
 }
 
 func (p *peer) rss() int64 {

@@ -22,6 +22,7 @@ import (
 func diagMetrics() []metricInfo {
 	return []metricInfo{
 		{"sys_share", "terminator CPU-s in the kernel (share)", false},
+		{"faults_per_k", "terminator's minor page faults per 1,000 requests", false},
 		{"vcs_per_k", "terminator's voluntary context switches per 1,000 requests", false},
 		{"ivcs_per_k", "terminator's involuntary context switches per 1,000 requests", false},
 		{"wait_ms_per_k", "terminator's ms runnable but waiting per 1,000 requests", false},
@@ -49,8 +50,7 @@ type taskCounts struct {
 }
 
 type probe struct {
-	utime      uint64 // clock ticks, the peer's processes and children
-	stime      uint64
+	used       usage // the peer's processes and children
 	tasks      taskCounts
 	term, load cpuLine
 	logs       []int64 // the peer's log sizes (gctrace.go)
@@ -59,7 +59,7 @@ type probe struct {
 // startProbe reads the peer and the two CPUs before a run.
 func (r *runner) startProbe(p *peer) *probe {
 	pb := &probe{}
-	pb.utime, pb.stime = p.times()
+	pb.used = p.usage()
 	pb.tasks = p.taskCounts()
 	pb.term, pb.load = readCPULine(r.termCPU), readCPULine(r.loadCPU)
 	if p.gcTraced() {
@@ -72,9 +72,12 @@ func (r *runner) startProbe(p *peer) *probe {
 // the differences as diagMetrics; a figure it cannot read is left out.
 func (pb *probe) finish(r *runner, p *peer, requests float64) metrics {
 	m := metrics{}
-	ut, st := p.times()
-	if du, ds := ut-pb.utime, st-pb.stime; du+ds > 0 {
+	u := p.usage()
+	if du, ds := u.utime-pb.used.utime, u.stime-pb.used.stime; du+ds > 0 {
 		m["sys_share"] = float64(ds) / float64(du+ds)
+	}
+	if requests > 0 {
+		m["faults_per_k"] = float64(u.minflt-min(u.minflt, pb.used.minflt)) / (requests / 1000)
 	}
 	tc := p.taskCounts()
 	if requests > 0 && tc.threads > 0 {

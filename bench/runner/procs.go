@@ -128,8 +128,14 @@ func tree(root int) []int {
 }
 
 type stat struct {
-	ppid         int
-	utime, stime uint64 // clock ticks
+	ppid int
+	usage
+}
+
+// usage is what a process has used: CPU time in clock ticks, and minor
+// page faults (each a page the kernel mapped in, zeroed if new).
+type usage struct {
+	utime, stime, minflt uint64
 }
 
 // readStat parses /proc/pid/stat (the command name may hold spaces).
@@ -144,14 +150,16 @@ func readStat(pid int) (stat, error) {
 		return stat{}, errors.New("bad stat")
 	}
 	f := strings.Fields(s[i+2:])
-	// f[0] is field 3 (state); ppid is field 4, utime 14, stime 15.
+	// f[0] is field 3 (state); ppid is field 4, minflt 10, utime 14,
+	// stime 15.
 	if len(f) < 13 {
 		return stat{}, errors.New("short stat")
 	}
 	ppid, _ := strconv.Atoi(f[1])
+	mf, _ := strconv.ParseUint(f[7], 10, 64)
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
-	return stat{ppid: ppid, utime: ut, stime: st}, nil
+	return stat{ppid: ppid, usage: usage{utime: ut, stime: st, minflt: mf}}, nil
 }
 
 // clockTicks is USER_HZ, 100 on every Linux we run on.

@@ -47,6 +47,8 @@ func stormMetrics() (headline, extra []metricInfo) {
 		{"term_busy", "terminator CPU-s per second of storm", false, false},
 		{"gc_cpu_s", "GC CPU-s (Go programs, from gctrace)", false, false},
 		{"gcs", "collections (Go programs)", false, false},
+		{"sys_share", "terminator CPU-s in the kernel (share)", false, false},
+		{"faults", "terminator's minor page faults", false, false},
 		{"load_busy", "load CPU busy fraction", false, false},
 		{"stayers_p50_ms", "stayers' echo p50 ms", false, false},
 		{"stayers_dropped", "stayers dropped", false, false},
@@ -270,10 +272,12 @@ type stormCPU struct {
 	// the storm added (gctrace.go).
 	logs []int64
 	gc   *gcStats
+	// used is the peer's usage at the start, then what the storm used.
+	used usage
 }
 
 func startStormCPU(p *peer, loadCPU string) *stormCPU {
-	sc := &stormCPU{start: time.Now(), cpu: -p.cpu()}
+	sc := &stormCPU{start: time.Now(), used: p.usage()}
 	sc.busy0, sc.total0 = cpuBusy(loadCPU)
 	if p.gcTraced() {
 		sc.logs = p.logSizes()
@@ -283,7 +287,9 @@ func startStormCPU(p *peer, loadCPU string) *stormCPU {
 
 // end reads the CPU again once the storm is over.
 func (sc *stormCPU) end(p *peer, loadCPU string) {
-	sc.cpu += p.cpu()
+	u := p.usage()
+	sc.used = usage{u.utime - sc.used.utime, u.stime - sc.used.stime, u.minflt - sc.used.minflt}
+	sc.cpu = float64(sc.used.utime+sc.used.stime) / clockTicks
 	if s := time.Since(sc.start).Seconds(); s > 0 {
 		sc.perS = sc.cpu / s
 	}
@@ -308,6 +314,10 @@ func (sc *stormCPU) record(m metrics, name string) {
 	if sc.hasLoad {
 		m[name+"_load_busy"] = sc.loadBusy
 	}
+	if t := sc.used.utime + sc.used.stime; t > 0 {
+		m[name+"_sys_share"] = float64(sc.used.stime) / float64(t)
+	}
+	m[name+"_faults"] = float64(sc.used.minflt)
 	if sc.gc != nil {
 		m[name+"_gcs"] = float64(sc.gc.cycles)
 		m[name+"_gc_cpu_s"] = sc.gc.cpuMS / 1000

@@ -52,6 +52,9 @@ func TestStormCPUGC(t *testing.T) {
 		if got, ok := m["full_gcs"]; ok != tc.want || (ok && got != 2) {
 			t.Errorf("env %v: full_gcs = %v (recorded %v), want 2 recorded %v", tc.env, got, ok, tc.want)
 		}
+		if _, ok := m["full_faults"]; !ok {
+			t.Errorf("env %v: no full_faults recorded: %v", tc.env, m)
+		}
 		if got := m["full_gc_cpu_s"]; tc.want && math.Abs(got-2*0.2522) > 1e-9 {
 			t.Errorf("full_gc_cpu_s = %v, want %v", got, 2*0.2522)
 		}

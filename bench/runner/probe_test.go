@@ -10,8 +10,9 @@ import (
 )
 
 // TestParseCPULine checks that softirq counts as busy and steal apart
-// from it, that idle and iowait do not, and that guest time (in user
-// time already) is not added twice.
+// from it (busy again for cpuTicks), that idle and iowait do not, that
+// guest time (in user time already) is not added twice, and that a
+// missing CPU or a bad field is an error.
 func TestParseCPULine(t *testing.T) {
 	stat := []byte("cpu  10 0 10 100 5 0 0 0 0 0\n" +
 		"cpu0 4 1 6 50 2 3 7 11 5 0\n" +
@@ -28,6 +29,9 @@ func TestParseCPULine(t *testing.T) {
 	}
 	if _, err := parseCPULine([]byte("cpu0 1 x 3 4 5 6 7 8\n"), "0"); err == nil {
 		t.Error("no error for a field that is not a number")
+	}
+	if _, _, err := cpuTicks(stat, "2"); err == nil {
+		t.Error("cpu2: no error for a CPU /proc/stat lacks")
 	}
 }
 

@@ -78,8 +78,11 @@ func (p *peer) logSizes() []int64 {
 func (p *peer) gcSince(sizes []int64) gcStats {
 	var all gcStats
 	for i, pr := range p.procs {
-		if i >= len(sizes) || pr.log == nil {
+		if i >= len(sizes) {
 			break
+		}
+		if pr.log == nil {
+			continue
 		}
 		f, err := os.Open(pr.log.Name())
 		if err != nil {

@@ -253,21 +253,25 @@ func (r *runner) stopPeer(p *peer) {
 }
 
 // cpu and rss add up all of the peer's processes and their children.
-func (p *peer) cpu() float64 {
-	u := p.usage()
-	return float64(u.utime+u.stime) / clockTicks
+func (p *peer) cpu() float64 { return p.usage().cpuSeconds() }
+
+// pids are the peer's processes and all their descendants.
+func (p *peer) pids() []int {
+	var pids []int
+	for _, pr := range p.procs {
+		pids = append(pids, tree(pr.pid())...)
+	}
+	return pids
 }
 
 // usage adds up what the peer's processes and their children have used.
 func (p *peer) usage() usage {
 	var u usage
-	for _, pr := range p.procs {
-		for _, pid := range tree(pr.pid()) {
-			if st, err := readStat(pid); err == nil {
-				u.utime += st.utime
-				u.stime += st.stime
-				u.minflt += st.minflt
-			}
+	for _, pid := range p.pids() {
+		if st, err := readStat(pid); err == nil {
+			u.utime += st.utime
+			u.stime += st.stime
+			u.minflt += st.minflt
 		}
 	}
 	return u

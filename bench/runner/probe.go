@@ -69,15 +69,16 @@ func (r *runner) startProbe(p *peer) *probe {
 }
 
 // finish reads them again after a run of requests requests and returns
-// the differences as diagMetrics; a figure it cannot read is left out.
-func (pb *probe) finish(r *runner, p *peer, requests float64) metrics {
+// what the peer used over the run (its CPU-s for the headline figures),
+// and the differences as diagMetrics; a figure it cannot read is left out.
+func (pb *probe) finish(r *runner, p *peer, requests float64) (usage, metrics) {
 	m := metrics{}
-	u := p.usage()
-	if du, ds := u.utime-pb.used.utime, u.stime-pb.used.stime; du+ds > 0 {
-		m["sys_share"] = float64(ds) / float64(du+ds)
+	u := p.usage().since(pb.used)
+	if t := u.utime + u.stime; t > 0 {
+		m["sys_share"] = float64(u.stime) / float64(t)
 	}
 	if requests > 0 {
-		m["faults_per_k"] = float64(u.minflt-min(u.minflt, pb.used.minflt)) / (requests / 1000)
+		m["faults_per_k"] = float64(u.minflt) / (requests / 1000)
 	}
 	tc := p.taskCounts()
 	if requests > 0 && tc.threads > 0 {
@@ -102,7 +103,7 @@ func (pb *probe) finish(r *runner, p *peer, requests float64) metrics {
 		m["gc_idle_ms_per_k"] = gc.idleMS / k
 		m["gc_live_mb"] = gc.liveMB
 	}
-	return m
+	return u, m
 }
 
 func (c cpuLine) since(before cpuLine) cpuLine {
@@ -159,13 +160,11 @@ func readCPULine(cpu string) cpuLine {
 // counts with it; the peers' threads live as long as they do.
 func (p *peer) taskCounts() taskCounts {
 	var tc taskCounts
-	for _, pr := range p.procs {
-		for _, pid := range tree(pr.pid()) {
-			dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
-			for _, d := range dirs {
-				if addTask(&tc, d) {
-					tc.threads++
-				}
+	for _, pid := range p.pids() {
+		dirs, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*", pid))
+		for _, d := range dirs {
+			if addTask(&tc, d) {
+				tc.threads++
 			}
 		}
 	}

@@ -74,7 +74,7 @@ func TestProbeLive(t *testing.T) {
 	if _, err := out.Read(buf); err != nil {
 		t.Fatal(err)
 	}
-	m := pb.finish(r, p, 1000)
+	_, m := pb.finish(r, p, 1000)
 	if m["threads"] != 1 {
 		t.Errorf("threads = %v, want 1 (the shell; its children have exited): %v", m["threads"], m)
 	}

@@ -138,6 +138,17 @@ type usage struct {
 	utime, stime, minflt uint64
 }
 
+// since is what was used after before. A counter that went down (a
+// process of the tree gone meanwhile) counts as nothing rather than
+// wrapping around.
+func (u usage) since(before usage) usage {
+	sub := func(a, b uint64) uint64 { return a - min(a, b) }
+	return usage{sub(u.utime, before.utime), sub(u.stime, before.stime), sub(u.minflt, before.minflt)}
+}
+
+// cpuSeconds is the user and system time used.
+func (u usage) cpuSeconds() float64 { return float64(u.utime+u.stime) / clockTicks }
+
 // readStat parses /proc/pid/stat (the command name may hold spaces).
 func readStat(pid int) (stat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

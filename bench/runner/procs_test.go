@@ -23,3 +23,19 @@ func TestReadStatSelf(t *testing.T) {
 		t.Errorf("minor faults %d, want between getrusage's %d and %d", st.minflt, before.Minflt, after.Minflt)
 	}
 }
+
+// TestUsageSince checks the difference of two readings, and that a
+// counter that went down (a process gone from the tree) counts as
+// nothing instead of wrapping around.
+func TestUsageSince(t *testing.T) {
+	before := usage{utime: 100, stime: 40, minflt: 5000}
+	if got, want := (usage{utime: 350, stime: 90, minflt: 7000}).since(before), (usage{250, 50, 2000}); got != want {
+		t.Errorf("since = %+v, want %+v", got, want)
+	}
+	if got, want := (usage{utime: 350, stime: 30, minflt: 4000}).since(before), (usage{250, 0, 0}); got != want {
+		t.Errorf("since, two counters down = %+v, want %+v", got, want)
+	}
+	if got := (usage{utime: 250, stime: 50}).cpuSeconds(); got != 3 {
+		t.Errorf("cpuSeconds of 300 ticks = %v, want 3", got)
+	}
+}

@@ -23,7 +23,7 @@ const connsS3r = 64
 // so all but the first handshakes resume. The peer's CPU is measured over
 // the run, as wrkCPU does.
 func (r *runner) resumedConns(p *peer) (metrics, error) {
-	cpu0, pb := p.cpu(), r.startProbe(p)
+	pb := r.startProbe(p)
 	lg, err := r.loadgen("-mode", "conn", "-addr", fmt.Sprintf("127.0.0.1:%d", p.data(r).TLSR),
 		"-conns", fmt.Sprint(connsS3r), "-resume", "-duration", r.duration.String(),
 		"-timeout", (r.duration + time.Minute).String(), "-src", r.srcRange)
@@ -41,8 +41,8 @@ func (r *runner) resumedConns(p *peer) (metrics, error) {
 	if err := lg.expect("RESULT", &res); err != nil {
 		return nil, err
 	}
-	cpu := p.cpu() - cpu0
-	diag := pb.finish(r, p, res.Requests)
+	used, diag := pb.finish(r, p, res.Requests)
+	cpu := used.cpuSeconds()
 	// As for wrk: more than a few failures measure error paths.
 	if res.Handshakes == 0 || res.Failed > res.Requests/100 {
 		return nil, fmt.Errorf("loadgen: %.0f failed connections, %.0f requests completed (errors: %q)", res.Failed, res.Requests, res.Errors)

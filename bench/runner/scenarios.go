@@ -164,10 +164,8 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 // wrkCPU runs wrk (pinned to the load CPU) against url and measures the
 // peer's CPU time over the run. p is nil for direct runs.
 func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
-	var cpu0 float64
 	var pb *probe
 	if p != nil {
-		cpu0 = p.cpu()
 		pb = r.startProbe(p)
 	}
 	argv := append([]string{"taskset", "-c", r.loadCPU, "wrk", "-t1", fmt.Sprintf("-d%ds", int(r.duration.Seconds())),
@@ -213,13 +211,13 @@ func (r *runner) wrkCPU(p *peer, args ...string) (metrics, error) {
 		connectErrors: w.ConnectErrors, readErrors: w.ReadErrors, writeErrors: w.WriteErrors,
 	}.metrics())
 	if p != nil {
-		cpu := p.cpu() - cpu0
-		if cpu > 0 {
+		used, diag := pb.finish(r, p, w.Requests)
+		if cpu := used.cpuSeconds(); cpu > 0 {
 			m["cpu_s"] = cpu
 			m["req_per_cpu_s"] = w.Requests / cpu
 			m["cpu_s_per_gib"] = cpu / (w.Bytes / (1 << 30))
 		}
-		maps.Copy(m, pb.finish(r, p, w.Requests))
+		maps.Copy(m, diag)
 	}
 	return m, nil
 }

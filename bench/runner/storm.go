@@ -287,9 +287,8 @@ func startStormCPU(p *peer, loadCPU string) *stormCPU {
 
 // end reads the CPU again once the storm is over.
 func (sc *stormCPU) end(p *peer, loadCPU string) {
-	u := p.usage()
-	sc.used = usage{u.utime - sc.used.utime, u.stime - sc.used.stime, u.minflt - sc.used.minflt}
-	sc.cpu = float64(sc.used.utime+sc.used.stime) / clockTicks
+	sc.used = p.usage().since(sc.used)
+	sc.cpu = sc.used.cpuSeconds()
 	if s := time.Since(sc.start).Seconds(); s > 0 {
 		sc.perS = sc.cpu / s
 	}

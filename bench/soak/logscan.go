@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,11 +29,21 @@ type logScan struct {
 	Started   int `json:"started_lines"`
 	Stopped   int `json:"stopped_lines"`
 
-	// movedStarts is when the moved connections started, by listener and
-	// client address (a client's port may serve two listeners at once).
-	// Not when they moved: the old process writes its line after the new
-	// one runs the connection, which may end first.
-	movedStarts map[string][]time.Time
+	// moves are the msg=moved lines, by listener and client address (a
+	// client's port may serve two listeners at once).
+	moves map[string][]movedLine
+}
+
+// movedLine is one msg=moved line: which connection, and when it started
+// (the line's time less its dur). Not when it moved: the old process
+// writes its line after the new one runs the connection, which may end
+// first.
+type movedLine struct {
+	Conn     string    `json:"conn"`
+	Listener string    `json:"listener"`
+	Client   string    `json:"client"`
+	Start    time.Time `json:"start"`         // zero: the line's time or dur did not parse
+	Why      string    `json:"why,omitempty"` // why no stream accounts for it
 }
 
 // scanLog reads sluice's log: any panic, any ERROR but the expected
@@ -44,7 +55,7 @@ func scanLog(path string) (logScan, error) {
 		return logScan{}, fmt.Errorf("open sluice log: %w", err)
 	}
 	defer f.Close()
-	ls := logScan{Reasons: map[string]int{}, movedStarts: map[string][]time.Time{}}
+	ls := logScan{Reasons: map[string]int{}, moves: map[string][]movedLine{}}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 4<<20)
 	for sc.Scan() {
@@ -79,12 +90,14 @@ func (ls *logScan) line(line string) {
 		}
 	case "moved":
 		ls.Moved++
+		m := movedLine{Conn: logAttr(line, "conn"), Listener: logAttr(line, "listener"), Client: logAttr(line, "client")}
 		t, err := time.Parse(time.RFC3339Nano, logAttr(line, "time"))
 		dur, derr := time.ParseDuration(logAttr(line, "dur"))
 		if err == nil && derr == nil {
-			key := logAttr(line, "listener") + " " + logAttr(line, "client")
-			ls.movedStarts[key] = append(ls.movedStarts[key], t.Add(-dur))
+			m.Start = t.Add(-dur)
 		}
+		key := m.Listener + " " + m.Client
+		ls.moves[key] = append(ls.moves[key], m)
 	case "upgrade: connections taken over from the old process":
 		n, _ := strconv.Atoi(logAttr(line, "connections"))
 		ls.TakenOver += n
@@ -95,18 +108,63 @@ func (ls *logScan) line(line string) {
 	}
 }
 
-// movedDuring says whether a connection from client to listener that
-// started between start and end was moved: the stream's, as a client
-// address serves one connection to a listener at a time.
-func (ls *logScan) movedDuring(listener, client string, start, end time.Time) int {
-	n := 0
-	for _, t := range ls.movedStarts[listener+" "+client] {
-		// The log's times are cut to the millisecond.
-		if !t.Before(start.Add(-time.Millisecond)) && !t.After(end) {
-			n++ // once per move: a long stream may move at two upgrades
+// timeMicros is how the soak's problems print a time.
+const timeMicros = "15:04:05.000000"
+
+// streamMoves assigns each moved line to the stream whose connection it
+// was, and returns how many moves each stream made (a long stream may move
+// at two upgrades) and the lines no stream accounts for.
+//
+// A line's start is never more than a millisecond early (its time is cut
+// to the millisecond) but may be late by however long sluice took between
+// measuring dur and stamping the line, which a loaded machine can make
+// longer than a short stream's life. So a line belongs to the last stream
+// from that client address to that listener that had started by then, a
+// client address serving one connection to a listener at a time. One a
+// second past that stream's end belongs to none.
+func (ls *logScan) streamMoves(results []clientResult) (moves map[uint64]int, unmatched []movedLine) {
+	byKey := map[string][]*clientResult{}
+	for i := range results {
+		if c := &results[i]; c.Local != "" {
+			key := c.Kind.listener() + " " + c.Local
+			byKey[key] = append(byKey[key], c)
 		}
 	}
-	return n
+	for _, cs := range byKey {
+		slices.SortFunc(cs, func(a, b *clientResult) int { return a.Start.Compare(b.Start) })
+	}
+	moves = map[uint64]int{}
+	for key, lines := range ls.moves {
+		cs := byKey[key]
+		for _, m := range lines {
+			// The first stream that started after the line's start
+			// (allowing its millisecond); the one before it is the line's.
+			i, _ := slices.BinarySearchFunc(cs, m.Start.Add(time.Millisecond), func(c *clientResult, t time.Time) int {
+				if c.Start.After(t) {
+					return 1
+				}
+				return -1
+			})
+			switch {
+			case m.Start.IsZero():
+				m.Why = "its time or dur did not parse"
+			case len(cs) == 0:
+				m.Why = "no stream from that address to that listener"
+			case i == 0:
+				m.Why = fmt.Sprintf("no stream from that address had started by then; the first, %d, started at %s",
+					cs[0].ID, cs[0].Start.Format(timeMicros))
+			case m.Start.After(cs[i-1].End.Add(time.Second)):
+				m.Why = fmt.Sprintf("the last stream from that address to start before it, %d, ran %s to %s",
+					cs[i-1].ID, cs[i-1].Start.Format(timeMicros), cs[i-1].End.Format(timeMicros))
+			}
+			if m.Why != "" {
+				unmatched = append(unmatched, m)
+				continue
+			}
+			moves[cs[i-1].ID]++
+		}
+	}
+	return moves, unmatched
 }
 
 // logMsg is a text slog line's msg, unquoted.

@@ -44,27 +44,71 @@ func TestScanLog(t *testing.T) {
 		}
 	}
 	at := func(s string) time.Time { return time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(mustDuration(t, s)) }
+	// The moved line: at 2.5s, the connection 1s old, so it started at 1.5s.
+	type stream struct {
+		id         uint64
+		kind       kind
+		client     string
+		start, end string
+	}
 	cases := []struct {
-		name             string
-		listener, client string
-		start, end       string
-		moved            bool
+		name    string
+		streams []stream
+		mover   uint64 // the stream the line belongs to; 0 for none
 	}{
-		// The moved line: at 2.5s, the connection 1s old.
-		{"moved while it ran", "plain", "127.0.0.1:5001", "1.4s", "3s", true},
-		{"ended in the new process before the old one wrote its line", "plain", "127.0.0.1:5001", "1.4s", "2.4s", true},
-		{"started within the line's millisecond", "plain", "127.0.0.1:5001", "1.5004s", "3s", true},
-		{"the connection before on the same port", "plain", "127.0.0.1:5001", "0.5s", "1.4s", false},
-		{"the connection after on the same port", "plain", "127.0.0.1:5001", "2.6s", "3s", false},
-		{"same port, another listener", "passthrough", "127.0.0.1:5001", "1.4s", "3s", false},
-		{"another port", "plain", "127.0.0.1:5000", "0s", "3s", false},
+		{"moved while it ran", []stream{{1, kindPlain, "127.0.0.1:5001", "1.4s", "3s"}}, 1},
+		{"ended in the new process before the old one wrote its line",
+			[]stream{{1, kindPlain, "127.0.0.1:5001", "1.4s", "2.4s"}}, 1},
+		{"started within the line's millisecond", []stream{{1, kindPlain, "127.0.0.1:5001", "1.5004s", "3s"}}, 1},
+		{"the line stamped after the stream's end (sluice slow to log)",
+			[]stream{{1, kindPlain, "127.0.0.1:5001", "1.4s", "1.45s"}}, 1},
+		{"the connections before and after on the same port", []stream{
+			{1, kindPlain, "127.0.0.1:5001", "0.5s", "1.4s"},
+			{2, kindPlain, "127.0.0.1:5001", "1.41s", "2.4s"},
+			{3, kindPlain, "127.0.0.1:5001", "2.6s", "3s"},
+		}, 2},
+		{"only a later stream on that port", []stream{{1, kindPlain, "127.0.0.1:5001", "1.6s", "3s"}}, 0},
+		{"only a stream that ended long before", []stream{{1, kindPlain, "127.0.0.1:5001", "0.1s", "0.2s"}}, 0},
+		{"same port, another listener", []stream{{1, kindPassthrough, "127.0.0.1:5001", "1.4s", "3s"}}, 0},
+		{"another port", []stream{{1, kindPlain, "127.0.0.1:5000", "0s", "3s"}}, 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			if got := ls.movedDuring(c.listener, c.client, at(c.start), at(c.end)); (got > 0) != c.moved {
-				t.Errorf("movedDuring = %v, want %v", got, c.moved)
+			var results []clientResult
+			for _, s := range c.streams {
+				results = append(results, clientResult{ID: s.id, Kind: s.kind, Local: s.client, Start: at(s.start), End: at(s.end)})
+			}
+			moves, unmatched := ls.streamMoves(results)
+			if c.mover == 0 {
+				if len(moves) != 0 || len(unmatched) != 1 || unmatched[0].Conn != "b" || unmatched[0].Why == "" {
+					t.Errorf("moves %v, unmatched %+v; want none, and line b unmatched with a reason", moves, unmatched)
+				}
+				return
+			}
+			if len(moves) != 1 || moves[c.mover] != 1 || len(unmatched) != 0 {
+				t.Errorf("moves %v, unmatched %+v; want one move of stream %d", moves, unmatched, c.mover)
 			}
 		})
+	}
+}
+
+// TestStreamMovesTwice: a stream moved at two upgrades is two moves of
+// one stream; a line whose time does not parse is no stream's.
+func TestStreamMovesTwice(t *testing.T) {
+	var ls logScan
+	ls.moves = map[string][]movedLine{}
+	for _, line := range []string{
+		`time=2026-01-01T00:00:02.000Z level=INFO msg=moved conn=a client=127.0.0.1:5001 listener=plain dur=1s reason=handed_over`,
+		`time=2026-01-01T00:00:04.000Z level=INFO msg=moved conn=a client=127.0.0.1:5001 listener=plain dur=3s reason=handed_over`,
+		`time=garbled level=INFO msg=moved conn=c client=127.0.0.1:5001 listener=plain dur=3s reason=handed_over`,
+	} {
+		ls.line(line)
+	}
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	results := []clientResult{{ID: 7, Kind: kindPlain, Local: "127.0.0.1:5001", Start: start.Add(900 * time.Millisecond), End: start.Add(5 * time.Second)}}
+	moves, unmatched := ls.streamMoves(results)
+	if ls.Moved != 3 || moves[7] != 2 || len(unmatched) != 1 || unmatched[0].Conn != "c" {
+		t.Errorf("moved lines %d, moves %v, unmatched %+v; want 3 lines, 2 moves of stream 7, line c unmatched", ls.Moved, moves, unmatched)
 	}
 }
 

@@ -66,6 +66,7 @@ type report struct {
 	Staying        int                    `json:"staying_connections"` // likewise
 	MovedStreams   tally                  `json:"moved_streams"`       // streams whose connection moved (by the log)
 	StreamMoves    int                    `json:"stream_moves"`        // their moves: a stream may move at more than one upgrade
+	UnmatchedMoves []movedLine            `json:"unmatched_moves"`     // msg=moved lines no stream accounts for
 	SluiceBase     usage                  `json:"sluice_baseline"`
 	SluiceEnd      usage                  `json:"sluice_end"`
 	SelfBase       usage                  `json:"soak_baseline"`
@@ -85,6 +86,8 @@ func (r *report) judgeAll(results []clientResult, vs *verdicts, j *judge) {
 	for m := range numModes {
 		r.ByMode[m.String()] = &tally{}
 	}
+	moves, unmatched := r.Log.streamMoves(results)
+	r.UnmatchedMoves = unmatched
 	seen := make(map[uint64]bool, len(results))
 	for _, c := range results {
 		seen[c.ID] = true
@@ -96,11 +99,9 @@ func (r *report) judgeAll(results []clientResult, vs *verdicts, j *judge) {
 		r.All.add(c, b, f)
 		r.ByKind[c.Kind.String()].add(c, b, f)
 		r.ByMode[c.Mode.String()].add(c, b, f)
-		if n := 0; c.Local != "" {
-			if n = r.Log.movedDuring(c.Kind.listener(), c.Local, c.Start, c.End); n > 0 {
-				r.MovedStreams.add(c, b, f)
-				r.StreamMoves += n
-			}
+		if n := moves[c.ID]; n > 0 {
+			r.MovedStreams.add(c, b, f)
+			r.StreamMoves += n
 		}
 		r.LostBytes += f.Lost
 		r.CorruptBytes += f.Corrupt
@@ -167,6 +168,10 @@ func (r *report) decide() {
 	}
 	if r.StreamMoves != r.Log.Moved {
 		r.Problems = append(r.Problems, fmt.Sprintf("%d msg=moved lines, but %d moves of %d streams while they ran", r.Log.Moved, r.StreamMoves, r.MovedStreams.Streams))
+		for _, m := range r.UnmatchedMoves[:min(len(r.UnmatchedMoves), 5)] {
+			r.Problems = append(r.Problems, fmt.Sprintf("msg=moved conn=%s listener=%s client=%s, started %s: %s",
+				m.Conn, m.Listener, m.Client, m.Start.Format(timeMicros), m.Why))
+		}
 	}
 	if r.Log.Moved != r.Moved || r.Log.TakenOver != r.Moved {
 		r.Problems = append(r.Problems, fmt.Sprintf("the old processes counted %d connections moved, logged %d msg=moved lines; the new ones took over %d",

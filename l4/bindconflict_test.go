@@ -107,13 +107,14 @@ func TestBindConflictMatchesKernel(t *testing.T) {
 			for _, reuse := range [][2]bool{{false, false}, {true, false}, {true, true}} {
 				name := fmt.Sprintf("%s then %s, reuse_port %v", first, second, reuse)
 				t.Run(name, func(t *testing.T) {
-					// The first bind holds its port on its own address
-					// only: a socket elsewhere on the machine (a parallel
-					// test's connection, say) may hold the same port on
-					// another, and a wildcard second bind then meets it.
-					// That refusal is not the pair's: try another port. A
-					// model that refuses what the kernel allows, or allows
-					// what it refuses on every port, fails.
+					// The first bind's port was free on every address
+					// (listenFreePort), but a socket elsewhere on the
+					// machine (a parallel test's connection, say) may take
+					// it on another before the second bind, which, if a
+					// wildcard, then meets it. That refusal is not the
+					// pair's: try another port. A model that refuses what
+					// the kernel allows, or allows what it refuses on every
+					// port, fails.
 					for try := 1; ; try++ {
 						why, err := bindPair(t, first, second, reuse)
 						kernel := err != nil
@@ -137,12 +138,8 @@ func TestBindConflictMatchesKernel(t *testing.T) {
 func bindPair(t *testing.T, first, second string, reuse [2]bool) (string, error) {
 	t.Helper()
 	ctx := context.Background()
-	a, err := listen(ctx, first+":0", reuse[0], SocketOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	a, port := listenFreePort(t, first, reuse[0])
 	defer a.Close()
-	port := strconv.Itoa(a.Addr().(*net.TCPAddr).Port)
 	b, err := listen(ctx, second+":"+port, reuse[1], SocketOptions{})
 	if err == nil {
 		b.Close()
@@ -152,6 +149,31 @@ func bindPair(t *testing.T, first, second string, reuse [2]bool) (string, error)
 	pa, _ := parseBindAddr(first + ":" + port)
 	pb, _ := parseBindAddr(second + ":" + port)
 	return conflict(pa, pb, reuse[0] && reuse[1]), err
+}
+
+// listenFreePort listens on host at a port that no socket on any address
+// holds: the kernel's choice for a wildcard listener, given up at once.
+// The kernel's choice for host itself may be held on another address, by
+// one of the thousands of TIME_WAIT sockets a benchmark leaves on
+// 127.0.0.1, and a wildcard second bind would then meet that socket, not
+// the first. Another socket may take the port in between: try again.
+func listenFreePort(t *testing.T, host string, reuse bool) (net.Listener, string) {
+	t.Helper()
+	for try := 1; ; try++ {
+		probe, err := net.Listen("tcp", ":0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := strconv.Itoa(probe.Addr().(*net.TCPAddr).Port)
+		probe.Close()
+		ln, err := listen(context.Background(), host+":"+port, reuse, SocketOptions{})
+		if err == nil {
+			return ln, port
+		}
+		if !errors.Is(err, syscall.EADDRINUSE) || try == 5 {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestCheckUnixPath checks the sun_path limit at its edge, for listeners

@@ -242,6 +242,7 @@ func (res *results) write(dir string) error {
 			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
 				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))
 		}
+		b.WriteString(res.pairedLine(sc))
 		if sc.eachRun || len(sc.diag) > 0 {
 			b.WriteString(res.eachRunLines(sc, cols))
 		}
@@ -253,6 +254,48 @@ func (res *results) write(dir string) error {
 		return err
 	}
 	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
+}
+
+// pairedLine compares sluice with each row's best peer repetition by
+// repetition: the median of the ratios of runs made minutes apart at
+// most, in an order that rotates, and how often sluice was no worse. The
+// table's ratio of medians can turn on one slow run of either, when the
+// machine's speed drifts more within a repetition than the terminators
+// differ; the pairs show how often it does.
+func (res *results) pairedLine(sc *scenario) string {
+	var parts []string
+	for _, mi := range sc.metrics {
+		best, _ := res.best(sc.id, mi)
+		xs, ys := res.samples[sc.id]["sluice"], res.samples[sc.id][best]
+		var rs []float64
+		for i := range min(len(xs), len(ys)) {
+			x, okx := xs[i][mi.key]
+			y, oky := ys[i][mi.key]
+			if r := advantage(mi, x, y); okx && oky && !math.IsNaN(r) {
+				rs = append(rs, r)
+			}
+		}
+		if len(rs) < 2 {
+			continue
+		}
+		noWorse := 0
+		for _, r := range rs {
+			if r >= 1 {
+				noWorse++
+			}
+		}
+		slices.Sort(rs)
+		med := rs[len(rs)/2]
+		if len(rs)%2 == 0 {
+			med = (rs[len(rs)/2-1] + med) / 2
+		}
+		parts = append(parts, fmt.Sprintf("%s %s against %s (no worse in %d of %d)", mi.label, fmtRatio(med), best, noWorse, len(rs)))
+	}
+	if len(parts) == 0 {
+		return ""
+	}
+	return fmt.Sprintf("\nRepetition by repetition, sluice against each row's best peer (the runs of one repetition are minutes apart at most, in an order that rotates): the median of the per-repetition ratios, and in how many repetitions sluice was no worse: %s.\n",
+		strings.Join(parts, "; "))
 }
 
 // clientBound is the load CPU's busy fraction from which a storm is

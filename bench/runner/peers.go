@@ -252,9 +252,6 @@ func (r *runner) stopPeer(p *peer) {
 	p.procs = nil
 }
 
-// cpu and rss add up all of the peer's processes and their children.
-func (p *peer) cpu() float64 { return p.usage().cpuSeconds() }
-
 // pids are the peer's processes and all their descendants.
 func (p *peer) pids() []int {
 	var pids []int
@@ -277,6 +274,7 @@ func (p *peer) usage() usage {
 	return u
 }
 
+// rss adds up all of the peer's processes and their children.
 func (p *peer) rss() int64 {
 	var s int64
 	for _, pr := range p.procs {

@@ -19,20 +19,21 @@ import (
 
 // diagMetrics are the probe's figures, listed run by run under the table
 // of the scenarios that set them (scenario.diag).
-func diagMetrics() []metricInfo {
+func diagMetrics(unit string) []metricInfo {
+	per := " per 1,000 " + unit
 	return []metricInfo{
 		{"sys_share", "terminator CPU-s in the kernel (share)", false},
-		{"faults_per_k", "terminator's minor page faults per 1,000 requests", false},
-		{"vcs_per_k", "terminator's voluntary context switches per 1,000 requests", false},
-		{"ivcs_per_k", "terminator's involuntary context switches per 1,000 requests", false},
-		{"wait_ms_per_k", "terminator's ms runnable but waiting per 1,000 requests", false},
+		{"faults_per_k", "terminator's minor page faults" + per, false},
+		{"vcs_per_k", "terminator's voluntary context switches" + per, false},
+		{"ivcs_per_k", "terminator's involuntary context switches" + per, false},
+		{"wait_ms_per_k", "terminator's ms runnable but waiting" + per, false},
 		{"threads", "terminator's threads at the end", false},
 		{"term_cpu_busy", "terminator CPU busy (share, steal apart)", false},
 		{"term_cpu_softirq", "terminator CPU in softirq (share)", false},
 		{"term_cpu_steal", "terminator CPU stolen by the host (share)", false},
 		{"load_cpu_busy", "load CPU busy (share)", false},
-		{"gcs_per_k", "Go: collections per 1,000 requests", false},
-		{"gc_cpu_ms_per_k", "Go: GC CPU ms per 1,000 requests", false},
+		{"gcs_per_k", "Go: collections" + per, false},
+		{"gc_cpu_ms_per_k", "Go: GC CPU ms" + per, false},
 		{"gc_idle_ms_per_k", "Go: of which idle marking", false},
 		{"gc_live_mb", "Go: largest live heap marked, MB", false},
 	}

@@ -68,7 +68,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		{
 			id: "S1", title: "keep-alive small requests (wrk -t1 -c64, 64 B body)",
 			metrics: []metricInfo{{"rps", "requests/s", true}, {"p99_ms", "p99 ms", false}, {"req_per_cpu_s", "requests per CPU-s", true}},
-			applies: all, checkListener: "tls", diag: diagMetrics(),
+			applies: all, checkListener: "tls", diag: diagMetrics("requests"),
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c64", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
 			},
@@ -84,7 +84,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		{
 			id: "S3", title: "a full TLS handshake per request (Connection: close, no resumption)",
 			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "handshakes per CPU-s", true}},
-			applies: all, diag: diagMetrics(),
+			applies: all, diag: diagMetrics("requests"),
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.wrkCPU(p, "-c64", "-H", "Connection: close", fmt.Sprintf("https://127.0.0.1:%d/", p.data(r).TLS))
 			},
@@ -93,7 +93,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 			id: "S3r", title: "a resumed TLS handshake per request (Connection: close, session tickets; loadgen -mode conn -resume)",
 			metrics: []metricInfo{{"rps", "connections/s", true}, {"req_per_cpu_s", "resumed handshakes per CPU-s", true}},
 			extra:   []metricInfo{{"resumed", "fraction of handshakes resumed", true}, {"cpu_busy", "terminator CPU-s per second", false}, {"p99_ms", "p99 ms (connect to EOF)", false}},
-			applies: all, diag: diagMetrics(),
+			applies: all, diag: diagMetrics("requests"),
 			run: func(r *runner, p *peer) (metrics, error) { return r.resumedConns(p) },
 		},
 		{
@@ -110,7 +110,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		},
 		{
 			id: "S5", title: "long-lived wss:// connections, a fraction echoing",
-			metrics: echoMetrics,
+			metrics: echoMetrics, diag: diagMetrics("echoes"),
 			applies: all, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) {
 				return r.websocket(p, r.busyLoad())
@@ -120,7 +120,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		},
 		{
 			id: "S5s", title: fmt.Sprintf("long-lived wss:// connections, every one echoing once every %v", wsQuiet),
-			metrics: echoMetrics,
+			metrics: echoMetrics, diag: diagMetrics("echoes"),
 			applies: all, fresh: true,
 			run: func(r *runner, p *peer) (metrics, error) {
 				// At least two messages on every connection: the first
@@ -423,11 +423,11 @@ func (r *runner) echo(p *peer, url string, load wsLoad) (metrics, error) {
 		return nil, err
 	}
 	var after int64
-	var cpu0 float64
+	var pb *probe
 	if p != nil {
 		settle(p)
 		after = p.rss()
-		cpu0 = p.cpu()
+		pb = r.startProbe(p)
 	}
 	if _, err := io.WriteString(lg.in, "GO\n"); err != nil {
 		return nil, err
@@ -451,10 +451,12 @@ func (r *runner) echo(p *peer, url string, load wsLoad) (metrics, error) {
 	if p != nil && ready.Opened > 0 {
 		m["kib_per_conn"] = float64(after-before) / 1024 / float64(ready.Opened)
 	}
-	// The echo phase's CPU, read as loadgen reports: the connections'
-	// closing comes after.
+	// The echo phase's CPU and what it went to, read as loadgen reports:
+	// the connections' closing comes after.
 	if p != nil && res.Messages > 0 {
-		m["cpu_ms_per_kmsg"] = (p.cpu() - cpu0) * 1000 / (float64(res.Messages) / 1000)
+		used, diag := pb.finish(r, p, float64(res.Messages))
+		m["cpu_ms_per_kmsg"] = used.cpuSeconds() * 1000 / (float64(res.Messages) / 1000)
+		maps.Copy(m, diag)
 	}
 	return m, nil
 }

@@ -242,7 +242,7 @@ func (res *results) write(dir string) error {
 			fmt.Fprintf(&b, "\nsluice reaches %s of the direct throughput (median of its runs, each divided by the direct run just before it; %s to %s).\n",
 				fmtPct(res.median(sc.id, "sluice", "pct_direct")/100), fmtPct(lo/100), fmtPct(hi/100))
 		}
-		b.WriteString(res.pairedLine(sc))
+		b.WriteString(res.pairedLines(sc))
 		if sc.eachRun || len(sc.diag) > 0 {
 			b.WriteString(res.eachRunLines(sc, cols))
 		}
@@ -256,46 +256,56 @@ func (res *results) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "latest.svg"), []byte(res.chart()), 0o644)
 }
 
-// pairedLine compares sluice with each row's best peer repetition by
-// repetition: the median of the ratios of runs made minutes apart at
-// most, in an order that rotates, and how often sluice was no worse. The
-// table's ratio of medians can turn on one slow run of either, when the
-// machine's speed drifts more within a repetition than the terminators
-// differ; the pairs show how often it does.
-func (res *results) pairedLine(sc *scenario) string {
-	var parts []string
+// pairedLines compare sluice with each peer repetition by repetition:
+// the median of the ratios of runs made minutes apart at most, in an
+// order that rotates, and how often sluice was no worse. The table's ratio
+// of medians can turn on one slow run of either, when the machine's speed
+// drifts more within a repetition than the terminators differ, and the
+// best peer by medians need not be the one sluice trails most often.
+func (res *results) pairedLines(sc *scenario) string {
+	var b strings.Builder
 	for _, mi := range sc.metrics {
-		best, _ := res.best(sc.id, mi)
-		xs, ys := res.samples[sc.id]["sluice"], res.samples[sc.id][best]
-		var rs []float64
-		for i := range min(len(xs), len(ys)) {
-			x, okx := xs[i][mi.key]
-			y, oky := ys[i][mi.key]
-			if r := advantage(mi, x, y); okx && oky && !math.IsNaN(r) {
-				rs = append(rs, r)
+		var parts []string
+		for _, p := range res.others() {
+			if med, noWorse, n := res.paired(sc.id, p, mi); n >= 2 {
+				parts = append(parts, fmt.Sprintf("%s %s (no worse in %d of %d)", p, fmtRatio(med), noWorse, n))
 			}
 		}
-		if len(rs) < 2 {
-			continue
+		if len(parts) > 0 {
+			fmt.Fprintf(&b, "- %s: %s\n", mi.label, strings.Join(parts, ", "))
 		}
-		noWorse := 0
-		for _, r := range rs {
+	}
+	if b.Len() == 0 {
+		return ""
+	}
+	return "\nRepetition by repetition (the runs of one repetition are minutes apart at most, in an order that rotates), sluice against each peer: the median of the per-repetition ratios, and in how many repetitions sluice was no worse:\n\n" + b.String()
+}
+
+// paired is the median of sluice's advantage over peer in each repetition
+// both ran, how many of those advantages are at least 1, and how many
+// there are.
+func (res *results) paired(sc, peer string, mi metricInfo) (med float64, noWorse, n int) {
+	xs, ys := res.samples[sc]["sluice"], res.samples[sc][peer]
+	var rs []float64
+	for i := range min(len(xs), len(ys)) {
+		x, okx := xs[i][mi.key]
+		y, oky := ys[i][mi.key]
+		if r := advantage(mi, x, y); okx && oky && !math.IsNaN(r) {
+			rs = append(rs, r)
 			if r >= 1 {
 				noWorse++
 			}
 		}
-		slices.Sort(rs)
-		med := rs[len(rs)/2]
-		if len(rs)%2 == 0 {
-			med = (rs[len(rs)/2-1] + med) / 2
-		}
-		parts = append(parts, fmt.Sprintf("%s %s against %s (no worse in %d of %d)", mi.label, fmtRatio(med), best, noWorse, len(rs)))
 	}
-	if len(parts) == 0 {
-		return ""
+	if len(rs) == 0 {
+		return math.NaN(), 0, 0
 	}
-	return fmt.Sprintf("\nRepetition by repetition, sluice against each row's best peer (the runs of one repetition are minutes apart at most, in an order that rotates): the median of the per-repetition ratios, and in how many repetitions sluice was no worse: %s.\n",
-		strings.Join(parts, "; "))
+	slices.Sort(rs)
+	med = rs[len(rs)/2]
+	if len(rs)%2 == 0 {
+		med = (rs[len(rs)/2-1] + med) / 2
+	}
+	return med, noWorse, len(rs)
 }
 
 // clientBound is the load CPU's busy fraction from which a storm is

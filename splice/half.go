@@ -144,6 +144,7 @@ func (h *half) loop() (res halfResult, parked bool) {
 				// is the next goroutine's.
 				m := h.inPlace
 				if h.inPlace = nil; h.park() {
+					h.dropInPlace(m)
 					return halfResult{}, true
 				}
 				h.inPlace, m.noPark = m, true // waits in place instead

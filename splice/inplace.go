@@ -69,9 +69,7 @@ func (h *half) inPlaceNow() bool { return h.inPlaceOK && !h.splice && !h.batchin
 func (h *half) moveInPlace() (res halfResult, done, park bool) {
 	m := h.inPlace
 	if m == nil {
-		m = &inPlace{h: h}
-		m.fn = m.step
-		m.inq.trust = h.r.parker != nil
+		m = h.newInPlace()
 		h.inPlace = m
 	}
 	m.res, m.done, m.park = halfResult{}, false, false
@@ -118,6 +116,34 @@ func (h *half) moveInPlace() (res halfResult, done, park bool) {
 		return res, true, false
 	}
 	return halfResult{}, false, h.r.parker != nil
+}
+
+// newInPlace returns fresh in-place state for h, one a parked direction
+// left with the Parker if there is one.
+func (h *half) newInPlace() *inPlace {
+	var m *inPlace
+	if p := h.r.parker; p != nil {
+		m, _ = p.spare.Get().(*inPlace)
+	}
+	if m == nil {
+		m = new(inPlace)
+		m.fn = m.step
+	}
+	// All but the callbacks, which are bound to m itself, and the
+	// writer, which resets itself for each write.
+	*m = inPlace{h: h, fn: m.fn, w: m.w}
+	m.inq.trust = h.r.parker != nil
+	return m
+}
+
+// dropInPlace gives m, the in-place state of a direction that has just
+// parked, to the Parker for the next that resumes. Once parked the half
+// is the next goroutine's, which makes its own: m is this one's alone.
+func (h *half) dropInPlace(m *inPlace) {
+	if p := h.r.parker; p != nil && m != nil {
+		*m = inPlace{fn: m.fn, w: m.w} // nothing of h's kept alive
+		p.spare.Put(m)
+	}
 }
 
 // step is the RawConn.Read callback: it reads fd and writes what it read

@@ -34,6 +34,12 @@ type Parker struct {
 	parked sync.Map // uint64 -> *half
 	count  atomic.Int64
 	token  atomic.Uint64
+
+	// spare holds the in-place state that directions dropped when they
+	// parked, for the next that resumes: a message of sparse traffic
+	// resumes and parks both directions, and made and dropped two of
+	// them, a third of what an echo allocated (bench/README.md).
+	spare sync.Pool // *inPlace
 }
 
 // NewParker creates the epoll set and starts its watcher goroutine.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"testing"
+	"time"
 )
 
 // benchChunk is the size of each write; benchPerOp is what one iteration
@@ -107,4 +108,42 @@ func drain(done chan<- drainResult, c io.Reader) {
 	buf := make([]byte, 64<<10)
 	n, err := io.CopyBuffer(io.Discard, struct{ io.Reader }{c}, buf)
 	done <- drainResult{n, err}
+}
+
+// BenchmarkEchoParked is one small message each way through a relay whose
+// two directions are both parked when it arrives, as every message of
+// sparse WebSocket traffic is (make bench's S5s): both resume, move it,
+// and park again at once. With -benchmem it gives what that allocates.
+func BenchmarkEchoParked(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		tls  bool
+	}{{"tcp", false}, {"tls", true}} {
+		b.Run(tc.name, func(b *testing.B) {
+			w := newWorld(b, worldConfig{tls: tc.tls, park: true})
+			msg, got := make([]byte, 64), make([]byte, 64)
+			for b.Loop() {
+				b.StopTimer()
+				for w.parker.Parked() < 2 {
+					time.Sleep(50 * time.Microsecond)
+				}
+				b.StartTimer()
+				if _, err := w.client.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(w.backend, got); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := w.backend.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(w.client, got); err != nil {
+					b.Fatal(err)
+				}
+			}
+			w.backend.Close()
+			w.client.Close()
+			w.wait(b)
+		})
+	}
 }

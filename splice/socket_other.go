@@ -5,6 +5,7 @@ package splice
 import (
 	"errors"
 	"net"
+	"sync"
 	"syscall"
 )
 
@@ -55,7 +56,9 @@ var defaultPipes PipePool
 
 // Parker parks idle relay directions on Linux; elsewhere NewParker fails
 // and relays keep their goroutines.
-type Parker struct{}
+type Parker struct {
+	spare sync.Pool // never filled: nothing parks
+}
 
 // NewParker reports that parking is not supported here.
 func NewParker() (*Parker, error) { return nil, errUnsupported }

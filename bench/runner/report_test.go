@@ -21,14 +21,9 @@ func TestReportExtraRows(t *testing.T) {
 		"nginx":  {{"rps": 100, "resumed": 0.98}},
 	})
 	dir, md := writeReport(t, res)
-	for _, want := range []string{
+	wantLines(t, md,
 		"| connections/s | 200.0 | 100.0 | 2.00× (nginx) | 2.00× |\n",
-		"| fraction resumed | 0.99 | 0.98 | | |\n",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("latest.md lacks %q:\n%s", want, md)
-		}
-	}
+		"| fraction resumed | 0.99 | 0.98 | | |\n")
 	svg, err := os.ReadFile(filepath.Join(dir, "latest.svg"))
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +69,16 @@ func oneScenario(sc *scenario, reps int, peers []string, runs map[string][]metri
 		variants:  map[string]string{},
 		scenarios: []*scenario{sc},
 		samples:   map[string]map[string][]metrics{sc.id: runs},
+	}
+}
+
+// wantLines reports each of wants that latest.md (md) lacks.
+func wantLines(t *testing.T, md string, wants ...string) {
+	t.Helper()
+	for _, want := range wants {
+		if !strings.Contains(md, want) {
+			t.Errorf("latest.md lacks %q:\n%s", want, md)
+		}
 	}
 }
 
@@ -140,14 +145,9 @@ func TestReportPaired(t *testing.T) {
 		"haproxy": {{"p99_ms": 2, "rps": 5}, {"p99_ms": 2, "rps": 5}, {"p99_ms": 4, "rps": 5}, {"p99_ms": 4, "rps": 5}},
 	})
 	_, md := writeReport(t, res)
-	for _, want := range []string{
+	wantLines(t, md,
 		"- p99 ms: nginx 0.97× (no worse in 0 of 4), haproxy 1.00× (no worse in 3 of 4)\n",
-		"- requests/s: nginx 0.83× (no worse in 1 of 4), haproxy 2.00× (no worse in 4 of 4)\n",
-	} {
-		if !strings.Contains(md, want) {
-			t.Errorf("latest.md lacks %q:\n%s", want, md)
-		}
-	}
+		"- requests/s: nginx 0.83× (no worse in 1 of 4), haproxy 2.00× (no worse in 4 of 4)\n")
 	one := oneScenario(sc, 1, []string{"sluice", "nginx"}, map[string][]metrics{
 		"sluice": {{"p99_ms": 2, "rps": 10}},
 		"nginx":  {{"p99_ms": 3, "rps": 12}},

@@ -75,8 +75,8 @@ func (r *runner) startProbe(p *peer) *probe {
 func (pb *probe) finish(r *runner, p *peer, requests float64) (usage, metrics) {
 	m := metrics{}
 	u := p.usage().since(pb.used)
-	if t := u.utime + u.stime; t > 0 {
-		m["sys_share"] = float64(u.stime) / float64(t)
+	if share, ok := u.sysShare(); ok {
+		m["sys_share"] = share
 	}
 	if requests > 0 {
 		m["faults_per_k"] = float64(u.minflt) / (requests / 1000)

@@ -149,6 +149,15 @@ func (u usage) since(before usage) usage {
 // cpuSeconds is the user and system time used.
 func (u usage) cpuSeconds() float64 { return float64(u.utime+u.stime) / clockTicks }
 
+// sysShare is the kernel's share of the CPU time used; ok is false when
+// none was.
+func (u usage) sysShare() (share float64, ok bool) {
+	if t := u.utime + u.stime; t > 0 {
+		return float64(u.stime) / float64(t), true
+	}
+	return 0, false
+}
+
 // readStat parses /proc/pid/stat (the command name may hold spaces).
 func readStat(pid int) (stat, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))

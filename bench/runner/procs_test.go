@@ -38,4 +38,10 @@ func TestUsageSince(t *testing.T) {
 	if got := (usage{utime: 250, stime: 50}).cpuSeconds(); got != 3 {
 		t.Errorf("cpuSeconds of 300 ticks = %v, want 3", got)
 	}
+	if got, ok := (usage{utime: 30, stime: 10}).sysShare(); !ok || got != 0.25 {
+		t.Errorf("sysShare of 30 user and 10 system ticks = %v, %v; want 0.25, true", got, ok)
+	}
+	if _, ok := (usage{minflt: 3}).sysShare(); ok {
+		t.Error("sysShare of no CPU time: ok")
+	}
 }

@@ -313,8 +313,8 @@ func (sc *stormCPU) record(m metrics, name string) {
 	if sc.hasLoad {
 		m[name+"_load_busy"] = sc.loadBusy
 	}
-	if t := sc.used.utime + sc.used.stime; t > 0 {
-		m[name+"_sys_share"] = float64(sc.used.stime) / float64(t)
+	if share, ok := sc.used.sysShare(); ok {
+		m[name+"_sys_share"] = share
 	}
 	m[name+"_faults"] = float64(sc.used.minflt)
 	if sc.gc != nil {

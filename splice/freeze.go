@@ -140,7 +140,7 @@ func (h *Handle) Thaw() {
 	r.frozen = 0
 	r.mu.Unlock()
 	for _, hf := range resume {
-		go hf.copyHalf()
+		r.start(hf)
 	}
 	if cancel {
 		r.cancel()

@@ -542,7 +542,7 @@ func (h *half) resume(fired bool) {
 	h.sparse = fired && time.Since(h.parkedAt) >= r.sparse
 	r.mu.Unlock()
 	r.parker.remove(h, fired)
-	go h.copyHalf()
+	r.start(h)
 }
 
 // armIdleLocked arms the idle timeout of a half parking at now, due in

@@ -40,6 +40,8 @@ type Parker struct {
 	// resumes and parks both directions, and made and dropped two of
 	// them, a third of what an echo allocated (bench/README.md).
 	spare sync.Pool // *inPlace
+
+	runners *runners // the goroutines that run resumed directions
 }
 
 // NewParker creates the epoll set and starts its watcher goroutine.
@@ -53,9 +55,10 @@ func NewParker() (*Parker, error) {
 		return nil, fmt.Errorf("splice: set epoll fd non-blocking: %w", err)
 	}
 	p := &Parker{
-		epfd: epfd,
-		file: os.NewFile(uintptr(epfd), "splice-parker"),
-		done: make(chan struct{}),
+		epfd:    epfd,
+		file:    os.NewFile(uintptr(epfd), "splice-parker"),
+		done:    make(chan struct{}),
+		runners: newRunners(),
 	}
 	rc, err := p.file.SyscallConn()
 	if err != nil {
@@ -66,11 +69,13 @@ func NewParker() (*Parker, error) {
 	return p, nil
 }
 
-// Close stops the watcher and closes the epoll set. Directions still
-// parked would never resume; close the Parker after its relays have ended.
+// Close stops the watcher and the runners and closes the epoll set.
+// Directions still parked would never resume; close the Parker after its
+// relays have ended.
 func (p *Parker) Close() error {
 	err := p.file.Close()
 	<-p.done
+	p.runners.stop()
 	return err
 }
 

@@ -468,7 +468,8 @@ func TestParkManyTimes(t *testing.T) {
 // TestParkSparse: a direction resumed after being parked for a while
 // (sparse traffic: here any while at all) parks again as soon as its
 // source is empty, without waiting ParkAfter (an hour here); many small
-// messages each way, each meeting both directions parked, arrive exactly.
+// messages each way, each meeting both directions parked, arrive exactly,
+// moved by a few runners.
 func TestParkSparse(t *testing.T) {
 	const messages = 50
 	for _, tr := range parkTransports() {
@@ -478,6 +479,11 @@ func TestParkSparse(t *testing.T) {
 			in, out := exchangeParking(t, w, buffers, pipes, messages, func(i int) ([]byte, []byte) {
 				return payload(1 + i*37%1500), payload(1 + i*53%1100)
 			})
+			// 2 resumes a message: on the runners that ran the
+			// directions before, not on a new goroutine each.
+			if n := w.parker.runners.started.Load(); n > 10 {
+				t.Errorf("%d runners started for %d resumes, want a few that run them all", n, 2*messages)
+			}
 			endClean(t, w, buffers, pipes, in, out)
 		})
 	}

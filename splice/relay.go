@@ -246,9 +246,19 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		if h.src.raw && h.parkNow() && h.park() {
 			continue
 		}
-		go h.copyHalf()
+		r.start(h)
 	}
 	return &Handle{r}
+}
+
+// start runs h on a goroutine: a runner of the Parker's if the relay
+// parks, else its own.
+func (r *relay) start(h *half) {
+	if r.parker != nil {
+		r.parker.runners.run(h)
+		return
+	}
+	go h.copyHalf()
 }
 
 // preEnded records the direction whose source opts says had already

@@ -57,7 +57,8 @@ var defaultPipes PipePool
 // Parker parks idle relay directions on Linux; elsewhere NewParker fails
 // and relays keep their goroutines.
 type Parker struct {
-	spare sync.Pool // never filled: nothing parks
+	spare   sync.Pool // never filled: nothing parks
+	runners *runners  // never used: nothing resumes
 }
 
 // NewParker reports that parking is not supported here.

@@ -83,11 +83,10 @@ type half struct {
 	parked   bool
 	timer    *time.Timer // the idle timeout while parked
 	timerAt  time.Time   // when timer fires; zero: stopped or fired
-	token    uint64      // the Parker's registration
 	parkedAt time.Time   // when it last parked
-	// inSet: src is in the Parker's epoll set, perhaps disarmed. Only
-	// Parker.add and remove touch it, which the half's parking orders.
-	inSet bool
+	// reg is src's entry in the Parker's epoll set. Only Parker.add and
+	// remove touch it, which the half's parking orders.
+	reg registration
 }
 
 func newHalf(r *relay, dir direction, noSplice bool) *half {

@@ -92,18 +92,21 @@ func (p *Parker) watch(rc interface {
 	defer close(p.done)
 	events := make([]unix.EpollEvent, 128)
 	var ready []uint64
+	// One callback for every wait: one made in the loop is made anew
+	// for every event the watcher wakes for.
+	poll := func(fd uintptr) bool {
+		n, err := epollPoll(int(fd), events)
+		if err != nil || n <= 0 {
+			return false // nothing ready (or EINTR): wait for the netpoller
+		}
+		for _, ev := range events[:n] {
+			ready = append(ready, uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32)
+		}
+		return true
+	}
 	for {
 		ready = ready[:0]
-		err := rc.Read(func(fd uintptr) bool {
-			n, err := epollPoll(int(fd), events)
-			if err != nil || n <= 0 {
-				return false // nothing ready (or EINTR): wait for the netpoller
-			}
-			for _, ev := range events[:n] {
-				ready = append(ready, uint64(uint32(ev.Fd))|uint64(uint32(ev.Pad))<<32)
-			}
-			return true
-		})
+		err := rc.Read(poll)
 		if err != nil {
 			return // closed
 		}
@@ -117,31 +120,29 @@ func (p *Parker) watch(rc interface {
 
 // add registers h's source socket under a fresh token.
 func (p *Parker) add(h *half) error {
+	g := &h.reg
+	if g.arm == nil {
+		g.epfd, g.arm, g.leave = p.epfd, g.armFD, g.leaveFD
+	}
 	tok := p.token.Add(1)
 	p.parked.Store(tok, h)
 	p.count.Add(1)
-	ev := unix.EpollEvent{
+	g.ev = unix.EpollEvent{
 		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
 		Fd:     int32(uint32(tok)),
 		Pad:    int32(uint32(tok >> 32)),
 	}
-	err := control(h.src.sock, func(fd int) error {
-		if h.inSet {
-			// Still in the set from the last park, disarmed by the
-			// event that resumed it: re-arm under the new token.
-			err := unix.EpollCtl(p.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
-			if err != unix.ENOENT {
-				return err
-			}
-		}
-		return unix.EpollCtl(p.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
-	})
+	g.err = nil
+	err := h.src.sock.Control(g.arm)
+	if err == nil {
+		err = g.err
+	}
 	if err != nil {
 		p.forget(tok)
 		return fmt.Errorf("splice: park: %w", err)
 	}
-	h.token = tok
-	h.inSet = true
+	g.token = tok
+	g.inSet = true
 	return nil
 }
 
@@ -151,16 +152,46 @@ func (p *Parker) add(h *half) error {
 // Otherwise it leaves the set. A socket closed meanwhile left the set by
 // itself when it was closed; an event of a stale token is ignored.
 func (p *Parker) remove(h *half, fired bool) {
-	p.forget(h.token)
+	g := &h.reg
+	p.forget(g.token)
 	if fired {
 		return
 	}
-	h.inSet = false
+	g.inSet = false
 	// The direction resumes whatever this returns: ENOENT or a closed
 	// conn both mean the socket is no longer in the set.
-	h.src.sock.Control(func(fd uintptr) {
-		unix.EpollCtl(p.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-	})
+	h.src.sock.Control(g.leave)
+}
+
+// registration is a direction's entry in the Parker's epoll set. Its
+// event and callbacks are kept from one park to the next, so that parking
+// allocates nothing: a message of sparse traffic parks both directions.
+type registration struct {
+	token uint64 // the Parker's token for it now
+	// inSet: the socket is in the set, perhaps disarmed.
+	inSet bool
+	epfd  int
+	ev    unix.EpollEvent // the event armFD arms
+	err   error           // armFD's
+	// armFD and leaveFD, bound to the registration once.
+	arm, leave func(fd uintptr)
+}
+
+// armFD arms the registration for socket fd, with g.ev.
+func (g *registration) armFD(fd uintptr) {
+	if g.inSet {
+		// Still in the set from the last park, disarmed by the event
+		// that resumed it: re-arm under the new token.
+		if g.err = unix.EpollCtl(g.epfd, unix.EPOLL_CTL_MOD, int(fd), &g.ev); g.err != unix.ENOENT {
+			return
+		}
+	}
+	g.err = unix.EpollCtl(g.epfd, unix.EPOLL_CTL_ADD, int(fd), &g.ev)
+}
+
+// leaveFD takes socket fd out of the set.
+func (g *registration) leaveFD(fd uintptr) {
+	unix.EpollCtl(g.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
 }
 
 // forget deletes tok's registration, once.

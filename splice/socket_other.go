@@ -70,6 +70,9 @@ func (p *Parker) Close() error { return nil }
 // Parked reports none.
 func (p *Parker) Parked() int { return 0 }
 
+// registration is a direction's entry in the Parker's set: none here.
+type registration struct{}
+
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
 

@@ -489,6 +489,44 @@ func TestParkSparse(t *testing.T) {
 	}
 }
 
+// TestRunnersAgeOut: the runners that ran a relay's directions wait for
+// the next while they are young, and end once they have waited idleFor;
+// each end of the relay's parking and resuming found a waiting runner.
+func TestRunnersAgeOut(t *testing.T) {
+	const idleFor = 500 * time.Millisecond
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			p, err := NewParker()
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { p.Close() })
+			p.runners.idleFor = idleFor
+			w := newWorld(t, worldConfig{tls: tr.tls, plainTLS: tr.plainTLS, opts: Options{
+				Parker: p, ParkAfter: time.Hour, sparseAfter: time.Nanosecond, NoSplice: tr.noSplice}})
+			w.parker = p
+			waitParked(t, w, 2)
+			var in, out int64
+			for i := range 20 {
+				up, down := payload(100+i), payload(200+i)
+				if err := exchange(w, up, down); err != nil {
+					t.Fatalf("message %d: %v", i, err)
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
+				waitParked(t, w, 2)
+			}
+			if !eventually(func() bool { return p.runners.waiting() > 0 }) {
+				t.Errorf("no runner waits after the relay's directions parked")
+			}
+			if !eventually(func() bool { return p.runners.waiting() == 0 }) {
+				t.Errorf("%d runners still wait %v after they last ran", p.runners.waiting(), testTimeout)
+			}
+			closeBothEOF(t, w)
+			checkResult(t, w.wait(t), Stats{BytesIn: in, BytesOut: out, Reason: ClientClosed})
+		})
+	}
+}
+
 // TestParkSparseMixed: messages in pairs, the second of each finding its
 // directions parked only briefly (they wait on their goroutines, time out
 // after ParkAfter and park with a deadline that has passed), the first of

@@ -157,6 +157,14 @@ func (h *Handle) Release() {
 		r.mu.Lock()
 		r.closed = true
 		r.mu.Unlock()
+		if r.parker != nil {
+			// The sockets live on in another process: closing them here
+			// would leave a registration to last firing for its traffic.
+			for _, hf := range r.halves {
+				r.parker.leave(hf)
+				r.parker.forget(hf)
+			}
+		}
 		r.ends[clientPeer].conn.Close()
 		r.ends[backendPeer].conn.Close()
 	})

@@ -81,6 +81,7 @@ type half struct {
 	// Guarded by r.mu.
 	frozen   bool // stopped for a Freeze (see freeze.go)
 	parked   bool
+	woken    bool        // the Parker's event came while the half ran (resume)
 	timer    *time.Timer // the idle timeout while parked
 	timerAt  time.Time   // when timer fires; zero: stopped or fired
 	parkedAt time.Time   // when it last parked
@@ -142,11 +143,16 @@ func (h *half) loop() (res halfResult, parked bool) {
 				// Dropped before parking: once parked, the half
 				// is the next goroutine's.
 				m := h.inPlace
-				if h.inPlace = nil; h.park() {
+				h.inPlace = nil
+				parked, again := h.park()
+				if parked {
 					h.dropInPlace(m)
 					return halfResult{}, true
 				}
-				h.inPlace, m.noPark = m, true // waits in place instead
+				h.inPlace = m
+				if !again {
+					m.noPark = true // waits in place instead
+				}
 			}
 			continue
 		}
@@ -169,15 +175,21 @@ func (h *half) loop() (res halfResult, parked bool) {
 			}
 			continue
 		}
-		if h.parkNow() && h.park() {
-			return halfResult{}, true
+		if h.parkNow() {
+			if parked, again := h.park(); parked {
+				return halfResult{}, true
+			} else if again {
+				continue
+			}
 		}
 		res, done, park := h.wait()
 		if done {
 			return res, false
 		}
-		if park && h.park() {
-			return halfResult{}, true
+		if park {
+			if parked, _ := h.park(); parked {
+				return halfResult{}, true
+			}
 		}
 	}
 }
@@ -481,27 +493,33 @@ func (h *half) moving(now time.Time) {
 
 // park hands the half to the Parker: its goroutine may end. It reports
 // false, and the goroutine carries on, if the relay is closing, the idle
-// timeout is already due, or the socket cannot be registered.
-func (h *half) park() bool {
+// timeout is already due, or the socket cannot be registered; again=true
+// if the source had bytes come while the half ran after the Parker's
+// event fired for it (see Parker.add): read them first.
+func (h *half) park() (parked, again bool) {
 	r := h.r
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed {
-		return false
+		return false, false
 	}
 	if r.freezing.Load() {
 		// Parking is a point with nothing in flight: stop here instead.
 		r.frozeLocked(h)
-		return true
+		return true, false
+	}
+	if h.woken {
+		h.woken = false
+		return false, true
 	}
 	var left time.Duration
 	if t := r.timeout(); t > 0 {
 		if left = t - r.quiet(); left <= 0 {
-			return false
+			return false, false
 		}
 	}
 	if err := r.parker.add(h); err != nil {
-		return false
+		return false, false
 	}
 	h.parked = true
 	h.parkedAt = time.Now()
@@ -514,7 +532,7 @@ func (h *half) park() bool {
 	if h.readArm.span != 0 || r.halfDone.Load() {
 		h.readArm.forget()
 	}
-	return true
+	return true, false
 }
 
 // unpark resumes a parked half on a goroutine, which reads its
@@ -529,10 +547,16 @@ func (h *half) resume(fired bool) {
 	r := h.r
 	r.mu.Lock()
 	if !h.parked {
+		if fired {
+			// Bytes came while the half ran, its registration armed
+			// all along (see Parker.add): its next park looks first.
+			h.woken = true
+		}
 		r.mu.Unlock()
 		return
 	}
 	h.parked = false
+	h.woken = false
 	if !fired {
 		// The relay is closing or its timeout changed: whatever resumes
 		// the half now, it does not come back to this timer.

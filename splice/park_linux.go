@@ -12,10 +12,10 @@ import (
 
 // Parker holds relay directions that have been idle for a while without a
 // goroutine: their source sockets wait in an epoll set of the Parker's own
-// (level-triggered, one-shot), and one goroutine, itself parked on Go's
-// netpoller through that epoll descriptor, resumes a direction with a
-// fresh goroutine when its socket becomes readable. Idle timeouts of
-// parked directions run on runtime timers.
+// (see add), and one goroutine, itself parked on Go's netpoller through
+// that epoll descriptor, resumes a direction on a runner (runners.go)
+// when its socket becomes readable. Idle timeouts of parked directions
+// run on runtime timers.
 //
 // A connection whose directions are both parked costs its sockets, its
 // TLS state and a few hundred bytes: no goroutine stack, no buffer, no
@@ -25,15 +25,16 @@ type Parker struct {
 	file *os.File // epfd, registered with Go's netpoller
 	done chan struct{}
 
-	// parked maps a registration's token to its direction. Not a map
+	// parked maps a registration's token to its direction, from its first
+	// park to the end of its relay (forget). Not a map
 	// under one mutex: in a reconnect storm, with thousands of goroutines
 	// runnable, a holder preempted inside the lock waited seconds to run
 	// again while every direction that parked or resumed queued behind it
 	// (a dump held 1,891 of them). sync.Map's reads take no lock and its
 	// writes lock one node of its trie.
-	parked sync.Map // uint64 -> *half
-	count  atomic.Int64
-	token  atomic.Uint64
+	parked sync.Map      // uint64 -> *half
+	count  atomic.Int64  // directions parked now
+	token  atomic.Uint64 // the last token given
 
 	// spare holds the in-place state that directions dropped when they
 	// parked, for the next that resumes: a message of sparse traffic
@@ -118,61 +119,94 @@ func (p *Parker) watch(rc interface {
 	}
 }
 
-// add registers h's source socket under a fresh token.
+// add registers h's source socket, or re-arms it. A direction that parks
+// as soon as its source is empty (sparse, see half.parkNow) is registered
+// to last: edge-triggered, armed from one park to the next, so that the
+// message that resumes it and its park again cost no system call here.
+// An event that comes while such a direction runs is not lost: the
+// watcher marks it woken, and its next park reads first (half.park).
+// Any other direction is registered one-shot, as before it resumed:
+// level-triggered, so bytes already queued fire at once, and disarmed by
+// the event that resumes it, until its next park re-arms it. A direction
+// that waits on its goroutine then gets no event for its traffic.
 func (p *Parker) add(h *half) error {
 	g := &h.reg
 	if g.arm == nil {
 		g.epfd, g.arm, g.leave = p.epfd, g.armFD, g.leaveFD
 	}
-	tok := p.token.Add(1)
-	p.parked.Store(tok, h)
+	if g.token == 0 {
+		g.token = p.token.Add(1)
+		p.parked.Store(g.token, h)
+	}
+	if lasting := h.sparse; !(g.inSet && g.lasting && lasting) {
+		events := uint32(unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT)
+		if lasting {
+			events = unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLET
+		}
+		g.ev = unix.EpollEvent{Events: events, Fd: int32(uint32(g.token)), Pad: int32(uint32(g.token >> 32))}
+		g.err = nil
+		err := h.src.sock.Control(g.arm)
+		if err == nil {
+			err = g.err
+		}
+		if err != nil {
+			return fmt.Errorf("splice: park: %w", err)
+		}
+		g.inSet, g.lasting = true, lasting
+	}
 	p.count.Add(1)
-	g.ev = unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLRDHUP | unix.EPOLLONESHOT,
-		Fd:     int32(uint32(tok)),
-		Pad:    int32(uint32(tok >> 32)),
-	}
-	g.err = nil
-	err := h.src.sock.Control(g.arm)
-	if err == nil {
-		err = g.err
-	}
-	if err != nil {
-		p.forget(tok)
-		return fmt.Errorf("splice: park: %w", err)
-	}
-	g.token = tok
-	g.inSet = true
 	return nil
 }
 
-// remove forgets h's registration. When its event fired (fired), the
-// one-shot registration is disarmed already and stays in the set for the
-// next park to re-arm: a system call saved each time a direction resumes.
-// Otherwise it leaves the set. A socket closed meanwhile left the set by
-// itself when it was closed; an event of a stale token is ignored.
+// remove records that h resumed. A registration to last stays armed if h
+// resumed sparse: it parks again as soon as its source is empty. One
+// whose event fired (fired) is disarmed and stays in the set for the next
+// park to re-arm: a system call saved each time a direction resumes.
+// Otherwise the socket leaves the set, so that a direction waiting on its
+// goroutine gets no events here. A socket closed meanwhile left the set
+// by itself when it was closed.
 func (p *Parker) remove(h *half, fired bool) {
+	p.count.Add(-1)
 	g := &h.reg
-	p.forget(g.token)
-	if fired {
+	if fired && (!g.lasting || h.sparse) {
 		return
 	}
-	g.inSet = false
-	// The direction resumes whatever this returns: ENOENT or a closed
-	// conn both mean the socket is no longer in the set.
+	p.leave(h)
+}
+
+// leave takes h's socket out of the set, if it is in it.
+func (p *Parker) leave(h *half) {
+	g := &h.reg
+	if !g.inSet {
+		return
+	}
+	g.inSet, g.lasting = false, false
+	// ENOENT or a closed conn both mean the socket is no longer in the
+	// set.
 	h.src.sock.Control(g.leave)
 }
 
+// forget drops h's token, at the end of its relay here: later events
+// under it are ignored.
+func (p *Parker) forget(h *half) {
+	if g := &h.reg; g.token != 0 {
+		p.parked.Delete(g.token)
+		g.token = 0
+	}
+}
+
 // registration is a direction's entry in the Parker's epoll set. Its
-// event and callbacks are kept from one park to the next, so that parking
-// allocates nothing: a message of sparse traffic parks both directions.
+// token, event and callbacks are kept from one park to the next, so that
+// parking allocates nothing: a message of sparse traffic parks both
+// directions.
 type registration struct {
-	token uint64 // the Parker's token for it now
-	// inSet: the socket is in the set, perhaps disarmed.
-	inSet bool
-	epfd  int
-	ev    unix.EpollEvent // the event armFD arms
-	err   error           // armFD's
+	token uint64 // the Parker's token for the direction; 0: none yet
+	// inSet: the socket is in the set; lasting: edge-triggered, armed
+	// from one park to the next, else one-shot (see Parker.add).
+	inSet, lasting bool
+	epfd           int
+	ev             unix.EpollEvent // the event armFD arms
+	err            error           // armFD's
 	// armFD and leaveFD, bound to the registration once.
 	arm, leave func(fd uintptr)
 }
@@ -180,8 +214,6 @@ type registration struct {
 // armFD arms the registration for socket fd, with g.ev.
 func (g *registration) armFD(fd uintptr) {
 	if g.inSet {
-		// Still in the set from the last park, disarmed by the event
-		// that resumed it: re-arm under the new token.
 		if g.err = unix.EpollCtl(g.epfd, unix.EPOLL_CTL_MOD, int(fd), &g.ev); g.err != unix.ENOENT {
 			return
 		}
@@ -192,13 +224,6 @@ func (g *registration) armFD(fd uintptr) {
 // leaveFD takes socket fd out of the set.
 func (g *registration) leaveFD(fd uintptr) {
 	unix.EpollCtl(g.epfd, unix.EPOLL_CTL_DEL, int(fd), nil)
-}
-
-// forget deletes tok's registration, once.
-func (p *Parker) forget(tok uint64) {
-	if _, ok := p.parked.LoadAndDelete(tok); ok {
-		p.count.Add(-1)
-	}
 }
 
 // epollPoll collects the events ready in epoll set epfd without waiting,

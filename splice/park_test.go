@@ -527,6 +527,57 @@ func TestRunnersAgeOut(t *testing.T) {
 	}
 }
 
+// TestParkSparseTrickle: messages that arrive in pieces, written one
+// after another, to directions that resume sparse and park as soon as
+// their source is empty (ParkAfter an hour): a piece often comes while
+// its direction runs after the Parker's event for the first, and its own
+// event must not be lost (half.park reads again), nor a late one for
+// bytes already moved resume anything wrongly.
+func TestParkSparseTrickle(t *testing.T) {
+	const messages, pieces = 300, 4
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{ParkAfter: time.Hour, sparseAfter: time.Nanosecond}})
+			waitParked(t, w, 2)
+			var in, out int64
+			for i := range messages {
+				up, down := payload(pieces*(1+i%40)), payload(pieces*(1+i*7%50))
+				errc := make(chan error, 2)
+				go writePieces(errc, w.client, up, pieces)
+				go writePieces(errc, w.backend, down, pieces)
+				if err := readExactly(w.backend, up); err != nil {
+					t.Fatalf("message %d: backend: %v", i, err)
+				}
+				if err := readExactly(w.client, down); err != nil {
+					t.Fatalf("message %d: client: %v", i, err)
+				}
+				for range 2 {
+					if err := <-errc; err != nil {
+						t.Fatalf("message %d: write: %v", i, err)
+					}
+				}
+				in, out = in+int64(len(up)), out+int64(len(down))
+			}
+			waitParked(t, w, 2)
+			endClean(t, w, buffers, pipes, in, out)
+		})
+	}
+}
+
+// writePieces writes p to c in n writes, one after another.
+func writePieces(errc chan<- error, c net.Conn, p []byte, n int) {
+	size := len(p) / n
+	for len(p) > 0 {
+		k := min(size, len(p))
+		if _, err := c.Write(p[:k]); err != nil {
+			errc <- err
+			return
+		}
+		p = p[k:]
+	}
+	errc <- nil
+}
+
 // TestParkSparseMixed: messages in pairs, the second of each finding its
 // directions parked only briefly (they wait on their goroutines, time out
 // after ParkAfter and park with a deadline that has passed), the first of

@@ -243,8 +243,10 @@ func Start(ctx context.Context, client, backend net.Conn, opts Options, done fun
 		// before it has run at all, and the Parker starts it as soon as
 		// the socket has bytes (level-triggered: including bytes already
 		// queued). Other sources must first be read until they would block.
-		if h.src.raw && h.parkNow() && h.park() {
-			continue
+		if h.src.raw && h.parkNow() {
+			if parked, _ := h.park(); parked {
+				continue
+			}
 		}
 		r.start(h)
 	}
@@ -469,6 +471,11 @@ func (r *relay) finish(h *half, res halfResult) {
 
 // complete reports the relay's end once both directions have stopped.
 func (r *relay) complete() {
+	if r.parker != nil {
+		for _, h := range r.halves {
+			r.parker.forget(h)
+		}
+	}
 	r.closeBoth()
 	r.stopCtx()
 	first, second := r.results[0], r.results[1]

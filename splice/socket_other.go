@@ -75,6 +75,8 @@ type registration struct{}
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
+func (p *Parker) leave(*half)        {}
+func (p *Parker) forget(*half)       {}
 
 // Moving bytes in place (inplace.go) needs TCP_INQ.
 func enableInq(syscall.RawConn) bool { return false }

@@ -21,9 +21,10 @@ const (
 // stack and grows it by copying, several times, on its way into the TLS
 // record layer and the socket calls; with both directions of a connection
 // resuming for every message of sparse traffic, that growth was an eighth
-// of the relay's CPU per echo (bench/README.md, "Runners"). A runner keeps
-// the stack it grew. The one that waited least runs the next direction,
-// so the others age and end after runnerIdle.
+// of the relay's CPU per echo (bench/README.md, "Runners, and
+// registrations that last"). A runner keeps the stack it grew. The one
+// that waited least runs the next direction, so the others age and end
+// after runnerIdle.
 type runners struct {
 	mu      sync.Mutex
 	idle    []*runner // waiting, the one that waited least last

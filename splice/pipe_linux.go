@@ -70,21 +70,18 @@ func (p *PipePool) maxIdle() int {
 // get returns an empty pipe, reused or new.
 func (p *PipePool) get() (*pipe, error) {
 	p.mu.Lock()
-	if n := len(p.free); n > 0 {
-		pp := p.free[n-1]
-		p.free[n-1] = nil
-		p.free = p.free[:n-1]
-		p.mu.Unlock()
+	pp, ok := popLast(&p.free)
+	p.mu.Unlock()
+	if ok {
 		p.inUse.Add(1)
 		return pp, nil
 	}
-	p.mu.Unlock()
 
 	var fds [2]int
 	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
 		return nil, fmt.Errorf("pipe2: %w", err)
 	}
-	pp := &pipe{r: fds[0], w: fds[1], size: 64 << 10}
+	pp = &pipe{r: fds[0], w: fds[1], size: 64 << 10}
 	// Best effort: a smaller pipe still works, in more calls.
 	if n, err := unix.FcntlInt(uintptr(pp.w), unix.F_SETPIPE_SZ, p.size()); err == nil {
 		pp.size = n

@@ -55,3 +55,17 @@ func (p *BufferPool) Put(b *[]byte) {
 // Get and not yet returned by Put. Once every relay using the pool has
 // ended it is zero.
 func (p *BufferPool) Outstanding() int64 { return p.outstanding.Load() }
+
+// popLast takes the last element of *s, the one put there most recently,
+// clearing its slot, or reports false if *s is empty.
+func popLast[T any](s *[]T) (T, bool) {
+	var zero T
+	n := len(*s)
+	if n == 0 {
+		return zero, false
+	}
+	v := (*s)[n-1]
+	(*s)[n-1] = zero
+	*s = (*s)[:n-1]
+	return v, true
+}

@@ -53,15 +53,12 @@ func newRunners() *runners {
 // waits.
 func (w *runners) run(h *half) {
 	w.mu.Lock()
-	if n := len(w.idle); n > 0 {
-		r := w.idle[n-1]
-		w.idle[n-1] = nil
-		w.idle = w.idle[:n-1]
-		w.mu.Unlock()
+	r, ok := popLast(&w.idle)
+	w.mu.Unlock()
+	if ok {
 		r.work <- h
 		return
 	}
-	w.mu.Unlock()
 	w.wg.Add(1)
 	w.started.Add(1)
 	go w.runner(&runner{work: make(chan *half, 1)}, h)

@@ -49,7 +49,7 @@ func (e *endpoint) init(c net.Conn) {
 }
 
 // half is one direction of a relay. Its goroutine runs copyHalf; a parked
-// half has none, and unpark starts one.
+// half has none, and unpark runs it on a runner again.
 type half struct {
 	r        *relay
 	dir      direction
@@ -85,8 +85,10 @@ type half struct {
 	timer    *time.Timer // the idle timeout while parked
 	timerAt  time.Time   // when timer fires; zero: stopped or fired
 	parkedAt time.Time   // when it last parked
-	// reg is src's entry in the Parker's epoll set. Only Parker.add and
-	// remove touch it, which the half's parking orders.
+	// reg is src's entry in the Parker's epoll set. Parker.add and remove
+	// touch it in the order the half parks and resumes; drop, or leave
+	// and forget, once it no longer runs here (relay.complete,
+	// Handle.Release).
 	reg registration
 }
 

@@ -72,7 +72,8 @@ func NewParker() (*Parker, error) {
 
 // Close stops the watcher and the runners and closes the epoll set.
 // Directions still parked would never resume; close the Parker after its
-// relays have ended.
+// relays have ended, and not from a relay's own callback: it waits for
+// every runner, the one running that callback too.
 func (p *Parker) Close() error {
 	err := p.file.Close()
 	<-p.done
@@ -86,7 +87,7 @@ func (p *Parker) Parked() int {
 }
 
 // watch waits for the epoll set to report ready sockets and resumes their
-// directions. It is the Parker's only goroutine.
+// directions, on runners.
 func (p *Parker) watch(rc interface {
 	Read(func(uintptr) bool) error
 }) {
@@ -128,7 +129,10 @@ func (p *Parker) watch(rc interface {
 // Any other direction is registered one-shot, as before it resumed:
 // level-triggered, so bytes already queued fire at once, and disarmed by
 // the event that resumes it, until its next park re-arms it. A direction
-// that waits on its goroutine then gets no event for its traffic.
+// that resumes to wait on its goroutine leaves the set (remove), and gets
+// no event for its traffic; one registered to last that runs on without
+// parking (a stream) has the watcher woken for it until it parks and
+// resumes again, then no longer sparse.
 func (p *Parker) add(h *half) error {
 	g := &h.reg
 	if g.arm == nil {
@@ -186,8 +190,18 @@ func (p *Parker) leave(h *half) {
 	h.src.sock.Control(g.leave)
 }
 
-// forget drops h's token, at the end of its relay here: later events
-// under it are ignored.
+// drop ends h's registration at the end of its relay: its token is
+// forgotten, and one registered to last leaves the set, in case the socket
+// lives on in another process once closed here (a relay thawed after its
+// move began), where its traffic would go on waking the watcher.
+func (p *Parker) drop(h *half) {
+	if h.reg.lasting {
+		p.leave(h)
+	}
+	p.forget(h)
+}
+
+// forget drops h's token: later events under it are ignored.
 func (p *Parker) forget(h *half) {
 	if g := &h.reg; g.token != 0 {
 		p.parked.Delete(g.token)

@@ -473,7 +473,7 @@ func (r *relay) finish(h *half, res halfResult) {
 func (r *relay) complete() {
 	if r.parker != nil {
 		for _, h := range r.halves {
-			r.parker.forget(h)
+			r.parker.drop(h)
 		}
 	}
 	r.closeBoth()

@@ -77,6 +77,7 @@ func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
 func (p *Parker) leave(*half)        {}
 func (p *Parker) forget(*half)       {}
+func (p *Parker) drop(*half)         {}
 
 // Moving bytes in place (inplace.go) needs TCP_INQ.
 func enableInq(syscall.RawConn) bool { return false }

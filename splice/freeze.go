@@ -158,11 +158,9 @@ func (h *Handle) Release() {
 		r.closed = true
 		r.mu.Unlock()
 		if r.parker != nil {
-			// The sockets live on in another process: closing them here
-			// would leave a registration to last firing for its traffic.
+			// The sockets live on in another process: see Parker.drop.
 			for _, hf := range r.halves {
-				r.parker.leave(hf)
-				r.parker.forget(hf)
+				r.parker.drop(hf)
 			}
 		}
 		r.ends[clientPeer].conn.Close()

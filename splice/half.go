@@ -86,9 +86,8 @@ type half struct {
 	timerAt  time.Time   // when timer fires; zero: stopped or fired
 	parkedAt time.Time   // when it last parked
 	// reg is src's entry in the Parker's epoll set. Parker.add and remove
-	// touch it in the order the half parks and resumes; drop, or leave
-	// and forget, once it no longer runs here (relay.complete,
-	// Handle.Release).
+	// touch it in the order the half parks and resumes; drop once it no
+	// longer runs here (relay.complete, Handle.Release).
 	reg registration
 }
 

@@ -190,10 +190,12 @@ func (p *Parker) leave(h *half) {
 	h.src.sock.Control(g.leave)
 }
 
-// drop ends h's registration at the end of its relay: its token is
+// drop ends h's registration at the end of its relay here: its token is
 // forgotten, and one registered to last leaves the set, in case the socket
-// lives on in another process once closed here (a relay thawed after its
-// move began), where its traffic would go on waking the watcher.
+// lives on in another process once closed here (a relay handed over, or
+// thawed after its move began), where its traffic would go on waking the
+// watcher. A one-shot registration is disarmed: a frozen or finished
+// direction is not parked.
 func (p *Parker) drop(h *half) {
 	if h.reg.lasting {
 		p.leave(h)

@@ -1,6 +1,7 @@
 package splice
 
 import (
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -103,9 +104,7 @@ func (w *runners) reapIdle() {
 		w.idle[n].work <- nil
 		n++
 	}
-	k := copy(w.idle, w.idle[n:])
-	clear(w.idle[k:])
-	w.idle = w.idle[:k]
+	w.idle = slices.Delete(w.idle, 0, n)
 	if len(w.idle) == 0 || w.closed {
 		w.reaping = false
 		return

@@ -75,8 +75,6 @@ type registration struct{}
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}
-func (p *Parker) leave(*half)        {}
-func (p *Parker) forget(*half)       {}
 func (p *Parker) drop(*half)         {}
 
 // Moving bytes in place (inplace.go) needs TCP_INQ.

@@ -542,19 +542,8 @@ func TestParkSparseTrickle(t *testing.T) {
 			var in, out int64
 			for i := range messages {
 				up, down := payload(pieces*(1+i%40)), payload(pieces*(1+i*7%50))
-				errc := make(chan error, 2)
-				go writePieces(errc, w.client, up, pieces)
-				go writePieces(errc, w.backend, down, pieces)
-				if err := readExactly(w.backend, up); err != nil {
-					t.Fatalf("message %d: backend: %v", i, err)
-				}
-				if err := readExactly(w.client, down); err != nil {
-					t.Fatalf("message %d: client: %v", i, err)
-				}
-				for range 2 {
-					if err := <-errc; err != nil {
-						t.Fatalf("message %d: write: %v", i, err)
-					}
+				if err := exchangePieces(w, up, down, pieces); err != nil {
+					t.Fatalf("message %d: %v", i, err)
 				}
 				in, out = in+int64(len(up)), out+int64(len(down))
 			}
@@ -562,20 +551,6 @@ func TestParkSparseTrickle(t *testing.T) {
 			endClean(t, w, buffers, pipes, in, out)
 		})
 	}
-}
-
-// writePieces writes p to c in n writes, one after another.
-func writePieces(errc chan<- error, c net.Conn, p []byte, n int) {
-	size := len(p) / n
-	for len(p) > 0 {
-		k := min(size, len(p))
-		if _, err := c.Write(p[:k]); err != nil {
-			errc <- err
-			return
-		}
-		p = p[k:]
-	}
-	errc <- nil
 }
 
 // TestParkSparseMixed: messages in pairs, the second of each finding its

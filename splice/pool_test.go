@@ -239,10 +239,14 @@ func readExactly(c net.Conn, want []byte) error {
 
 // exchange sends up from the client to the backend and down the other way,
 // both at once, and checks what arrives.
-func exchange(w *world, up, down []byte) error {
+func exchange(w *world, up, down []byte) error { return exchangePieces(w, up, down, 1) }
+
+// exchangePieces is exchange with each way written in n writes, one after
+// another.
+func exchangePieces(w *world, up, down []byte, n int) error {
 	errc := make(chan error, 2)
-	go writeThenClose(errc, w.client, up, false)
-	go writeThenClose(errc, w.backend, down, false)
+	go writePieces(errc, w.client, up, n)
+	go writePieces(errc, w.backend, down, n)
 	if err := readExactly(w.backend, up); err != nil {
 		return fmt.Errorf("backend: %w", err)
 	}
@@ -255,6 +259,22 @@ func exchange(w *world, up, down []byte) error {
 		}
 	}
 	return nil
+}
+
+// writePieces writes p to c in n writes, one after another, and reports
+// on errc.
+func writePieces(errc chan<- error, c net.Conn, p []byte, n int) {
+	c.SetWriteDeadline(time.Now().Add(testTimeout))
+	size := max(len(p)/n, 1)
+	for len(p) > 0 {
+		k := min(size, len(p))
+		if _, err := c.Write(p[:k]); err != nil {
+			errc <- err
+			return
+		}
+		p = p[k:]
+	}
+	errc <- nil
 }
 
 // runEnding moves bytes both ways through w's relay, reports on moved,

@@ -283,7 +283,7 @@ func (r *relay) preEnded(opts Options) *half {
 	return h
 }
 
-type direction int
+type direction uint8
 
 const (
 	toBackend direction = iota // client → backend
@@ -291,7 +291,7 @@ const (
 )
 
 // peer names one end of the relay.
-type peer int
+type peer uint8
 
 const (
 	clientPeer peer = iota

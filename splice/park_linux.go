@@ -214,7 +214,10 @@ func (p *Parker) forget(h *half) {
 // registration is a direction's entry in the Parker's epoll set. Its
 // token and callback are kept from one park to the next, so that parking
 // allocates nothing: a message of sparse traffic parks both directions.
-// It is small (24 bytes) because every idle connection holds two.
+// It is small (24 bytes) because every idle connection holds two. One
+// goroutine at a time uses it, as its op is set before each call: the
+// half's while it parks, resume's caller before it restarts the half,
+// and drop once the half no longer runs here.
 type registration struct {
 	token uint64 // the Parker's token for the direction; 0: none yet
 	// ctl is the half's epollCtl, bound once: a method value made at
@@ -262,6 +265,8 @@ func (h *half) epollCtl(fd uintptr) {
 	}
 	if errno, ok := err.(unix.Errno); ok {
 		g.errno = int32(errno)
+	} else if err != nil {
+		g.errno = int32(unix.EIO) // EpollCtl returns only errnos
 	}
 }
 

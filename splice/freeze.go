@@ -157,12 +157,8 @@ func (h *Handle) Release() {
 		r.mu.Lock()
 		r.closed = true
 		r.mu.Unlock()
-		if r.parker != nil {
-			// The sockets live on in another process: see Parker.drop.
-			for _, hf := range r.halves {
-				r.parker.drop(hf)
-			}
-		}
+		// The sockets live on in another process: see Parker.drop.
+		r.dropRegistrations()
 		r.ends[clientPeer].conn.Close()
 		r.ends[backendPeer].conn.Close()
 	})

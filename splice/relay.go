@@ -469,13 +469,20 @@ func (r *relay) finish(h *half, res halfResult) {
 	}
 }
 
+// dropRegistrations ends both directions' entries in the Parker (see
+// Parker.drop), once neither runs here any more.
+func (r *relay) dropRegistrations() {
+	if r.parker == nil {
+		return
+	}
+	for _, h := range r.halves {
+		r.parker.drop(h)
+	}
+}
+
 // complete reports the relay's end once both directions have stopped.
 func (r *relay) complete() {
-	if r.parker != nil {
-		for _, h := range r.halves {
-			r.parker.drop(h)
-		}
-	}
+	r.dropRegistrations()
 	r.closeBoth()
 	r.stopCtx()
 	first, second := r.results[0], r.results[1]

@@ -513,8 +513,16 @@ func (h *half) park() (parked, again bool) {
 		return true, false
 	}
 	if h.woken {
+		// An edge the watcher took while the half ran matters only to
+		// a registration that parking leaves as it is. Otherwise it is
+		// stale (it came between a resume and leaving the set), and
+		// reading again here would keep a direction that is not sparse
+		// on its goroutine for another ParkAfter.
 		h.woken = false
-		return false, true
+		if h.reg.keptArmed(h.sparse) {
+			r.parker.rereads.Add(1)
+			return false, true
+		}
 	}
 	var left time.Duration
 	if t := r.timeout(); t > 0 {

@@ -35,6 +35,9 @@ type Parker struct {
 	parked sync.Map      // uint64 -> *half
 	count  atomic.Int64  // directions parked now
 	token  atomic.Uint64 // the last token given
+	// rereads counts parks that read again instead, for an edge the
+	// watcher took while the direction ran (half.park); for tests.
+	rereads atomic.Int64
 
 	// spare holds the in-place state that directions dropped when they
 	// parked, for the next that resumes: a message of sparse traffic
@@ -142,7 +145,7 @@ func (p *Parker) add(h *half) error {
 		g.token = p.token.Add(1)
 		p.parked.Store(g.token, h)
 	}
-	if lasting := h.sparse; !(g.inSet && g.lasting && lasting) {
+	if lasting := h.sparse; !g.keptArmed(lasting) {
 		g.op = regArmOnce
 		if lasting {
 			g.op = regArmLasting
@@ -228,6 +231,15 @@ type registration struct {
 	// inSet: the socket is in the set; lasting: edge-triggered, armed
 	// from one park to the next, else one-shot (see Parker.add).
 	inSet, lasting bool
+}
+
+// keptArmed reports whether a half parking now, sparse or not, stays in
+// the set as it is, armed edge-triggered since it last parked: the one
+// park that makes no system call, so the one that would miss an edge the
+// watcher took while the half ran (half.woken). Any other park arms the
+// socket anew, and epoll reports bytes already queued at once.
+func (g *registration) keptArmed(sparse bool) bool {
+	return g.inSet && g.lasting && sparse
 }
 
 // regOp is what a registration's epollCtl does with the socket.

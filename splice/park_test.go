@@ -603,3 +603,66 @@ func TestParkSparseMixed(t *testing.T) {
 		})
 	}
 }
+
+// TestParkStaleEdge: an edge the watcher takes for a direction between its
+// resume and its leaving the epoll set (a registration to last, resumed
+// not sparse) is stale once that direction runs: when it parks after
+// ParkAfter, it arms its socket anew, so it parks then, rather than read
+// again and wait another ParkAfter on its goroutine. The edge is made by
+// calling resume as the watcher does, once the message it resumed for is
+// through.
+func TestParkStaleEdge(t *testing.T) {
+	const parkAfter, sparseAfter = 400 * time.Millisecond, 200 * time.Millisecond
+	for _, tr := range parkTransports() {
+		t.Run(tr.name, func(t *testing.T) {
+			w, buffers, pipes := parkWorld(t, tr, worldConfig{opts: Options{ParkAfter: parkAfter, sparseAfter: sparseAfter}})
+			waitParked(t, w, 2)
+			var down *half
+			w.parker.parked.Range(func(_, v any) bool {
+				if h := v.(*half); h.dir == toClient {
+					down = h
+				}
+				return true
+			})
+			if down == nil {
+				t.Fatal("the backend-to-client direction is not registered with the Parker")
+			}
+			var out int64
+			for attempt := 1; ; attempt++ {
+				// Parked longer than sparseAfter: the message resumes
+				// it sparse, and it parks again at once, registered to
+				// last.
+				<-time.After(sparseAfter)
+				first, second := payload(100), payload(200)
+				if err := exchange(w, nil, first); err != nil {
+					t.Fatal(err)
+				}
+				waitParked(t, w, 2)
+				// At once: it resumes not sparse, leaves the set and
+				// waits on its goroutine.
+				if err := exchange(w, nil, second); err != nil {
+					t.Fatal(err)
+				}
+				out += int64(len(first) + len(second))
+				down.r.mu.Lock()
+				sparse := down.sparse
+				down.r.mu.Unlock()
+				if !sparse {
+					break
+				}
+				// The second came sparseAfter or more after the first
+				// (a slow machine): again.
+				if attempt == 3 {
+					t.Fatalf("the second message resumed its direction sparse in %d attempts: no test", attempt)
+				}
+				waitParked(t, w, 2)
+			}
+			down.resume(true)
+			waitParked(t, w, 2)
+			if n := w.parker.rereads.Load(); n != 0 {
+				t.Errorf("%d parks read again for a stale edge, want 0", n)
+			}
+			endClean(t, w, buffers, pipes, 0, out)
+		})
+	}
+}

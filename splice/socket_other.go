@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net"
 	"sync"
+	"sync/atomic"
 	"syscall"
 )
 
@@ -57,8 +58,9 @@ var defaultPipes PipePool
 // Parker parks idle relay directions on Linux; elsewhere NewParker fails
 // and relays keep their goroutines.
 type Parker struct {
-	spare   sync.Pool // never filled: nothing parks
-	runners *runners  // never used: nothing resumes
+	spare   sync.Pool    // never filled: nothing parks
+	runners *runners     // never used: nothing resumes
+	rereads atomic.Int64 // never counts: nothing parks
 }
 
 // NewParker reports that parking is not supported here.
@@ -72,6 +74,9 @@ func (p *Parker) Parked() int { return 0 }
 
 // registration is a direction's entry in the Parker's set: none here.
 type registration struct{}
+
+// keptArmed: nothing is in a set here.
+func (*registration) keptArmed(bool) bool { return false }
 
 func (p *Parker) add(*half) error    { return errUnsupported }
 func (p *Parker) remove(*half, bool) {}

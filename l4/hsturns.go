@@ -40,17 +40,11 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // new handshakes while the connections open, and the handshakes waiting
 // for their clients' answers, wait (netprobe.go).
 //
-// For the same reason a turn given back while handshakes wait is handed
-// on through the probe: its byte is sent, and the turn goes to the next in
-// line when the byte is back. A goroutine woken by another runs ahead of
-// what the network woke, so a turn handed straight on would run the next
-// handshake ahead of the open connections' relays, and the next, for as
-// long as handshakes wait; the byte instead waits its turn among them.
-// Meanwhile nobody takes the turn directly, not even a handshake coming
-// back from a wait: it queues, and computes when the byte brings its
-// turn, rather than from the front of the run queue it came from, ahead of
-// the relays behind it (S7's stayers: bench/README.md, "The stayers' tail
-// in storms, fourth try").
+// A turn given back goes straight to the next in line. Handing each one
+// on through the probe instead (its byte's return) kept the connections
+// open through a storm answering two to five times sooner, but held every
+// hand-over for a trip through Go's run queue, and S7's full storm came
+// back a fifth later (bench/README.md, "fourth try", and its reversal).
 //
 // There is one turn per CPU Go runs (GOMAXPROCS, read at each turn, so
 // that it follows a container's CPU limit as Go does). Two per CPU, with at
@@ -63,17 +57,12 @@ type hsTurns struct {
 	again list.List // *hsTurn coming back from a wait: served first
 	fresh list.List // *hsTurn not started
 	probe backlog   // nil: new handshakes start whenever a turn is free
-	// handing: a turn given back is being handed on through the probe;
-	// until its byte is back nobody takes a free turn directly.
-	handing bool
 }
 
 // backlog tells hsTurns whether goroutines that the network woke wait long
 // to run (netProbe).
 type backlog interface {
-	// send starts a measurement unless one is under way, and reports
-	// whether one is under way now: its end will call readmit.
-	send() bool
+	send()      // start a measurement, unless one is under way
 	late() bool // the one under way has taken too long
 }
 
@@ -108,7 +97,6 @@ func (t *hsTurns) stopProbe() {
 // readmit hands out the turns free, now that the probe is back.
 func (t *hsTurns) readmit() {
 	t.mu.Lock()
-	t.handing = false
 	t.handLocked()
 	t.mu.Unlock()
 }
@@ -190,7 +178,7 @@ type hsTurn struct {
 func (h *hsTurn) take(ctx context.Context) error {
 	t := h.t
 	t.mu.Lock()
-	if t.used < t.limit() && !t.handing && t.again.Len() == 0 && t.fresh.Len() == 0 && t.mayStartLocked() {
+	if t.used < t.limit() && t.again.Len() == 0 && t.fresh.Len() == 0 && t.mayStartLocked() {
 		t.used++
 		t.startingLocked()
 		t.mu.Unlock()
@@ -222,9 +210,7 @@ func (h *hsTurn) giveUp() {
 	}
 	<-h.ready
 	t.used--
-	if !t.handing {
-		t.handLocked()
-	}
+	t.handLocked()
 }
 
 // Acquire takes a turn again after a wait for the client, before the
@@ -233,7 +219,7 @@ func (h *hsTurn) giveUp() {
 func (h *hsTurn) Acquire() {
 	t := h.t
 	t.mu.Lock()
-	if t.used < t.limit() && !t.handing && t.again.Len() == 0 {
+	if t.used < t.limit() && t.again.Len() == 0 {
 		t.used++
 		t.mu.Unlock()
 		h.held = true
@@ -249,8 +235,7 @@ func (h *hsTurn) Acquire() {
 	}
 }
 
-// Release gives the turn back, to the next in line: through the probe if
-// there is one (see hsTurns).
+// Release gives the turn back, to the next in line.
 func (h *hsTurn) Release() {
 	if !h.held {
 		return
@@ -259,12 +244,7 @@ func (h *hsTurn) Release() {
 	t := h.t
 	t.mu.Lock()
 	t.used--
-	if !t.handing && (t.again.Len() > 0 || t.fresh.Len() > 0) && t.probe != nil && t.probe.send() {
-		t.handing = true
-	}
-	if !t.handing {
-		t.handLocked()
-	}
+	t.handLocked()
 	t.mu.Unlock()
 }
 

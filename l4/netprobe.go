@@ -24,8 +24,7 @@ import (
 // for two seconds, GODEBUG=schedtrace; the stayers' echoes stalled 2 to 5
 // s). The probe's byte waits in that queue with them: while one has been
 // away longer than probeLate, hsTurns starts no new handshake, and the
-// probe's return lets them start again. A turn given back while
-// handshakes wait is handed on by the byte's return too (hsTurn.Release).
+// probe's return lets them start again.
 type netProbe struct {
 	r     net.Conn // the read end, in Go's netpoller
 	mu    sync.Mutex
@@ -79,15 +78,10 @@ func (p *netProbe) read() {
 	}
 }
 
-// send sends a byte, unless one is away, and reports whether one is away
-// now: false once the probe has stopped, whose reading goroutine calls
-// back a last time as it stops.
-func (p *netProbe) send() bool {
-	if p.dead.Load() {
-		return false
-	}
+// send sends a byte, unless one is away.
+func (p *netProbe) send() {
 	if !p.sent.CompareAndSwap(0, int64(time.Since(p.epoch))+1) {
-		return true
+		return
 	}
 	p.mu.Lock()
 	err := errProbeClosed
@@ -97,9 +91,7 @@ func (p *netProbe) send() bool {
 	p.mu.Unlock()
 	if err != nil {
 		p.sent.Store(0) // closed: the probe says nothing from now on
-		return false
 	}
-	return true
 }
 
 var errProbeClosed = errors.New("l4: probe closed")

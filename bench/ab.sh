@@ -36,9 +36,7 @@ REPS=${REPS:-5} DUR=${DUR:-6} SCEN=${SCEN:-"S3 S1"}
 OUT=$(mktemp -d)
 "$A" cert -names localhost -cert "$OUT/cert.pem" -key "$OUT/key.pem" >/dev/null
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+kill_on_exit
 taskset -c 1 "$A" demo-backend -listen 127.0.0.1:19680 >"$OUT/backend.log" 2>&1 &
 pids+=($!)
 conf() { # PORT WS_PORT

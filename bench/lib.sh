@@ -1,5 +1,6 @@
 # Sourced by the scripts that start sluice and its loads by hand
-# (bench/ab.sh, profile-s3.sh, pgo.sh, k6/run.sh, .ci/testssl.sh).
+# (bench/ab.sh, profile-s3.sh, library-s3.sh, pgo.sh, k6/run.sh,
+# .ci/testssl.sh).
 
 # wait_ports PORT...: waits until something listens on each loopback port,
 # up to 10 s in all for each, and fails naming the first that never opened
@@ -18,3 +19,10 @@ wait_ports() {
 
 # cpu_ticks PID: the user and system clock ticks PID has used.
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# kill_on_exit: from now on, the PIDs the script appends to pids (the
+# processes it started, and only those) are killed when it exits.
+kill_on_exit() {
+	pids=()
+	trap 'for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done' EXIT
+}

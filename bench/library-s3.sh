@@ -29,9 +29,7 @@ go build -o "$OUT/sluice" ./cmd/sluice
 go build -o "$OUT/tlsbare" ./bench/tlsbare
 "$OUT/sluice" cert -names localhost -cert "$OUT/cert.pem" -key "$OUT/key.pem" -force >/dev/null
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+kill_on_exit
 
 taskset -c 1 "$OUT/sluice" demo-backend -listen 127.0.0.1:19780 >"$OUT/backend.log" 2>&1 &
 pids+=($!)
@@ -97,17 +95,19 @@ hz=$(getconf CLK_TCK)
 # falls on both alike; records each one's handshakes per CPU-second.
 declare -A rate
 pair() {
-	local c1 c2 d1 d2 r1 r2
-	c1=$(cpu_ticks "$2") c2=$(cpu_ticks "$5")
-	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Connection: close" "https://127.0.0.1:$3/" >"$OUT/wrk1.out" 2>&1 &
-	local w=$!
-	taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Connection: close" "https://127.0.0.1:$6/" >"$OUT/wrk2.out" 2>&1
-	wait "$w"
-	d1=$(cpu_ticks "$2") d2=$(cpu_ticks "$5")
-	r1=$(awk -v r="$(awk '/requests in/ {print $1}' "$OUT/wrk1.out")" -v a="$c1" -v b="$d1" -v hz="$hz" 'BEGIN {printf "%.0f", r / ((b - a) / hz)}')
-	r2=$(awk -v r="$(awk '/requests in/ {print $1}' "$OUT/wrk2.out")" -v a="$c2" -v b="$d2" -v hz="$hz" 'BEGIN {printf "%.0f", r / ((b - a) / hz)}')
-	rate[$1]+="$r1 " rate[$4]+="$r2 "
-	line+=" $1 $r1 $4 $r2"
+	local names=("$1" "$4") procs=("$2" "$5") ports=("$3" "$6") c0=() c1=() w=() i r
+	for i in 0 1; do c0[i]=$(cpu_ticks "${procs[i]}"); done
+	for i in 0 1; do
+		taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Connection: close" "https://127.0.0.1:${ports[i]}/" >"$OUT/wrk$i.out" 2>&1 &
+		w[i]=$!
+	done
+	wait "${w[@]}"
+	for i in 0 1; do c1[i]=$(cpu_ticks "${procs[i]}"); done
+	for i in 0 1; do
+		r=$(awk -v r="$(awk '/requests in/ {print $1}' "$OUT/wrk$i.out")" -v a="${c0[i]}" -v b="${c1[i]}" -v hz="$hz" 'BEGIN {printf "%.0f", r / ((b - a) / hz)}')
+		rate[${names[i]}]+="$r "
+		line+=" ${names[i]} $r"
+	done
 }
 for round in $(seq "$REPS"); do
 	line="round $round:"

@@ -38,9 +38,7 @@ go build -o "$OUT/tlsbare" ./bench/tlsbare
 go build -o "$OUT/loadgen" ./bench/loadgen
 "$OUT/sluice" cert -names localhost -cert "$OUT/cert.pem" -key "$OUT/key.pem" >/dev/null
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
+kill_on_exit
 
 taskset -c 1 "$OUT/sluice" demo-backend -listen 127.0.0.1:19580 >"$OUT/backend.log" 2>&1 &
 pids+=($!)

@@ -215,13 +215,13 @@ func run() error {
 		case sc.direct != nil:
 			n *= 2 // a direct run before each peer's
 		}
-		total += n * r.reps
+		total += n * sc.reps(r.reps)
 	}
 	done := 0
 	for _, sc := range selected {
 		res.scenarios = append(res.scenarios, sc)
 		res.samples[sc.id] = map[string][]metrics{}
-		for rep := range r.reps {
+		for rep := range sc.reps(r.reps) {
 			// Interleave, and rotate the order each repetition so no peer
 			// always runs right after another.
 			order := slices.Clone(ps)

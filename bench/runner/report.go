@@ -142,7 +142,7 @@ func (res *results) write(dir string) error {
 	for _, v := range res.versions {
 		fmt.Fprintf(&b, "- %s\n", v)
 	}
-	fmt.Fprintf(&b, "- Each value is the median of %d runs, the terminators interleaved; wrk runs last %s.\n", res.reps, res.duration)
+	fmt.Fprintf(&b, "- Each value is the median of %d runs%s, the terminators interleaved; wrk runs last %s.\n", res.reps, moreReps(res), res.duration)
 	fmt.Fprintf(&b, "- Terminators pinned to CPU 0 with one worker/thread each (sluice: GOMAXPROCS=1); wrk, the load generator and the backends on CPU 1. The Go programs (sluice, tlsbare, tlsproxy) run with GODEBUG=gctrace=1, a line per collection, for the GC figures under S1, S3, S3r and S7.\n")
 	conns := fmt.Sprint(res.conns)
 	if res.conns < res.requested {
@@ -584,4 +584,19 @@ func versions(sluice string) []string {
 		"hitch: " + version("hitch", "--version"),
 		"wrk: " + version("wrk", "-v"),
 	}
+}
+
+// moreReps names the scenarios of res that ran more often than -reps, as
+// " (S7: 6)", or is empty.
+func moreReps(res *results) string {
+	var more []string
+	for _, sc := range res.scenarios {
+		if n := sc.reps(res.reps); n != res.reps {
+			more = append(more, fmt.Sprintf("%s: %d", sc.id, n))
+		}
+	}
+	if len(more) == 0 {
+		return ""
+	}
+	return " (" + strings.Join(more, ", ") + ")"
 }

@@ -130,6 +130,21 @@ func TestReportEachRun(t *testing.T) {
 	}
 }
 
+// TestReportMoreReps checks that the header says which scenarios ran
+// more often than -reps, and says nothing when none did.
+func TestReportMoreReps(t *testing.T) {
+	sc := &scenario{id: "SX", title: "storm", repsFactor: 2,
+		metrics: []metricInfo{{"back_s", "seconds until all are back", false}}}
+	res := oneScenario(sc, 2, []string{"sluice"}, map[string][]metrics{
+		"sluice": {{"back_s": 1}, {"back_s": 2}, {"back_s": 3}, {"back_s": 4}},
+	})
+	_, md := writeReport(t, res)
+	wantLines(t, md, "- Each value is the median of 2 runs (SX: 4), the terminators")
+	sc.repsFactor = 0
+	_, md = writeReport(t, res)
+	wantLines(t, md, "- Each value is the median of 2 runs, the terminators")
+}
+
 // TestReportPaired checks the repetition-by-repetition lines: each
 // metric against each peer, ratios taken within a repetition.
 func TestReportPaired(t *testing.T) {

@@ -56,6 +56,16 @@ type scenario struct {
 	// diag are figures that explain a run's CPU (probe.go): not in the
 	// table, but listed run by run with the headline ones.
 	diag []metricInfo
+	// repsFactor multiplies -reps for this scenario (zero: 1). S7's runs
+	// of one build spread by a third and the peers differ by less: six
+	// storms of each kind against three told them apart where three did
+	// not (bench/README.md, "S7 side by side, six repetitions").
+	repsFactor int
+}
+
+// reps is how many times the scenario runs per peer when -reps is n.
+func (sc *scenario) reps(n int) int {
+	return n * max(sc.repsFactor, 1)
 }
 
 // scenarios are every workload; wsQuiet is S5s's interval between two
@@ -155,7 +165,7 @@ func scenarios(wsQuiet time.Duration) []*scenario {
 		{
 			id: "S7", title: "reconnect storm: all but a few wss:// connections closed and reopened at once, full handshakes, then resumed",
 			metrics: stormHeadline, extra: stormExtra,
-			applies: all, fresh: true, eachRun: true,
+			applies: all, fresh: true, eachRun: true, repsFactor: 2,
 			run: func(r *runner, p *peer) (metrics, error) { return r.storm(p) },
 		},
 	}

@@ -57,9 +57,9 @@ type scenario struct {
 	// table, but listed run by run with the headline ones.
 	diag []metricInfo
 	// repsFactor multiplies -reps for this scenario (zero: 1). S7's runs
-	// of one build spread by a third and the peers differ by less: six
-	// storms of each kind against three told them apart where three did
-	// not (bench/README.md, "S7 side by side, six repetitions").
+	// of one build spread by a third, more than the peers differ: medians
+	// of three gave nginx a lead that six side by side did not
+	// (bench/README.md, "S7 side by side, six repetitions").
 	repsFactor int
 }
 

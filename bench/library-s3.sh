@@ -13,7 +13,8 @@
 # The two bare servers differ by their TLS library and web server; each
 # proxy costs its bare server plus its proxying. So sluice's proxying costs
 # (sluice - tlsbare) and nginx's (nginx - nginx-bare), in µs of CPU per
-# connection; the script prints both, and the libraries' difference.
+# connection; the script prints both, and the libraries' difference, each
+# also split between user and system time.
 #
 #   bash bench/library-s3.sh [OUT]   (REPS=3 rounds, DUR=8 s each)
 #
@@ -93,19 +94,25 @@ hz=$(getconf CLK_TCK)
 # pair NAME1 PID1 PORT1 NAME2 PID2 PORT2: loads both servers at once, a
 # wrk each (both on CPU 1), so that whatever the machine does meanwhile
 # falls on both alike; records each one's handshakes per CPU-second.
-declare -A rate
+declare -A rate user
+# user_ticks PID: the user clock ticks alone, to split each one's CPU
+# between its own code (user) and the kernel's (system).
+user_ticks() { awk '{print $14}' "/proc/$1/stat"; }
 pair() {
-	local names=("$1" "$4") procs=("$2" "$5") ports=("$3" "$6") c0=() c1=() w=() i r
-	for i in 0 1; do c0[i]=$(cpu_ticks "${procs[i]}"); done
+	local names=("$1" "$4") procs=("$2" "$5") ports=("$3" "$6") c0=() c1=() u0=() u1=() w=() i r n
+	for i in 0 1; do c0[i]=$(cpu_ticks "${procs[i]}") u0[i]=$(user_ticks "${procs[i]}"); done
 	for i in 0 1; do
 		taskset -c 1 wrk -t1 -c64 -d"${DUR}s" -H "Connection: close" "https://127.0.0.1:${ports[i]}/" >"$OUT/wrk$i.out" 2>&1 &
 		w[i]=$!
 	done
 	wait "${w[@]}"
-	for i in 0 1; do c1[i]=$(cpu_ticks "${procs[i]}"); done
+	for i in 0 1; do c1[i]=$(cpu_ticks "${procs[i]}") u1[i]=$(user_ticks "${procs[i]}"); done
 	for i in 0 1; do
-		r=$(awk -v r="$(awk '/requests in/ {print $1}' "$OUT/wrk$i.out")" -v a="${c0[i]}" -v b="${c1[i]}" -v hz="$hz" 'BEGIN {printf "%.0f", r / ((b - a) / hz)}')
+		n=$(awk '/requests in/ {print $1}' "$OUT/wrk$i.out")
+		r=$(awk -v r="$n" -v a="${c0[i]}" -v b="${c1[i]}" -v hz="$hz" 'BEGIN {printf "%.0f", r / ((b - a) / hz)}')
 		rate[${names[i]}]+="$r "
+		# µs of user CPU per connection
+		user[${names[i]}]+="$(awk -v r="$n" -v a="${u0[i]}" -v b="${u1[i]}" -v hz="$hz" 'BEGIN {printf "%.1f", (b - a) / hz * 1e6 / r}') "
 		line+=" ${names[i]} $r"
 	done
 }
@@ -119,9 +126,15 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{a[NR] = $1} END {print (NR % 2
 us() { awk -v r="$1" 'BEGIN {printf "%.1f", 1e6 / r}'; }
 tb=$(echo "${rate[tlsbare]}" | median) nb=$(echo "${rate[nginx-bare]}" | median)
 sl=$(echo "${rate[sluice]}" | median) ng=$(echo "${rate[nginx]}" | median)
+tu=$(echo "${user[tlsbare]}" | median) nu=$(echo "${user[nginx-bare]}" | median)
+su=$(echo "${user[sluice]}" | median) gu=$(echo "${user[nginx]}" | median)
 echo "medians, handshakes per CPU-second: tlsbare $tb ($(us "$tb") µs each), nginx-bare $nb ($(us "$nb") µs), sluice $sl ($(us "$sl") µs), nginx $ng ($(us "$ng") µs)"
 awk -v tb="$tb" -v nb="$nb" -v sl="$sl" -v ng="$ng" 'BEGIN {
 	printf "the TLS library and server: crypto/tls %+.1f µs per handshake against OpenSSL in nginx\n", 1e6 / tb - 1e6 / nb
 	printf "the proxying: sluice %.1f µs per connection, nginx %.1f\n", 1e6 / sl - 1e6 / tb, 1e6 / ng - 1e6 / nb
 	printf "sluice / nginx, handshakes per CPU-second: %.3f\n", sl / ng
+}'
+awk -v tb="$tb" -v nb="$nb" -v sl="$sl" -v ng="$ng" -v tu="$tu" -v nu="$nu" -v su="$su" -v gu="$gu" 'BEGIN {
+	printf "µs per connection, user + system: tlsbare %.1f + %.1f, nginx-bare %.1f + %.1f, sluice %.1f + %.1f, nginx %.1f + %.1f\n", tu, 1e6 / tb - tu, nu, 1e6 / nb - nu, su, 1e6 / sl - su, gu, 1e6 / ng - gu
+	printf "the proxying, user + system: sluice %.1f + %.1f, nginx %.1f + %.1f\n", su - tu, (1e6 / sl - su) - (1e6 / tb - tu), gu - nu, (1e6 / ng - gu) - (1e6 / nb - nu)
 }'

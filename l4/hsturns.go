@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"sluice/tlsterm"
@@ -50,6 +51,14 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // that it follows a container's CPU limit as Go does). Two per CPU, with at
 // least four, kept the stayers' tail as it was in S7 (bench/README.md).
 // It is the process's, shared by every listener and configuration.
+//
+// The turns engage only beyond freePerTurn handshakes in progress per
+// turn. Below that, what the handshakes runnable at once can hold up a
+// relay woken by its client is bounded anyway (64 of some 250 µs of
+// computing each: 16 ms, about what Go's monitor takes to notice network
+// events on a busy process), and the turns' hand-overs and probes cost
+// 2.7% of S3's handshakes per CPU-second (64 clients; bench/README.md,
+// "Turns only in a crowd").
 type hsTurns struct {
 	mu    sync.Mutex
 	max   int       // turns at once; 0: GOMAXPROCS now, which follows the CPU limit
@@ -57,7 +66,27 @@ type hsTurns struct {
 	again list.List // *hsTurn coming back from a wait: served first
 	fresh list.List // *hsTurn not started
 	probe backlog   // nil: new handshakes start whenever a turn is free
+
+	inProgress atomic.Int64 // handshakes begun and not ended, in turns or not
+	free       atomic.Int64 // in progress with no turns; 0: freePerTurn per turn, <0: none
 }
+
+// freePerTurn is how many handshakes per turn may be in progress before
+// new ones take turns.
+const freePerTurn = 64
+
+// enter counts a handshake in progress and reports whether it is to take
+// turns; leave counts it out.
+func (t *hsTurns) enter() (crowded bool) {
+	n := t.inProgress.Add(1)
+	free := t.free.Load()
+	if free == 0 {
+		free = int64(freePerTurn * t.limit())
+	}
+	return n > free
+}
+
+func (t *hsTurns) leave() { t.inProgress.Add(-1) }
 
 // backlog tells hsTurns whether goroutines that the network woke wait long
 // to run (netProbe).
@@ -128,6 +157,11 @@ func (t *hsTurns) limit() int {
 func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
 	s := c.srv
 	if s.turns == nil {
+		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
+	}
+	crowded := s.turns.enter()
+	defer s.turns.leave()
+	if !crowded {
 		return tlsterm.Handshake(ctx, tc, s.handshakeTimeout())
 	}
 	// One handshake_timeout for the waits for a turn and the handshake,

@@ -274,9 +274,7 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 	cfg := w.simple(w.backend(echo).addr())
 	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
 	p, addrs := w.serve(cfg)
-	p.turns.mu.Lock()
-	p.turns.max = 1
-	p.turns.mu.Unlock()
+	oneTurnAlways(p, -1)
 
 	stalled := sendHello(t, addrs[0])
 	// The server's first flight: its handshake has computed, and waits.
@@ -318,9 +316,7 @@ func TestHandshakeTurnsBlockedWrite(t *testing.T) {
 	cfg.Listeners[0].TLS.Certificates = []CertConfig{w.cert(names...)}
 	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
 	p, addrs := w.serve(cfg)
-	p.turns.mu.Lock()
-	p.turns.max = 1
-	p.turns.mu.Unlock()
+	oneTurnAlways(p, -1)
 
 	// A small MSS keeps the server's send buffer small too (Linux sizes
 	// it from the MSS), so the flight waits on the client's window.
@@ -351,7 +347,48 @@ func TestHandshakeTurnsBlockedWrite(t *testing.T) {
 	handshakeMeanwhile(t, w, p, addrs[0], blocked, "another's flight waits for room")
 }
 
-// turnsReturned waits until no turn is held and none is waited for.
+// oneTurnAlways gives p's handshakes one turn, which they take once more
+// than free are in progress (free -1: always).
+func oneTurnAlways(p *Proxy, free int64) {
+	p.turns.mu.Lock()
+	p.turns.max = 1
+	p.turns.mu.Unlock()
+	p.turns.free.Store(free)
+}
+
+// TestHandshakeTurnsOnlyInACrowd: handshakes take turns only once more
+// are in progress than the turns let go free. With one turn, held
+// elsewhere, and one handshake free, a first client's handshake computes
+// without a turn, and a second one's, begun while the first waits for
+// its client, waits for the turn and is shed at handshake_timeout.
+func TestHandshakeTurnsOnlyInACrowd(t *testing.T) {
+	w := newWorld(t)
+	cfg := w.simple(w.backend(echo).addr())
+	cfg.Listeners[0].HandshakeTimeout = Duration{time.Second}
+	p, addrs := w.serve(cfg)
+	oneTurnAlways(p, 1)
+	holder := &hsTurn{t: p.turns}
+	if err := holder.take(waitCtx(t, testTimeout)); err != nil {
+		t.Fatal(err)
+	}
+
+	free := sendHello(t, addrs[0])
+	if _, err := io.ReadFull(free, make([]byte, 1)); err != nil {
+		t.Fatalf("the first handshake in progress, the turn held elsewhere: %v; want the server's first flight", err)
+	}
+	crowded := sendHello(t, addrs[0])
+	if n, err := io.ReadFull(crowded, make([]byte, 1)); n != 0 || err == nil {
+		t.Fatalf("the second handshake in progress: read %d bytes (%v), want it shed for want of a turn", n, err)
+	}
+	w.waitLog("msg=access", "reason=handshake", "no turn to compute the handshake within 1s")
+
+	holder.Release()
+	free.Close()
+	turnsReturned(t, p.turns)
+}
+
+// turnsReturned waits until no turn is held, none is waited for and no
+// handshake is counted in progress.
 func turnsReturned(tb testing.TB, t *hsTurns) {
 	tb.Helper()
 	deadline := time.Now().Add(testTimeout)
@@ -359,11 +396,12 @@ func turnsReturned(tb testing.TB, t *hsTurns) {
 		t.mu.Lock()
 		used, a, f := t.used, t.again.Len(), t.fresh.Len()
 		t.mu.Unlock()
-		if used == 0 && a == 0 && f == 0 {
+		n := t.inProgress.Load()
+		if used == 0 && a == 0 && f == 0 && n == 0 {
 			return
 		}
 		if time.Now().After(deadline) {
-			tb.Fatalf("%d turns held, %d and %d waiting, after every handshake ended", used, a, f)
+			tb.Fatalf("%d turns held, %d and %d waiting, %d handshakes counted in progress, after every handshake ended", used, a, f, n)
 		}
 		runtime.Gosched()
 	}
@@ -377,9 +415,7 @@ func TestHandshakeTurnsShed(t *testing.T) {
 	cfg := w.simple(w.backend(echo).addr())
 	cfg.Listeners[0].HandshakeTimeout = Duration{200 * time.Millisecond}
 	p, addrs := w.serve(cfg)
-	p.turns.mu.Lock()
-	p.turns.max = 1
-	p.turns.mu.Unlock()
+	oneTurnAlways(p, -1)
 	holder := &hsTurn{t: p.turns}
 	if err := holder.take(waitCtx(t, testTimeout)); err != nil {
 		t.Fatal(err)

@@ -61,14 +61,16 @@ var ErrNoTurn = errors.New("l4: no turn to compute the handshake")
 // "Turns only in a crowd").
 type hsTurns struct {
 	mu    sync.Mutex
-	max   int       // turns at once; 0: GOMAXPROCS now, which follows the CPU limit
+	max   int       // turns at once; 0: GOMAXPROCS now, which follows the CPU limit; set before use (enter reads it unlocked)
 	used  int       // turns held
 	again list.List // *hsTurn coming back from a wait: served first
 	fresh list.List // *hsTurn not started
 	probe backlog   // nil: new handshakes start whenever a turn is free
 
 	inProgress atomic.Int64 // handshakes begun and not ended, in turns or not
-	free       atomic.Int64 // in progress with no turns; 0: freePerTurn per turn, <0: none
+	// free is how many may be in progress, in the whole process, before
+	// new ones take turns; 0: freePerTurn per turn, <0: none (tests).
+	free atomic.Int64
 }
 
 // freePerTurn is how many handshakes per turn may be in progress before
@@ -153,7 +155,8 @@ func (t *hsTurns) limit() int {
 }
 
 // handshakeInTurn runs the TLS handshake, computing in turn with the
-// other handshakes of the process if the server has turns to share.
+// other handshakes of the process if the server has turns to share and
+// more handshakes are in progress than go free (enter).
 func (c *conn) handshakeInTurn(ctx context.Context, tc *tls.Conn) error {
 	s := c.srv
 	if s.turns == nil {

@@ -274,7 +274,7 @@ func TestHandshakeTurnsStalledClient(t *testing.T) {
 	cfg := w.simple(w.backend(echo).addr())
 	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
 	p, addrs := w.serve(cfg)
-	oneTurnAlways(p, -1)
+	oneTurn(p, -1)
 
 	stalled := sendHello(t, addrs[0])
 	// The server's first flight: its handshake has computed, and waits.
@@ -316,7 +316,7 @@ func TestHandshakeTurnsBlockedWrite(t *testing.T) {
 	cfg.Listeners[0].TLS.Certificates = []CertConfig{w.cert(names...)}
 	cfg.Listeners[0].HandshakeTimeout = Duration{time.Minute}
 	p, addrs := w.serve(cfg)
-	oneTurnAlways(p, -1)
+	oneTurn(p, -1)
 
 	// A small MSS keeps the server's send buffer small too (Linux sizes
 	// it from the MSS), so the flight waits on the client's window.
@@ -347,9 +347,9 @@ func TestHandshakeTurnsBlockedWrite(t *testing.T) {
 	handshakeMeanwhile(t, w, p, addrs[0], blocked, "another's flight waits for room")
 }
 
-// oneTurnAlways gives p's handshakes one turn, which they take once more
-// than free are in progress (free -1: always).
-func oneTurnAlways(p *Proxy, free int64) {
+// oneTurn gives p's handshakes one turn, which they take once more than
+// free are in progress in the process (free -1: always).
+func oneTurn(p *Proxy, free int64) {
 	p.turns.mu.Lock()
 	p.turns.max = 1
 	p.turns.mu.Unlock()
@@ -360,19 +360,25 @@ func oneTurnAlways(p *Proxy, free int64) {
 // are in progress than the turns let go free. With one turn, held
 // elsewhere, and one handshake free, a first client's handshake computes
 // without a turn, and a second one's, begun while the first waits for
-// its client, waits for the turn and is shed at handshake_timeout.
+// its client, waits for the turn and is shed at handshake_timeout. The
+// first is on a listener of its own with a long handshake_timeout, so
+// that it is still in progress however late the second begins: the
+// count is the process's.
 func TestHandshakeTurnsOnlyInACrowd(t *testing.T) {
 	w := newWorld(t)
 	cfg := w.simple(w.backend(echo).addr())
 	cfg.Listeners[0].HandshakeTimeout = Duration{time.Second}
+	patient := cfg.Listeners[0]
+	patient.Name, patient.HandshakeTimeout = "patient", Duration{time.Minute}
+	cfg.Listeners = append(cfg.Listeners, patient)
 	p, addrs := w.serve(cfg)
-	oneTurnAlways(p, 1)
+	oneTurn(p, 1)
 	holder := &hsTurn{t: p.turns}
 	if err := holder.take(waitCtx(t, testTimeout)); err != nil {
 		t.Fatal(err)
 	}
 
-	free := sendHello(t, addrs[0])
+	free := sendHello(t, addrs[1])
 	if _, err := io.ReadFull(free, make([]byte, 1)); err != nil {
 		t.Fatalf("the first handshake in progress, the turn held elsewhere: %v; want the server's first flight", err)
 	}
@@ -415,7 +421,7 @@ func TestHandshakeTurnsShed(t *testing.T) {
 	cfg := w.simple(w.backend(echo).addr())
 	cfg.Listeners[0].HandshakeTimeout = Duration{200 * time.Millisecond}
 	p, addrs := w.serve(cfg)
-	oneTurnAlways(p, -1)
+	oneTurn(p, -1)
 	holder := &hsTurn{t: p.turns}
 	if err := holder.take(waitCtx(t, testTimeout)); err != nil {
 		t.Fatal(err)

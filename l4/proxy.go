@@ -587,6 +587,7 @@ func buildTLS(tc *TLSConfig, path string, alpnFor func(*tls.ClientHelloInfo) []s
 	o.SessionTicketsDisabled = tc.SessionTickets != nil && !*tc.SessionTickets
 	o.SessionTicketLifetime = tc.SessionTicketLifetime.or(DefaultSessionTicketLifetime)
 	o.TicketKeys = tickets
+	o.DynamicRecordSizing = tc.DynamicRecordSizing
 	files := make([]tlsterm.CertFile, len(tc.Certificates))
 	for i, c := range tc.Certificates {
 		files[i] = tlsterm.CertFile{Cert: c.Cert, Key: c.Key}

@@ -83,3 +83,18 @@ func handshakeResumed(t *testing.T, cfg, client *tls.Config) bool {
 	}
 	return c.ConnectionState().DidResume
 }
+
+// TestBuildTLSRecordSizing: dynamic_record_sizing reaches the listener's
+// *tls.Config, off unless set (tlsterm's TestRecordSizes checks what each
+// writes).
+func TestBuildTLSRecordSizing(t *testing.T) {
+	for _, dynamic := range []bool{false, true} {
+		cfg, _, err := buildTLS(&TLSConfig{DynamicRecordSizing: dynamic}, "listener[0].tls", nil, nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cfg.DynamicRecordSizingDisabled == dynamic {
+			t.Errorf("dynamic_record_sizing = %v: DynamicRecordSizingDisabled = %v", dynamic, cfg.DynamicRecordSizingDisabled)
+		}
+	}
+}

@@ -1186,6 +1186,37 @@ sndbuf = "32K"
 	}
 }
 
+// TestLoadConfigRecordSizing: dynamic_record_sizing is read from
+// [listener.tls], false when absent.
+func TestLoadConfigRecordSizing(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "sluice.toml")
+	writeFile(t, file, `[[listener]]
+address = "127.0.0.1:8443"
+[listener.tls]
+dynamic_record_sizing = true
+[[listener.route]]
+upstream = "app"
+
+[[listener]]
+address = "127.0.0.1:8444"
+[listener.tls]
+[[listener.route]]
+upstream = "app"
+
+[[upstream]]
+name = "app"
+servers = ["127.0.0.1:9000"]
+`)
+	cfg, _, err := loadConfig(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.Listeners[0].TLS.DynamicRecordSizing || cfg.Listeners[1].TLS.DynamicRecordSizing {
+		t.Errorf("dynamic_record_sizing: %v and %v, want true and false",
+			cfg.Listeners[0].TLS.DynamicRecordSizing, cfg.Listeners[1].TLS.DynamicRecordSizing)
+	}
+}
+
 // TestShippedConfigs checks every configs/*.toml: strictly decoded, no
 // unknown keys, and valid. Their certificate files do not exist here,
 // except for sluice.toml, which uses an in-memory certificate and so must

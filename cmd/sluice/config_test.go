@@ -227,7 +227,7 @@ min_versoin = "1.3"
 [[listener.route]]
 upstream = "app"
 ` + upstreamApp,
-			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets, session_ticket_lifetime, session_ticket_keys, ktls)`},
+			want: []string{`{{file}}:6: listener.tls.min_versoin: unknown key: did you mean "min_version"? (expected one of certificates, min_version, cipher_suites, curves, alpn, client_ca, client_auth, session_tickets, session_ticket_lifetime, session_ticket_keys, ktls, dynamic_record_sizing)`},
 		},
 		{
 			name: "unknown key in listener.route, twice",

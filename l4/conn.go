@@ -95,8 +95,11 @@ type conn struct {
 	headBuf *[]byte // the pooled buffer peeked points into
 	route   *Route
 	backend *Backend
-	stats   splice.Stats
-	reason  string
+	// keepAlive sets the backend socket's keepalive a while after the
+	// dial, unless the connection ends first.
+	keepAlive *lateKeepAlive
+	stats     splice.Stats
+	reason    string
 
 	// healthCheck: the connection came from a trusted proxy with a PROXY
 	// LOCAL header, which a proxy sends for connections of its own (HAProxy's
@@ -206,6 +209,7 @@ func (c *conn) finish(err error) {
 	if c.backend != nil {
 		c.backend.done()
 	}
+	c.keepAlive.stop()
 	if c.healthCheck {
 		c.srv.meter.healthCheck()
 	}
@@ -358,6 +362,7 @@ func (c *conn) connect(ctx context.Context, stop func() bool, cur net.Conn, pref
 		return err
 	}
 	c.backend = srv
+	c.keepAlive = up.keepAliveLater(backend)
 
 	if err := c.writePreamble(backend, up, prefix); err != nil {
 		splice.Abort(cur)

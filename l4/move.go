@@ -116,6 +116,9 @@ func (c *conn) move(ctx context.Context, move Mover) error {
 		err = splice.ErrNotMovable
 	}
 	if err == nil {
+		// The socket keeps its options in the next process, which
+		// would not set them.
+		c.keepAlive.now()
 		err = move(b, client, backend)
 	}
 	if err != nil {

@@ -138,12 +138,12 @@ func control(c syscall.RawConn, set func(fd int) error) error {
 
 // dialer returns the Dialer an Upstream uses when none is injected, with o
 // applied: buffer sizes before connect (the window scale offered in the SYN
-// follows the receive buffer), keepalive through net, and Nagle's
-// algorithm, if asked for, once connected (net turns TCP_NODELAY on then,
-// so earlier would be overwritten).
+// follows the receive buffer) and Nagle's algorithm, if asked for, once
+// connected (net turns TCP_NODELAY on then, so earlier would be
+// overwritten). Keepalive is the caller's, once the connection has lived
+// a while (see keepAliveLater).
 func (o SocketOptions) dialer() Dialer {
-	idle, ka := o.keepAlive()
-	d := &socketDialer{Dialer: net.Dialer{KeepAlive: idle, KeepAliveConfig: ka}, noDelay: !o.Nagle}
+	d := &socketDialer{Dialer: net.Dialer{KeepAlive: -1}, noDelay: !o.Nagle}
 	if o.RcvBuf > 0 || o.SndBuf > 0 {
 		d.Control = func(_, _ string, c syscall.RawConn) error { return control(c, o.setBuffers) }
 	}

@@ -216,6 +216,11 @@ func TestDialSocketOptions(t *testing.T) {
 			if !ok {
 				t.Fatalf("Dial returned %T, want *net.TCPConn", c)
 			}
+			// Keepalive comes a while later (see keepAliveLater).
+			if got := readTCPOptions(t, tcpc); got.keepAlive != 0 {
+				t.Errorf("keepalive on at the dial: %+v", got)
+			}
+			u.keepAliveLater(c).now()
 			checkTCPOptions(t, readTCPOptions(t, tcpc), readTCPOptions(t, peer.(*net.TCPConn)), tc.so)
 		})
 	}
@@ -332,7 +337,9 @@ func TestProxySocketOptions(t *testing.T) {
 		}
 	}
 
-	c := dialUpstream(t, p.gen.servers[0].Routes[0].Upstream)
+	up := p.gen.servers[0].Routes[0].Upstream
+	c := dialUpstream(t, up)
+	up.keepAliveLater(c).now()
 	got := readTCPOptions(t, c.(*net.TCPConn))
 	if got.noDelay != 0 || got.keepIdle != 90 || got.keepIntvl != 20 || got.keepCnt != 6 || got.sndBuf != 2*testSndBuf {
 		t.Errorf("dialled: %+v, want TCP_NODELAY off, keepalive after 90s then every 20s 6 times, SO_SNDBUF %d", got, 2*testSndBuf)

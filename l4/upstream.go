@@ -56,6 +56,9 @@ type Upstream struct {
 
 	next  atomic.Uint64  // round-robin cursor
 	meter *upstreamMeter // nil: not measured
+	// keepAliveAfter replaces the package's keepAliveAfter (see
+	// keepAliveLater); for tests.
+	keepAliveAfter time.Duration
 }
 
 // Backend is one backend address of an Upstream.

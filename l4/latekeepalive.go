@@ -3,6 +3,7 @@ package l4
 import (
 	"cmp"
 	"net"
+	"sync"
 	"time"
 )
 
@@ -10,9 +11,10 @@ import (
 // keepalive is turned on. Keepalive only matters to a connection that
 // outlives its first idle minute, and its four setsockopt calls
 // (SO_KEEPALIVE and the three timings) were a tenth of the system calls
-// of a short connection: a full handshake per request ran 1.5% faster
-// without them (bench/README.md, "Keepalive after a second"). The first
-// probe goes out at most this much later than it would have.
+// of a short connection; without them a handshake per request ran 0.2%
+// and 0.9% faster in two runs (bench/README.md, "Records of 16 KiB, and
+// keepalive after a second"). The first probe goes out at most this much
+// later than it would have.
 const keepAliveAfter = time.Second
 
 // lateKeepAlive turns keepalive on a dialled socket once it has lived for
@@ -21,6 +23,10 @@ type lateKeepAlive struct {
 	timer *time.Timer
 	conn  *net.TCPConn
 	cfg   net.KeepAliveConfig
+	// once makes the options set at most once, and makes now and stop
+	// wait for a timer's apply already under way: a socket handed to
+	// another process must have them all before it goes.
+	once sync.Once
 }
 
 // keepAliveLater arranges the upstream's keepalive on c, a connection
@@ -40,21 +46,25 @@ func (u *Upstream) keepAliveLater(c net.Conn) *lateKeepAlive {
 	return k
 }
 
-// apply sets the options; best effort, as net does after a dial: a socket
-// that refuses them is dead, or closed already.
-func (k *lateKeepAlive) apply() { k.conn.SetKeepAliveConfig(k.cfg) }
+// apply sets the options, once; best effort, as net does after a dial: a
+// socket that refuses them is dead, or closed already.
+func (k *lateKeepAlive) apply() { k.once.Do(func() { k.conn.SetKeepAliveConfig(k.cfg) }) }
 
-// now applies the options at once if the timer has not yet: before the
-// socket leaves for another process, where nobody would.
+// now applies the options at once unless they are set already (or
+// stopped), and returns once they are: before the socket leaves for
+// another process, where nobody would set them.
 func (k *lateKeepAlive) now() {
-	if k != nil && k.timer.Stop() {
+	if k != nil {
+		k.timer.Stop()
 		k.apply()
 	}
 }
 
-// stop lets the timer go when the connection ends before it fires.
+// stop lets the timer go when the connection ends before it fires, and
+// makes a later apply do nothing.
 func (k *lateKeepAlive) stop() {
 	if k != nil {
 		k.timer.Stop()
+		k.once.Do(func() {})
 	}
 }

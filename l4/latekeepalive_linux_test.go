@@ -20,16 +20,25 @@ func TestLateKeepAlive(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer back.Close()
-	go func() { // the backend's sockets close with back's test
+	var accepted []net.Conn // the backend's sockets, closed at cleanup
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
 		for {
 			c, err := back.Accept()
 			if err != nil {
 				return
 			}
-			t.Cleanup(func() { c.Close() })
+			accepted = append(accepted, c)
 		}
 	}()
+	t.Cleanup(func() {
+		back.Close()
+		<-done
+		for _, c := range accepted {
+			c.Close()
+		}
+	})
 	upstream := func(so SocketOptions, after time.Duration) *Upstream {
 		return &Upstream{Name: "app", Servers: []*Backend{NewBackend(back.Addr().String())}, Socket: so, keepAliveAfter: after}
 	}

@@ -178,7 +178,9 @@ func (u *Upstream) order(now time.Time) []*Backend {
 }
 
 // Dial connects to one of the servers. The caller must call release on the
-// returned server when the connection is finished with.
+// returned server when the connection is finished with. The connection has
+// no keepalive yet: the caller arranges it (keepAliveLater), so that a
+// short connection is spared it.
 func (u *Upstream) Dial(ctx context.Context) (net.Conn, *Backend, error) {
 	if len(u.Servers) == 0 {
 		return nil, nil, fmt.Errorf("upstream %s: no servers", u.Name)

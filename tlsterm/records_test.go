@@ -39,6 +39,7 @@ func TestRecordSizes(t *testing.T) {
 			t.Errorf("dynamic %v: DynamicRecordSizingDisabled = %v", dynamic, cfg.DynamicRecordSizingDisabled)
 		}
 		sc, cc := net.Pipe()
+		t.Cleanup(func() { cc.Close(); sc.Close() }) // on a failure below: the reader returns
 		w := &writeSizes{Conn: sc}
 		server := tls.Server(w, cfg)
 		client := tls.Client(cc, &tls.Config{RootCAs: ca.pool, ServerName: "localhost"})

@@ -139,12 +139,12 @@ type TLSConfig struct {
 	// that can. A connection the kernel cannot take (a resumed TLS 1.2
 	// session, say) stays in userspace either way.
 	KTLS string `toml:"ktls"`
-	// DynamicRecordSizing starts each connection with records of one TCP
-	// segment that grow to 16 KiB (crypto/tls's adaptive sizing), for
-	// pages a browser should render as they arrive; default false: 16 KiB
-	// records from the start (nginx's ssl_buffer_size 16k). Kernel TLS
-	// makes its own records of whatever is written, so it has no effect
-	// on connections the kernel took.
+	// DynamicRecordSizing starts each connection with a record of one TCP
+	// segment, each after it one more, up to 16 KiB (crypto/tls's
+	// adaptive sizing), for pages a browser should render as they
+	// arrive; default false: 16 KiB records from the start (nginx's
+	// ssl_buffer_size 16k). Kernel TLS makes its own records of whatever
+	// is written, so it has no effect on connections the kernel took.
 	DynamicRecordSizing bool `toml:"dynamic_record_sizing"`
 }
 

@@ -51,9 +51,10 @@ type Options struct {
 	// DynamicRecordSizing turns on crypto/tls's adaptive record sizes:
 	// a connection's first record holds one TCP segment, each after it
 	// one more, up to 16 KiB (or from 128 KiB sent), so that a browser
-	// can start on the first bytes of a page sooner. Off, a write goes out in 16 KiB
-	// records, as nginx (ssl_buffer_size 16k) and HAProxy send them: a
-	// 3.6 KiB response is one record and one system call, not three.
+	// can start on the first bytes of a page sooner. Off, a write goes
+	// out in 16 KiB records, as nginx (ssl_buffer_size 16k) and HAProxy
+	// send them: a 3.6 KiB response is one record and one system call,
+	// not three.
 	DynamicRecordSizing bool
 }
 

@@ -16,31 +16,11 @@ import (
 // or at once from now() while the timer is pending, and never once
 // stopped; an injected Dialer, keepalive off and unix sockets get none.
 func TestLateKeepAlive(t *testing.T) {
-	back, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var accepted []net.Conn // the backend's sockets, closed at cleanup
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := back.Accept()
-			if err != nil {
-				return
-			}
-			accepted = append(accepted, c)
-		}
-	}()
-	t.Cleanup(func() {
-		back.Close()
-		<-done
-		for _, c := range accepted {
-			c.Close()
-		}
-	})
+	// A backend that closes what it accepts: the options read are the
+	// dialled socket's own.
+	back := newWorld(t).backend(func(net.Conn) {})
 	upstream := func(so SocketOptions, after time.Duration) *Upstream {
-		return &Upstream{Name: "app", Servers: []*Backend{NewBackend(back.Addr().String())}, Socket: so, keepAliveAfter: after}
+		return &Upstream{Name: "app", Servers: []*Backend{NewBackend(back.addr())}, Socket: so, keepAliveAfter: after}
 	}
 	keepIdle := func(c net.Conn) int { return readTCPOptions(t, c.(*net.TCPConn)).keepIdle }
 

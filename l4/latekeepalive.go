@@ -37,7 +37,7 @@ func (u *Upstream) keepAliveLater(c net.Conn) *lateKeepAlive {
 		return nil
 	}
 	tc, ok := c.(*net.TCPConn)
-	_, ka := u.Socket.keepAlive()
+	ka := u.Socket.keepAlive()
 	if !ok || !ka.Enable {
 		return nil
 	}

@@ -29,7 +29,7 @@ func listen(ctx context.Context, address string, reusePort bool, so SocketOption
 		}
 		return &unixListener{UnixListener: ln.(*net.UnixListener), so: so}, nil
 	}
-	_, keepAlive := so.keepAlive()
+	keepAlive := so.keepAlive()
 	var inherits bool // accepted sockets inherit keepalive
 	lc := net.ListenConfig{
 		// Buffer sizes, TCP_DEFER_ACCEPT and keepalive go on the
@@ -84,7 +84,7 @@ type tcpListener struct {
 
 func (l *tcpListener) setOptions(so SocketOptions, inherits bool) {
 	l.noDelay = !so.Nagle
-	_, l.keepAlive = so.keepAlive()
+	l.keepAlive = so.keepAlive()
 	l.inherits = inherits
 }
 
@@ -119,7 +119,7 @@ func adopt(ln net.Listener, so SocketOptions) error {
 		if err != nil {
 			return err
 		}
-		_, ka := so.keepAlive()
+		ka := so.keepAlive()
 		var inherits bool
 		err = control(rc, func(fd int) error {
 			if err := so.setBuffers(fd); err != nil {

@@ -97,13 +97,13 @@ func warnBufferCaps(logger *slog.Logger, path string, o SocketOptions, lim Buffe
 	}
 }
 
-// keepAlive returns the keepalive fields of a net.Dialer or
-// net.ListenConfig for o.
-func (o SocketOptions) keepAlive() (time.Duration, net.KeepAliveConfig) {
+// keepAlive returns the keepalive settings o asks for; Enable is false
+// when keepalive is off.
+func (o SocketOptions) keepAlive() net.KeepAliveConfig {
 	if o.KeepAlive < 0 {
-		return -1, net.KeepAliveConfig{}
+		return net.KeepAliveConfig{}
 	}
-	return 0, net.KeepAliveConfig{
+	return net.KeepAliveConfig{
 		Enable:   true,
 		Idle:     cmp.Or(o.KeepAlive, DefaultKeepAlive),
 		Interval: cmp.Or(o.KeepAliveInterval, DefaultKeepAliveInterval),

@@ -11,10 +11,9 @@ import (
 // keepalive is turned on. Keepalive only matters to a connection that
 // outlives its first idle minute, and its four setsockopt calls
 // (SO_KEEPALIVE and the three timings) were a tenth of the system calls
-// of a short connection; without them a handshake per request ran 0.2%
-// and 0.9% faster in two runs (bench/README.md, "Records of 16 KiB, and
-// keepalive after a second"). The first probe goes out at most this much
-// later than it would have.
+// of a short connection (measured in bench/README.md, "Records of 16
+// KiB, and keepalive after a second"). The first probe goes out at most
+// this much later than it would have.
 const keepAliveAfter = time.Second
 
 // lateKeepAlive turns keepalive on a dialled socket once it has lived for

@@ -23,6 +23,9 @@ type tmplData struct {
 	TLSR, WSR int
 	Body64    string
 	User      string // for hitch, which will not run workers as root
+	// Frontend and Backend are the one listener a hitch instance serves
+	// and its backend (peer.instances).
+	Frontend, Backend int
 }
 
 // peer is one terminator under test.
@@ -33,7 +36,11 @@ type peer struct {
 	// the commands that start it from the rendered paths.
 	confs []string
 	argv  func(r *runner, rendered []string) [][]string
-	env   []string
+	// instances, if set, renders confs[0] once for each of the data it
+	// returns, ahead of the other confs: hitch serves one backend per
+	// process, and tickets on or off for the whole process.
+	instances func(d tmplData) []tmplData
+	env       []string
 	// plain reports whether it has plain TCP listeners (S6).
 	plain bool
 	// variantOf names the peer this one is a variant of: the report shows
@@ -135,9 +142,25 @@ func peers(sluiceBin, bareBin string, metricsOnly []string) []*peer {
 			},
 		},
 		{
-			name: "hitch", base: 23000, confs: []string{"hitch.conf", "hitch-ws.conf"},
+			name: "hitch", base: 23000, confs: []string{"hitch.conf", "hitch-openssl.cnf"},
+			instances: func(d tmplData) []tmplData {
+				var out []tmplData
+				for _, fb := range [][2]int{{d.TLS, d.BackendHTTP}, {d.WS, d.BackendWS}, {d.TLSR, d.BackendHTTP}, {d.WSR, d.BackendWS}} {
+					d.Frontend, d.Backend = fb[0], fb[1]
+					out = append(out, d)
+				}
+				return out
+			},
 			argv: func(r *runner, c []string) [][]string {
-				return [][]string{{"hitch", "--config", c[0]}, {"hitch", "--config", c[1]}}
+				// TLS and WS without tickets, as the other peers' (see
+				// hitch.conf); TLSR and WSR with OpenSSL's.
+				noTickets := "OPENSSL_CONF=" + c[4]
+				return [][]string{
+					{"env", noTickets, "hitch", "--config", c[0]},
+					{"env", noTickets, "hitch", "--config", c[1]},
+					{"hitch", "--config", c[2]},
+					{"hitch", "--config", c[3]},
+				}
 			},
 		},
 	}
@@ -193,6 +216,31 @@ func (r *runner) render(name string, d tmplData, out string) (string, error) {
 	return path, nil
 }
 
+// renderPeer renders the peer's configuration files and returns their
+// paths in the order argv takes them.
+func (r *runner) renderPeer(p *peer, d tmplData) ([]string, error) {
+	var paths []string
+	confs := p.confs
+	if p.instances != nil {
+		for i, di := range p.instances(d) {
+			path, err := r.render(confs[0], di, fmt.Sprintf("%s-%d-%s", p.name, i, confs[0]))
+			if err != nil {
+				return nil, err
+			}
+			paths = append(paths, path)
+		}
+		confs = confs[1:]
+	}
+	for _, c := range confs {
+		path, err := r.render(c, d, p.name+"-"+c)
+		if err != nil {
+			return nil, err
+		}
+		paths = append(paths, path)
+	}
+	return paths, nil
+}
+
 // start renders and starts the peer pinned to the terminator CPU, and waits
 // for its TLS listener.
 func (r *runner) startPeer(p *peer) error {
@@ -202,13 +250,9 @@ func (r *runner) startPeer(p *peer) error {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
-	var rendered []string
-	for _, c := range p.confs {
-		path, err := r.render(c, p.data(r), p.name+"-"+c)
-		if err != nil {
-			return err
-		}
-		rendered = append(rendered, path)
+	rendered, err := r.renderPeer(p, d)
+	if err != nil {
+		return err
 	}
 	if p.admin {
 		// A sluice without the admin listener refuses the configuration
@@ -240,6 +284,12 @@ func (r *runner) startPeer(p *peer) error {
 		if err := waitPort(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
 			r.stopPeer(p)
 			return fmt.Errorf("%s: %w (see %s/%s-0.log)", p.name, err, r.dir, p.name)
+		}
+	}
+	for _, port := range []int{d.TLS, d.WS} {
+		if err := checkNoResumption(ctx, fmt.Sprintf("127.0.0.1:%d", port)); err != nil {
+			r.stopPeer(p)
+			return fmt.Errorf("%s: %w", p.name, err)
 		}
 	}
 	return nil

@@ -3,30 +3,28 @@ package main
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"math/big"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
+
+	"sluice/tlsterm"
 )
 
 // TestCheckNoResumption runs the check against a TLS server with tickets
 // and one without: only the first is refused.
 func TestCheckNoResumption(t *testing.T) {
-	cert := testCertificate(t)
+	cert, err := tlsterm.SelfSigned([]string{"localhost"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, tc := range []struct {
 		name    string
 		tickets bool
 	}{{"tickets", true}, {"no tickets", false}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := &tls.Config{Certificates: []tls.Certificate{cert}, SessionTicketsDisabled: !tc.tickets}
+			cfg := &tls.Config{Certificates: []tls.Certificate{*cert}, SessionTicketsDisabled: !tc.tickets}
 			addr := serveS3(t, cfg)
 			err := checkNoResumption(context.Background(), addr)
 			if tc.tickets && (err == nil || !strings.Contains(err.Error(), "resumed a TLS session")) {
@@ -64,24 +62,4 @@ func serveS3(t *testing.T, cfg *tls.Config) string {
 		}
 	}()
 	return ln.Addr().String()
-}
-
-func testCertificate(t *testing.T) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "localhost"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
